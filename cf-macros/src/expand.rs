@@ -1,0 +1,181 @@
+//! The expansion of `#[task]`. Pure: syntax in, tokens out.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
+use syn::ext::IdentExt as _;
+use syn::spanned::Spanned as _;
+use syn::{Error, Ident, ItemFn, Signature, Type};
+
+use crate::args::TaskArgs;
+use crate::ast::{Attrs, Output, Param, TaskFn};
+use crate::valid;
+
+/// The expansion of `#[task]` with `args` on `item`; on any error, `item` unchanged plus the
+/// errors.
+pub(crate) fn expand(args: syn::Result<TaskArgs>, item: &ItemFn) -> TokenStream {
+    match try_expand(args, item) {
+        Ok(expanded) => expanded,
+        Err(error) => fallback(item, &error),
+    }
+}
+
+/// `item` unchanged plus `error`: the function stays callable, so the only errors the user sees
+/// are ours.
+pub(crate) fn fallback(item: &impl ToTokens, error: &Error) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#item #error)
+}
+
+/// The expansion, or every error in the arguments and the function.
+fn try_expand(args: syn::Result<TaskArgs>, item: &ItemFn) -> syn::Result<TokenStream> {
+    let (args, args_error) = match args {
+        Ok(args) => (args, None),
+        Err(error) => (TaskArgs::default(), Some(error)),
+    };
+    let task = TaskFn::from_syn(item, &args);
+    match (args_error, valid::check(&task)) {
+        (None, Ok(())) => Ok(expand_task(&task)),
+        (Some(mut error), Err(more)) => {
+            error.combine(more);
+            Err(error)
+        }
+        (Some(error), Ok(())) | (None, Err(error)) => Err(error),
+    }
+}
+
+/// The expansion of a valid task: a marker type and a constant, both with the function's name,
+/// and, hidden in an anonymous constant, the function itself and the impls that make the
+/// constant callable and submittable.
+fn expand_task(task: &TaskFn<'_>) -> TokenStream {
+    let item = task.original;
+    let vis = &item.vis;
+    let ident = task.ident();
+    let Attrs {
+        cfgs,
+        lints,
+        docs,
+        hidden,
+        body,
+    } = &task.attrs;
+
+    // The user's function, renamed, private, and otherwise exactly as written.
+    let inner = Ident::new("__cf_task", ident.span());
+    let sig = Signature {
+        ident: inner.clone(),
+        ..item.sig.clone()
+    };
+    let block = &item.block;
+
+    let types: Vec<&Type> = task.params.iter().map(Param::ty).collect();
+    let bindings: Vec<&Ident> = task.params.iter().map(|param| &param.binding).collect();
+    let ret = &item.sig.output;
+    let fn_ptr = quote!(fn(#(#types),*) #ret);
+    let (args_ty, args_pat) = match (types.as_slice(), bindings.as_slice()) {
+        ([ty], [binding]) => (quote!(#ty), quote!(#binding)),
+        _ => (quote!((#(#types),*)), quote!((#(#bindings),*))),
+    };
+
+    let never = quote!(::cf::__private::Never);
+    let call = quote!(#inner(#(#bindings),*));
+    let (output_ty, error_ty, outcome, results) = match task.output {
+        Output::Unit => (
+            quote!(()),
+            never,
+            quote!(#call; ::core::result::Result::Ok(())),
+            vec![],
+        ),
+        Output::Never => (never.clone(), never, call, vec![]),
+        Output::Value(ty) => (
+            quote!(#ty),
+            never,
+            quote!(::core::result::Result::Ok(#call)),
+            vec![ty],
+        ),
+        Output::Result { ok, err, .. } => (quote!(#ok), quote!(#err), call, vec![ok, err]),
+    };
+
+    let name = match &task.args.name {
+        Some(name) => name.to_token_stream(),
+        None => {
+            let fn_name = ident.unraw().to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #fn_name))
+        }
+    };
+
+    // Spanned at the user's type, so that E0277 points at the parameter or return type.
+    let checks = types.iter().copied().chain(results).map(|ty| {
+        quote_spanned! {ty.span()=>
+            const _: () = ::cf::__private::assert_value::<#ty>();
+        }
+    });
+
+    let marker_doc = format!(
+        " The marker type of the `#[task]` function `{}`: the constant of the same name is its \
+         only value, which calls like the function and is what `submit` takes.",
+        ident.unraw(),
+    );
+
+    quote! {
+        #(#cfgs)*
+        #(#lints)*
+        #(#hidden)*
+        #[doc = #marker_doc]
+        #[allow(non_camel_case_types)]
+        #[derive(::core::clone::Clone, ::core::marker::Copy)]
+        #vis struct #ident {
+            _private: (),
+        }
+
+        #(#cfgs)*
+        #(#lints)*
+        #(#docs)*
+        #[allow(non_upper_case_globals)]
+        #vis const #ident: #ident = #ident { _private: () };
+
+        #(#cfgs)*
+        #(#lints)*
+        const _: () = {
+            #(#body)*
+            #sig #block
+
+            impl ::core::ops::Deref for #ident {
+                type Target = #fn_ptr;
+
+                #[inline]
+                fn deref(&self) -> &Self::Target {
+                    static __CF_FN: #fn_ptr = #inner;
+                    &__CF_FN
+                }
+            }
+
+            impl ::core::fmt::Debug for #ident {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.write_str(<Self as ::cf::__private::Task>::NAME)
+                }
+            }
+
+            #[::cf::__private::linkme::distributed_slice(::cf::__private::TASKS)]
+            #[linkme(crate = ::cf::__private::linkme)]
+            static __CF_ENTRY: ::cf::__private::TaskEntry =
+                ::cf::__private::TaskEntry::new::<#ident>();
+
+            impl ::cf::__private::Task for #ident {
+                type Args = #args_ty;
+                type Output = #output_ty;
+                type Error = #error_ty;
+                const NAME: &'static str = #name;
+
+                #[inline]
+                fn call(#args_pat: Self::Args) -> ::core::result::Result<Self::Output, Self::Error> {
+                    #outcome
+                }
+
+                fn entry() -> &'static ::cf::__private::TaskEntry {
+                    &__CF_ENTRY
+                }
+            }
+
+            #(#checks)*
+        };
+    }
+}

@@ -1,0 +1,114 @@
+//! The `#[task]` attribute of [cf](https://docs.rs/concurrent-futures), re-exported as
+//! `cf::task`. Users never name this crate.
+//!
+//! The macro runs in three steps: [`args`] parses the attribute's arguments, [`valid`] refuses
+//! what a task cannot be, and [`expand`] writes the marker type, its constant and the impls.
+//! The expansion names only `::cf::__private` and `::core`.
+
+mod args;
+mod ast;
+mod expand;
+mod valid;
+
+use proc_macro::TokenStream;
+use syn::Item;
+
+use crate::args::TaskArgs;
+
+/// Makes a function a task that a `ProcessPoolExecutor` can run in a worker process.
+///
+/// ```
+/// use cf::task;
+///
+/// /// Adds two numbers.
+/// #[task]
+/// pub fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// # fn main() -> Result<(), cf::Error> {
+/// assert_eq!(add(2, 3), 5); // still an ordinary function
+/// let pool = cf::ProcessPoolExecutor::new()?;
+/// let sum = pool.submit(add, (2, 3))?; // and a value that `submit` takes
+/// assert_eq!(sum.result().ok(), Some(5));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The function keeps its name twice over: `add` is a constant that calls like the function
+/// (`add(2, 3)`, recursion included) and a zero-sized marker type that implements `cf::Task`.
+/// Submitting checks the arguments against the signature at compile time: `()` for a function
+/// without parameters, the value itself for one parameter, a tuple for two or more.
+///
+/// # Arguments and results
+///
+/// Every parameter type and the return type must be `Serialize + DeserializeOwned + Send +
+/// 'static`; a type that is not gets a compile error at that type. A function that returns
+/// `Result<T, E>` (any path ending in `Result` with two type arguments) completes its future
+/// with `T`, or fails it with its own error `E`; any other return type `T` is a task that cannot
+/// fail (`cf::Task::Error` is `cf::Never`). A function returning `!` never completes with a
+/// value.
+///
+/// ```
+/// use cf::task;
+/// use std::num::ParseIntError;
+///
+/// #[task]
+/// fn parse(text: String) -> Result<i64, String> {
+///     text.trim().parse().map_err(|e: ParseIntError| e.to_string())
+/// }
+///
+/// # fn main() {
+/// assert_eq!(parse(" 7 ".to_owned()), Ok(7));
+/// # }
+/// ```
+///
+/// # The task's name
+///
+/// A worker finds the function by name: by default its module path and function name, like
+/// `my_crate::jobs::add`. `#[task(name = "...")]` pins another; names must be unique in a
+/// binary.
+///
+/// ```
+/// use cf::Task;
+///
+/// #[cf::task(name = "adder-v1")]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// # fn main() {
+/// assert_eq!(<add as Task>::NAME, "adder-v1");
+/// # }
+/// ```
+///
+/// # Attributes
+///
+/// Doc comments and `#[deprecated]` go on the constant, the name users see; `#[cfg]` and lint
+/// levels (`#[allow]`, `#[warn]`, `#[deny]`, `#[forbid]`) on everything generated; any other
+/// attribute (`#[inline]`, `#[expect]`, ...) on the function itself.
+///
+/// # Refused
+///
+/// These are compile errors at the offending code: generic parameters, `async fn`, `unsafe fn`,
+/// `extern fn`, a `self` receiver, borrowed arguments or results (a reference or a lifetime
+/// other than `'static`), `impl Trait`, variadics, and unknown arguments to the attribute.
+///
+/// ```compile_fail
+/// #[cf::task]
+/// fn first(words: &[String]) -> String {
+///     words[0].clone()
+/// }
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = syn::parse::<TaskArgs>(args);
+    let input = proc_macro2::TokenStream::from(input);
+    let output = match syn::parse2::<Item>(input.clone()) {
+        Ok(Item::Fn(item)) => expand::expand(args, &item),
+        Ok(item) => expand::fallback(&item, &valid::not_a_fn(&item)),
+        Err(error) => expand::fallback(&input, &error),
+    };
+    output.into()
+}

@@ -1,0 +1,24 @@
+//! Where panics of done-callbacks go.
+
+use std::sync::RwLock;
+
+type Handler = Box<dyn Fn(&str) + Send + Sync>;
+
+static HANDLER: RwLock<Option<Handler>> = RwLock::new(None);
+
+/// Sets what happens when a done-callback panics: `handler` gets the panic message.
+///
+/// The default prints `cf: a done-callback panicked: <message>` to stderr. A callback's panic never
+/// reaches the pool or the thread that completed the future either way.
+pub fn set_callback_panic_handler(handler: impl Fn(&str) + Send + Sync + 'static) {
+    *HANDLER.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Box::new(handler));
+}
+
+pub(crate) fn report_panic(message: &str) {
+    let handler = HANDLER.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*handler {
+        Some(handler) => handler(message),
+        None => eprintln!("cf: a done-callback panicked: {message}"),
+    }));
+    drop(report);
+}

@@ -1,0 +1,300 @@
+//! Errors: [`Error`] for the pool itself, [`TaskError`] for one task's outcome.
+
+use std::fmt;
+use std::io;
+
+use cf_worker::PanicInfo;
+
+/// Something went wrong with an executor itself: starting workers, talking to them, or using it
+/// after shutdown.
+///
+/// Opaque so that it can grow; ask it with the `is_*` methods.
+pub struct Error {
+    kind: ErrorKind,
+}
+
+#[derive(Debug)]
+pub(crate) enum ErrorKind {
+    Spawn(io::Error),
+    Io(io::Error),
+    Shutdown,
+    NotRegistered(&'static str),
+    DuplicateTasks(Vec<&'static str>),
+    Broken(String),
+    Encode { task: &'static str, message: String },
+    Task(String),
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error { kind }
+    }
+
+    /// A worker process could not be started.
+    pub fn is_spawn(&self) -> bool {
+        matches!(self.kind, ErrorKind::Spawn(_))
+    }
+
+    /// The executor was shut down before the call.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.kind, ErrorKind::Shutdown)
+    }
+
+    /// The pool cannot run tasks any more (for example, workers that fail at start-up).
+    pub fn is_broken(&self) -> bool {
+        matches!(self.kind, ErrorKind::Broken(_))
+    }
+
+    /// The task is not in this binary's task table.
+    pub fn is_not_registered(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotRegistered(_) | ErrorKind::DuplicateTasks(_))
+    }
+
+    /// The arguments could not be encoded.
+    pub fn is_encode(&self) -> bool {
+        matches!(self.kind, ErrorKind::Encode { .. })
+    }
+
+    /// A task's outcome turned into an `Error` with `?`.
+    pub fn is_task(&self) -> bool {
+        matches!(self.kind, ErrorKind::Task(_))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Error").field(&self.kind).finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Spawn(e) => write!(f, "failed to start a worker process: {e}"),
+            ErrorKind::Io(e) => write!(f, "i/o error in the pool: {e}"),
+            ErrorKind::Shutdown => f.write_str("cannot submit after shutdown"),
+            ErrorKind::NotRegistered(name) => write!(
+                f,
+                "task `{name}` is not in this binary's task table; a task defined in a library \
+                 must be referenced from the binary so that the linker keeps it"
+            ),
+            ErrorKind::DuplicateTasks(names) => {
+                write!(f, "task names registered more than once: {}", names.join(", "))
+            }
+            ErrorKind::Broken(msg) => write!(f, "the pool is broken: {msg}"),
+            ErrorKind::Encode { task, message } => {
+                write!(f, "failed to encode the arguments of task `{task}`: {message}")
+            }
+            ErrorKind::Task(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl<E: fmt::Display> From<TaskError<E>> for Error {
+    fn from(e: TaskError<E>) -> Self {
+        Error::new(ErrorKind::Task(e.to_string()))
+    }
+}
+
+impl<E: fmt::Display> From<&TaskError<E>> for Error {
+    fn from(e: &TaskError<E>) -> Self {
+        Error::new(ErrorKind::Task(e.to_string()))
+    }
+}
+
+impl<A> From<SubmitError<A>> for Error {
+    fn from(e: SubmitError<A>) -> Self {
+        e.error
+    }
+}
+
+/// `submit` failed; the arguments come back to the caller.
+pub struct SubmitError<A> {
+    /// The arguments that were not submitted.
+    pub args: A,
+    error: Error,
+}
+
+impl<A> SubmitError<A> {
+    pub(crate) fn new(args: A, kind: ErrorKind) -> Self {
+        SubmitError { args, error: Error::new(kind) }
+    }
+
+    /// The arguments that were not submitted.
+    pub fn into_args(self) -> A {
+        self.args
+    }
+
+    /// Why the submission failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl<A> fmt::Debug for SubmitError<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<A> fmt::Display for SubmitError<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<A> std::error::Error for SubmitError<A> {}
+
+/// How a worker process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+    /// Its end was not observed (it was already reaped).
+    Unknown,
+}
+
+impl Exit {
+    /// The signal's name, such as `SIGSEGV`, for [`Exit::Signal`].
+    pub fn signal_name(&self) -> Option<&'static str> {
+        match *self {
+            Exit::Signal(n) => crate::sys::signal_name(n),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Exit::Code(code) => write!(f, "exit code {code}"),
+            Exit::Signal(n) => match self.signal_name() {
+                Some(name) => write!(f, "signal {n} ({name})"),
+                None => write!(f, "signal {n}"),
+            },
+            Exit::Unknown => f.write_str("an unknown status"),
+        }
+    }
+}
+
+/// Why a task did not produce its value.
+///
+/// `E` is the task's own error type: a task that returns `Result<T, E>` fails with
+/// [`TaskError::Failed`]; everything else that can happen to a task is a variant of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError<E = cf_worker::Never> {
+    /// The task returned its own error.
+    Failed(E),
+    /// The task panicked.
+    Panicked(PanicInfo),
+    /// The worker process running the task died.
+    WorkerDied {
+        /// The task that was running.
+        task: String,
+        /// The worker's pid.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// The future was cancelled before it ran.
+    Cancelled,
+    /// The arguments or the result could not cross the process boundary.
+    Codec {
+        /// The task.
+        task: String,
+        /// What went wrong, with serde's message.
+        message: String,
+    },
+    /// The pool could not run the task (shut down, broken, or the task is unknown to workers).
+    Pool {
+        /// The task.
+        task: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl<E> TaskError<E> {
+    /// The task returned its own error.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, TaskError::Failed(_))
+    }
+
+    /// The task panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+
+    /// The worker running the task died.
+    pub fn is_worker_died(&self) -> bool {
+        matches!(self, TaskError::WorkerDied { .. })
+    }
+
+    /// The future was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// The task's own error, if that is what this is.
+    pub fn failed(&self) -> Option<&E> {
+        match self {
+            TaskError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The panic, if the task panicked.
+    pub fn panic_info(&self) -> Option<&PanicInfo> {
+        match self {
+            TaskError::Panicked(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// Maps the task's own error with `f`, keeping every other variant.
+    pub fn map_failed<F>(self, f: impl FnOnce(E) -> F) -> TaskError<F> {
+        match self {
+            TaskError::Failed(e) => TaskError::Failed(f(e)),
+            TaskError::Panicked(p) => TaskError::Panicked(p),
+            TaskError::WorkerDied { task, pid, exit } => TaskError::WorkerDied { task, pid, exit },
+            TaskError::Cancelled => TaskError::Cancelled,
+            TaskError::Codec { task, message } => TaskError::Codec { task, message },
+            TaskError::Pool { task, message } => TaskError::Pool { task, message },
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed(e) => e.fmt(f),
+            TaskError::Panicked(info) => info.fmt(f),
+            TaskError::WorkerDied { task, pid, exit } => {
+                write!(f, "worker (pid {pid}) died with {exit} while running task `{task}`")
+            }
+            TaskError::Cancelled => f.write_str("the future was cancelled"),
+            TaskError::Codec { message, .. } => f.write_str(message),
+            TaskError::Pool { task, message } => write!(f, "task `{task}` did not run: {message}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {}
+
+/// A wait ran out of time; the future is still pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Timeout;
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for the future")
+    }
+}
+
+impl std::error::Error for Timeout {}

@@ -1,0 +1,577 @@
+//! [`Future`]: the handle to one submitted task.
+//!
+//! A future is two allocations: the typed [`Core`] that holds the outcome, and the untyped
+//! [`Sync`] that holds the state, the waiters, the wakers and the callbacks. Completing drops the
+//! completer's handle on the core *before* the new state is published, so that whoever sees a
+//! finished future and holds the only handle can move the outcome out (this is how `map` hands
+//! out owned results).
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use cf_worker::Never;
+
+use crate::error::{TaskError, Timeout};
+
+/// The outcome a future completes with.
+pub(crate) type Outcome<T, E> = Result<T, TaskError<E>>;
+
+/// Where a future is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Pending,
+    Running,
+    Cancelled,
+    /// Finished with a value.
+    Finished,
+    /// Finished with an error other than cancellation.
+    Failed,
+}
+
+impl Status {
+    pub(crate) fn is_done(self) -> bool {
+        matches!(self, Status::Cancelled | Status::Finished | Status::Failed)
+    }
+}
+
+type Callback = Box<dyn FnOnce() + Send>;
+
+struct State {
+    status: Status,
+    waiters: Vec<(Arc<Waiter>, usize)>,
+    wakers: Vec<Waker>,
+    callbacks: Vec<Callback>,
+}
+
+/// The untyped half of a future: state and everyone waiting on it. Not public API.
+#[doc(hidden)]
+pub struct Signal {
+    state: Mutex<State>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks (callbacks and wakers run after unlocking), so a
+    // poisoned lock still holds consistent data.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signal").field("status", &self.status()).finish()
+    }
+}
+
+impl Signal {
+    fn new() -> Self {
+        Signal {
+            state: Mutex::new(State {
+                status: Status::Pending,
+                waiters: Vec::new(),
+                wakers: Vec::new(),
+                callbacks: Vec::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        lock(&self.state).status
+    }
+
+    /// Registers `waiter` under `key` unless the future is done; returns the status seen.
+    pub(crate) fn register(&self, waiter: &Arc<Waiter>, key: usize) -> Status {
+        let mut state = lock(&self.state);
+        if !state.status.is_done() {
+            state.waiters.push((waiter.clone(), key));
+        }
+        state.status
+    }
+
+    pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) {
+        lock(&self.state).waiters.retain(|(w, _)| !Arc::ptr_eq(w, waiter));
+    }
+
+    /// Blocks until done or until `deadline`; true when done.
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.status().is_done() {
+            return true;
+        }
+        let waiter = Arc::new(Waiter::default());
+        if self.register(&waiter, 0).is_done() {
+            return true;
+        }
+        let done = waiter.wait(deadline).is_some();
+        if !done {
+            self.unregister(&waiter);
+        }
+        done || self.status().is_done()
+    }
+
+    /// Moves to `to` and wakes everyone, if `allowed` says the current status may change; `set`
+    /// runs under the lock, before the new status is visible.
+    fn finish(&self, to: Status, allowed: fn(Status) -> bool, set: impl FnOnce()) -> bool {
+        let mut state = lock(&self.state);
+        if !allowed(state.status) {
+            return false;
+        }
+        set();
+        state.status = to;
+        let waiters = std::mem::take(&mut state.waiters);
+        let wakers = std::mem::take(&mut state.wakers);
+        let callbacks = std::mem::take(&mut state.callbacks);
+        drop(state);
+        for (waiter, key) in waiters {
+            waiter.notify(key);
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+        for callback in callbacks {
+            run_callback(callback);
+        }
+        true
+    }
+
+    fn poll_done(&self, cx: &Context<'_>) -> bool {
+        let mut state = lock(&self.state);
+        if state.status.is_done() {
+            return true;
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        false
+    }
+}
+
+fn run_callback(callback: Callback) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        crate::callback::report_panic(&message);
+    }
+}
+
+/// A thread blocked on one or more futures; each future pushes its key when it finishes.
+#[derive(Default)]
+pub(crate) struct Waiter {
+    done: Mutex<Vec<usize>>,
+    cv: Condvar,
+}
+
+impl Waiter {
+    fn notify(&self, key: usize) {
+        lock(&self.done).push(key);
+        self.cv.notify_one();
+    }
+
+    /// Takes the keys that finished, blocking until there is one or `deadline` passes.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Vec<usize>> {
+        let mut done = lock(&self.done);
+        loop {
+            if !done.is_empty() {
+                return Some(std::mem::take(&mut *done));
+            }
+            match deadline {
+                None => done = self.cv.wait(done).unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    done = self
+                        .cv
+                        .wait_timeout(done, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Core<T, E> {
+    outcome: OnceLock<Outcome<T, E>>,
+    sync: Arc<Signal>,
+}
+
+/// The result of a task that runs elsewhere: Python's `concurrent.futures.Future`.
+///
+/// A cheap handle: clones share the same task, and equality and hashing go by that identity, so a
+/// future can key a map from future to input (the pattern `as_completed` wants). `T` is the task's
+/// value, `E` the task's own error type ([`Never`] for a task that cannot fail).
+///
+/// A future is also a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await`
+/// moves it out (cloning only when other handles still exist).
+pub struct Future<T, E = Never> {
+    core: Arc<Core<T, E>>,
+}
+
+impl<T, E> Clone for Future<T, E> {
+    fn clone(&self) -> Self {
+        Future { core: self.core.clone() }
+    }
+}
+
+impl<T, E> PartialEq for Future<T, E> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.core, &other.core)
+    }
+}
+
+impl<T, E> Eq for Future<T, E> {}
+
+impl<T, E> Hash for Future<T, E> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.core.sync).hash(state);
+    }
+}
+
+impl<T, E> fmt::Debug for Future<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.core.sync.status() {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Cancelled => "cancelled",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+        };
+        f.debug_struct("Future")
+            .field("id", &Arc::as_ptr(&self.core.sync))
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<T, E> Future<T, E> {
+    /// A new pending future and the completer that finishes it.
+    pub(crate) fn pending() -> (Self, Completer<T, E>) {
+        let core = Arc::new(Core { outcome: OnceLock::new(), sync: Arc::new(Signal::new()) });
+        (Future { core: core.clone() }, Completer { core })
+    }
+
+    /// Cancels the task if it has not started; returns whether the future is now cancelled.
+    ///
+    /// A running or finished task cannot be cancelled (`false`); an already cancelled future stays
+    /// so (`true`). Cancelling wakes every [`wait`](crate::wait) and
+    /// [`as_completed`](crate::as_completed) that holds this future, at once.
+    pub fn cancel(&self) -> bool {
+        let core = &self.core;
+        core.sync.finish(
+            Status::Cancelled,
+            |s| s == Status::Pending,
+            || {
+                let _ = core.outcome.set(Err(TaskError::Cancelled));
+            },
+        ) || core.sync.status() == Status::Cancelled
+    }
+
+    /// Whether the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.core.sync.status() == Status::Cancelled
+    }
+
+    /// Whether the task is running now (sent to a worker, not yet finished).
+    pub fn running(&self) -> bool {
+        self.core.sync.status() == Status::Running
+    }
+
+    /// Whether the future is done: finished, failed or cancelled.
+    pub fn done(&self) -> bool {
+        self.core.sync.status().is_done()
+    }
+
+    fn outcome(&self) -> &Outcome<T, E> {
+        self.core.outcome.get().expect("a done future has its outcome")
+    }
+
+    /// Blocks until the task is done and lends its outcome.
+    ///
+    /// # Errors
+    /// Why the task has no value: its own error, a panic, a dead worker, cancellation, ...
+    pub fn result(&self) -> Result<&T, &TaskError<E>> {
+        self.core.sync.wait_until(None);
+        self.outcome().as_ref()
+    }
+
+    /// Like [`result`](Self::result), giving up after `timeout`; the future stays pending.
+    ///
+    /// # Errors
+    /// [`Timeout`] when the task is not done in time.
+    pub fn result_timeout(&self, timeout: Duration) -> Result<Result<&T, &TaskError<E>>, Timeout> {
+        if self.core.sync.wait_until(deadline(Some(timeout))) {
+            Ok(self.outcome().as_ref())
+        } else {
+            Err(Timeout)
+        }
+    }
+
+    /// Blocks until the task is done; its error, or `None` when it produced a value.
+    pub fn exception(&self) -> Option<&TaskError<E>> {
+        self.result().err()
+    }
+
+    /// Like [`exception`](Self::exception), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`Timeout`] when the task is not done in time.
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<&TaskError<E>>, Timeout> {
+        self.result_timeout(timeout).map(Result::err)
+    }
+
+    /// Blocks until done, or until `timeout` passes; whether the future is done.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.core.sync.wait_until(deadline(Some(timeout)))
+    }
+
+    /// Runs `f` with this future once it is done: at once (in this thread) if it already is,
+    /// otherwise in the thread that completes it.
+    ///
+    /// A panicking callback is caught and reported to the handler set with
+    /// [`set_callback_panic_handler`](crate::set_callback_panic_handler); it never
+    /// reaches the pool.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Self) + Send + 'static)
+    where
+        T: Send + std::marker::Sync + 'static,
+        E: Send + std::marker::Sync + 'static,
+    {
+        let me = self.clone();
+        let callback: Callback = Box::new(move || f(&me));
+        let mut state = lock(&self.core.sync.state);
+        if state.status.is_done() {
+            drop(state);
+            run_callback(callback);
+        } else {
+            state.callbacks.push(callback);
+        }
+    }
+
+    /// Blocks until done and returns the outcome, moving it out when this is the last handle and
+    /// cloning it otherwise.
+    ///
+    /// # Errors
+    /// As [`result`](Self::result).
+    pub fn into_result(self) -> Outcome<T, E>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        self.core.sync.wait_until(None);
+        match self.try_take() {
+            Ok(outcome) => outcome,
+            Err(me) => me.outcome().clone(),
+        }
+    }
+
+    /// Moves the outcome out of a done future whose only handle this is.
+    fn try_take(self) -> Result<Outcome<T, E>, Self> {
+        match Arc::try_unwrap(self.core) {
+            Ok(core) => Ok(core.outcome.into_inner().expect("a done future has its outcome")),
+            Err(core) => Err(Future { core }),
+        }
+    }
+
+    /// Blocks until done and moves the outcome out of a future that nobody else holds (as `map`
+    /// holds its futures).
+    pub(crate) fn take(self) -> Outcome<T, E> {
+        self.core.sync.wait_until(None);
+        if self.cancelled() {
+            return Err(TaskError::Cancelled);
+        }
+        match self.try_take() {
+            Ok(outcome) => outcome,
+            Err(_) => unreachable!("completers release a future before publishing that it is done"),
+        }
+    }
+}
+
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    // A timeout too large to add is no deadline at all.
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+impl<'a, T, E> std::future::IntoFuture for &'a Future<T, E> {
+    type Output = Result<&'a T, &'a TaskError<E>>;
+    type IntoFuture = Lend<'a, T, E>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Lend { future: self }
+    }
+}
+
+/// The [`std::future::Future`] that `(&fut).await` polls.
+#[derive(Debug)]
+pub struct Lend<'a, T, E> {
+    future: &'a Future<T, E>,
+}
+
+impl<'a, T, E> std::future::Future for Lend<'a, T, E> {
+    type Output = Result<&'a T, &'a TaskError<E>>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.future;
+        if future.core.sync.poll_done(cx) { Poll::Ready(future.outcome().as_ref()) } else { Poll::Pending }
+    }
+}
+
+impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
+    type Output = Outcome<T, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.core.sync.poll_done(cx) {
+            Poll::Ready(self.clone().into_result())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// The one handle that finishes a future: held by whoever runs the task.
+pub(crate) struct Completer<T, E> {
+    core: Arc<Core<T, E>>,
+}
+
+impl<T, E> Completer<T, E> {
+    /// Python's `set_running_or_notify_cancel`: false if the future was cancelled.
+    pub(crate) fn set_running(&self) -> bool {
+        let mut state = lock(&self.core.sync.state);
+        match state.status {
+            Status::Pending => {
+                state.status = Status::Running;
+                true
+            }
+            Status::Running => true,
+            _ => false,
+        }
+    }
+
+    /// Cancels the future if it is still pending (the task will not run).
+    pub(crate) fn cancel(self) {
+        Future { core: self.core }.cancel();
+    }
+
+    /// Finishes the future with `outcome` (ignored if it is already done).
+    pub(crate) fn complete(self, outcome: Outcome<T, E>) {
+        let status = if outcome.is_ok() { Status::Finished } else { Status::Failed };
+        let sync = self.core.sync.clone();
+        let core = self.core;
+        // The core handle is dropped under the state lock, before the new state can be seen.
+        sync.finish(status, |s| !s.is_done(), move || {
+            let _ = core.outcome.set(outcome);
+            drop(core);
+        });
+    }
+}
+
+impl<T, E> fmt::Debug for Completer<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completer").finish_non_exhaustive()
+    }
+}
+
+/// A future of any type, for waiting on futures of different types together.
+#[derive(Clone)]
+pub struct AnyFuture {
+    sync: Arc<Signal>,
+}
+
+impl AnyFuture {
+    /// Whether the future is done.
+    pub fn done(&self) -> bool {
+        self.sync.status().is_done()
+    }
+
+    /// Whether the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.sync.status() == Status::Cancelled
+    }
+
+    /// Whether the future finished with an error (other than cancellation).
+    pub fn failed(&self) -> bool {
+        self.sync.status() == Status::Failed
+    }
+}
+
+impl PartialEq for AnyFuture {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.sync, &other.sync)
+    }
+}
+
+impl Eq for AnyFuture {}
+
+impl Hash for AnyFuture {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.sync).hash(state);
+    }
+}
+
+impl fmt::Debug for AnyFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyFuture").field("id", &Arc::as_ptr(&self.sync)).finish()
+    }
+}
+
+impl<T, E> From<&Future<T, E>> for AnyFuture {
+    fn from(f: &Future<T, E>) -> Self {
+        AnyFuture { sync: f.core.sync.clone() }
+    }
+}
+
+impl<T, E> From<Future<T, E>> for AnyFuture {
+    fn from(f: Future<T, E>) -> Self {
+        AnyFuture::from(&f)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What [`wait`](crate::wait) and [`as_completed`](crate::as_completed) accept: a [`Future`], an
+/// [`AnyFuture`], or a reference to either.
+pub trait Waitable: sealed::Sealed {
+    /// The owned handle that comes back in the results.
+    type Handle: Clone + Eq + Hash;
+    /// An owned handle to the same future.
+    fn handle(&self) -> Self::Handle;
+    #[doc(hidden)]
+    fn __sync(&self) -> &Arc<Signal>;
+}
+
+impl<T, E> sealed::Sealed for Future<T, E> {}
+impl<T, E> Waitable for Future<T, E> {
+    type Handle = Self;
+    fn handle(&self) -> Self {
+        self.clone()
+    }
+    fn __sync(&self) -> &Arc<Signal> {
+        &self.core.sync
+    }
+}
+
+impl sealed::Sealed for AnyFuture {}
+impl Waitable for AnyFuture {
+    type Handle = Self;
+    fn handle(&self) -> Self {
+        self.clone()
+    }
+    fn __sync(&self) -> &Arc<Signal> {
+        &self.sync
+    }
+}
+
+impl<W: Waitable + ?Sized> sealed::Sealed for &W {}
+impl<W: Waitable + ?Sized> Waitable for &W {
+    type Handle = W::Handle;
+    fn handle(&self) -> W::Handle {
+        (**self).handle()
+    }
+    fn __sync(&self) -> &Arc<Signal> {
+        (**self).__sync()
+    }
+}

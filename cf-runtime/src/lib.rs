@@ -1,0 +1,22 @@
+//! The parent side of [cf](https://docs.rs/concurrent-futures): futures, `wait`, `as_completed`
+//! and the executors. Users reach all of it through the `cf` facade.
+#![deny(unsafe_code)]
+
+mod call;
+mod callback;
+mod error;
+mod executor;
+mod future;
+mod process;
+mod sys;
+mod thread_pool;
+mod wait;
+
+pub use call::{Callable, FnMarker, TaskMarker};
+pub use callback::set_callback_panic_handler;
+pub use error::{Error, Exit, SubmitError, TaskError, Timeout};
+pub use executor::{Executor, Map, Submit};
+pub use future::{AnyFuture, Future, Lend, Waitable};
+pub use process::{ProcessPoolBuilder, ProcessPoolExecutor};
+pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
+pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

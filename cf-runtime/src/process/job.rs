@@ -1,0 +1,71 @@
+//! A task on its way to a worker, and the type-erased end that completes its future.
+
+use cf_worker::frame::ReplyKind;
+use cf_worker::{Never, PanicInfo, decode};
+use serde::de::DeserializeOwned;
+
+use crate::error::TaskError;
+use crate::future::Completer;
+
+/// One submitted task: what to run, and whom to tell.
+pub(crate) struct Job {
+    pub(crate) task: u32,
+    pub(crate) name: &'static str,
+    pub(crate) args: Vec<u8>,
+    pub(crate) sink: Box<dyn Sink>,
+    /// Set when the job is written to a worker.
+    pub(crate) id: u64,
+}
+
+/// The completing end of a future whose value arrives as bytes.
+pub(crate) trait Sink: Send {
+    /// Python's `set_running_or_notify_cancel`.
+    fn set_running(&self) -> bool;
+    /// Completes the future from a worker's reply.
+    fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str);
+    /// Fails the future with an error that is not the task's own.
+    fn fail(self: Box<Self>, error: TaskError<Never>);
+    /// Cancels the future if it has not started.
+    fn cancel(self: Box<Self>);
+}
+
+impl<T, E> Sink for Completer<T, E>
+where
+    T: DeserializeOwned + Send + Sync,
+    E: DeserializeOwned + Send + Sync,
+{
+    fn set_running(&self) -> bool {
+        Completer::set_running(self)
+    }
+
+    fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str) {
+        let codec = |what: &str, e: cf_worker::CodecError| TaskError::Codec {
+            task: task.to_owned(),
+            message: format!("failed to decode the {what} of task `{task}`: {e}"),
+        };
+        let text = || String::from_utf8_lossy(payload).into_owned();
+        let outcome = match kind {
+            ReplyKind::Ok => decode::<T>(payload).map_err(|e| codec("result", e)),
+            ReplyKind::Failed => {
+                Err(decode::<E>(payload).map_or_else(|e| codec("error", e), TaskError::Failed))
+            }
+            ReplyKind::Panicked => Err(decode::<PanicInfo>(payload)
+                .map_or_else(|e| codec("panic", e), TaskError::Panicked)),
+            ReplyKind::BadArgs | ReplyKind::BadResult => {
+                Err(TaskError::Codec { task: task.to_owned(), message: text() })
+            }
+            ReplyKind::UnknownTask | ReplyKind::Hello => {
+                Err(TaskError::Pool { task: task.to_owned(), message: text() })
+            }
+        };
+        self.complete(outcome);
+    }
+
+    fn fail(self: Box<Self>, error: TaskError<Never>) {
+        self.complete(Err(error.map_failed(|never| match never {})));
+    }
+
+    fn cancel(self: Box<Self>) {
+        Completer::cancel(*self);
+    }
+}

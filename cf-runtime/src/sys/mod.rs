@@ -1,0 +1,16 @@
+//! Everything unsafe in the runtime crate.
+//!
+//! A platform provides: [`spawn_worker`] (start this binary as a worker with the protocol pipes on
+//! the worker's fixed fds, dying with its parent), [`pidfd`] (an fd that becomes readable when a
+//! child exits), [`pipe`] (close-on-exec pipes) and [`signal_name`].
+#![allow(unsafe_code)]
+
+#[cfg(target_os = "linux")]
+mod unix;
+#[cfg(target_os = "linux")]
+pub(crate) use unix::*;
+
+#[cfg(not(target_os = "linux"))]
+mod shell;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use shell::*;

@@ -1,0 +1,29 @@
+use std::io;
+use std::os::fd::OwnedFd;
+use std::process::Child;
+
+fn unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "cf worker processes need Linux")
+}
+
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Err(unsupported())
+}
+
+pub(crate) fn set_nonblocking(_: &OwnedFd) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn grow_pipe(_: &OwnedFd, _: usize) {}
+
+pub(crate) fn spawn_worker(_: &std::path::Path, _: &OwnedFd, _: &OwnedFd) -> io::Result<Child> {
+    Err(unsupported())
+}
+
+pub(crate) fn pidfd(_: u32) -> io::Result<OwnedFd> {
+    Err(unsupported())
+}
+
+pub(crate) fn signal_name(_: i32) -> Option<&'static str> {
+    None
+}

@@ -1,0 +1,284 @@
+//! [`ThreadPoolExecutor`]: tasks and closures on a pool of threads in this process.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+use crate::call::Callable;
+use crate::error::{SubmitError, TaskError};
+use crate::executor::{Executor, Map, Submit, shutdown_error};
+use crate::future::{Completer, Future};
+
+trait Work: Send {
+    fn run(self: Box<Self>);
+    fn cancel(self: Box<Self>);
+}
+
+struct Job<C, A, O, E> {
+    f: C,
+    args: A,
+    completer: Completer<O, E>,
+}
+
+impl<C, A, M> Work for (Job<C, A, C::Output, C::Error>, std::marker::PhantomData<fn() -> M>)
+where
+    C: Callable<A, M>,
+    A: Send,
+    C::Output: Send + Sync,
+    C::Error: Send + Sync,
+{
+    fn run(self: Box<Self>) {
+        let Job { f, args, completer } = self.0;
+        if !completer.set_running() {
+            return;
+        }
+        let name = f.name();
+        let outcome = match cf_worker::catch_panic(name, move || f.call_with(args)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(TaskError::Failed(error)),
+            Err(info) => Err(TaskError::Panicked(info)),
+        };
+        completer.complete(outcome);
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.0.completer.cancel();
+    }
+}
+
+struct State {
+    queue: VecDeque<Box<dyn Work>>,
+    idle: usize,
+    threads: Vec<JoinHandle<()>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    max_workers: usize,
+    name: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn serve(&self) {
+        let mut state = self.lock();
+        loop {
+            if let Some(work) = state.queue.pop_front() {
+                drop(state);
+                work.run();
+                state = self.lock();
+            } else if state.shutdown {
+                return;
+            } else {
+                state.idle += 1;
+                state = self.work.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                state.idle -= 1;
+            }
+        }
+    }
+}
+
+/// Python's `ThreadPoolExecutor`: runs `#[task]` functions and plain closures on threads of this
+/// process.
+///
+/// No crash isolation: a task that aborts takes the process with it. Panics are caught and
+/// become [`TaskError::Panicked`].
+///
+/// Dropping the executor is [`shutdown(true, false)`](Executor::shutdown): it waits for the
+/// tasks already submitted.
+pub struct ThreadPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.shared.max_workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ThreadPoolExecutor {
+    /// A pool of `min(32, cores + 4)` threads, Python's default, started as work arrives.
+    pub fn new() -> Self {
+        let cores = thread::available_parallelism().map_or(1, usize::from);
+        Self::with_max_workers((cores + 4).min(32))
+    }
+
+    /// A pool of at most `max_workers` threads.
+    ///
+    /// # Panics
+    /// If `max_workers` is zero.
+    pub fn with_max_workers(max_workers: usize) -> Self {
+        Self::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder, to set the number of threads and their names.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder { max_workers: None, thread_name_prefix: None }
+    }
+
+    /// The most threads this pool runs at once.
+    pub fn max_workers(&self) -> usize {
+        self.shared.max_workers
+    }
+
+    /// Schedules `f(args)`: `args` is `()` for no argument, the value for one, a tuple for more.
+    ///
+    /// # Errors
+    /// The pool was shut down; the arguments come back in the error.
+    pub fn submit<C, A, M>(
+        &self,
+        f: C,
+        args: A,
+    ) -> Result<Future<C::Output, C::Error>, SubmitError<A>>
+    where
+        C: Callable<A, M>,
+        A: Send + 'static,
+        C::Output: Send + Sync + 'static,
+        C::Error: Send + Sync + 'static,
+        M: 'static,
+    {
+        let mut state = self.shared.lock();
+        if state.shutdown {
+            return Err(shutdown_error(args));
+        }
+        let (future, completer) = Future::pending();
+        let job = Job { f, args, completer };
+        state.queue.push_back(Box::new((job, std::marker::PhantomData::<fn() -> M>)));
+        if state.idle > 0 {
+            self.shared.work.notify_one();
+        } else if state.threads.len() < self.shared.max_workers {
+            let shared = self.shared.clone();
+            let name = format!("{}-{}", self.shared.name, state.threads.len());
+            // If the OS refuses another thread, the threads we have still drain the queue.
+            if let Ok(handle) = thread::Builder::new().name(name).spawn(move || shared.serve()) {
+                state.threads.push(handle);
+            } else if state.threads.is_empty() {
+                let work = state.queue.pop_back().expect("just pushed");
+                drop(state);
+                work.run();
+            }
+        }
+        Ok(future)
+    }
+
+    /// Runs `f` on every input, yielding the outcomes in input order (Python's `map`).
+    ///
+    /// Lazy: tasks are submitted as the iterator is consumed, a bounded number ahead.
+    pub fn map<C, I, M>(&self, f: C, args: I) -> Map<'_, Self, C, I::IntoIter, M>
+    where
+        I: IntoIterator,
+        Self: Submit<C, I::Item, M>,
+        C: Clone,
+    {
+        Map::new(self, f, args.into_iter(), self.shared.max_workers)
+    }
+
+    /// Stops taking work; see [`Executor::shutdown`].
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let (cancelled, threads) = {
+            let mut state = self.shared.lock();
+            state.shutdown = true;
+            let cancelled: Vec<_> =
+                if cancel_futures { state.queue.drain(..).collect() } else { Vec::new() };
+            self.shared.work.notify_all();
+            let threads = if wait { std::mem::take(&mut state.threads) } else { Vec::new() };
+            (cancelled, threads)
+        };
+        for work in cancelled {
+            work.cancel();
+        }
+        let me = thread::current().id();
+        for handle in threads {
+            // A task that shuts down its own pool must not wait for itself.
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
+    }
+}
+
+impl<C, A, M> Submit<C, A, M> for ThreadPoolExecutor
+where
+    C: Callable<A, M>,
+    A: Send + 'static,
+    C::Output: Send + Sync + 'static,
+    C::Error: Send + Sync + 'static,
+    M: 'static,
+{
+    type Output = C::Output;
+    type Error = C::Error;
+    fn submit(&self, f: C, args: A) -> Result<Future<C::Output, C::Error>, SubmitError<A>> {
+        ThreadPoolExecutor::submit(self, f, args)
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+/// Builds a [`ThreadPoolExecutor`].
+#[derive(Debug, Clone)]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<usize>,
+    thread_name_prefix: Option<String>,
+}
+
+impl ThreadPoolBuilder {
+    /// The most threads the pool runs at once.
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[must_use]
+    pub fn max_workers(mut self, n: usize) -> Self {
+        assert!(n > 0, "max_workers must be greater than 0");
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// The prefix of thread names (Python's `thread_name_prefix`); default `cf-thread`.
+    #[must_use]
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Builds the pool; threads start as work arrives.
+    pub fn build(self) -> ThreadPoolExecutor {
+        let cores = thread::available_parallelism().map_or(1, usize::from);
+        ThreadPoolExecutor {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    idle: 0,
+                    threads: Vec::new(),
+                    shutdown: false,
+                }),
+                work: Condvar::new(),
+                max_workers: self.max_workers.unwrap_or((cores + 4).min(32)),
+                name: self.thread_name_prefix.unwrap_or_else(|| "cf-thread".to_owned()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Worker start-up: a process started as a worker enters [`serve`](crate::serve) before `main`.
+//!
+//! The parent re-executes its own binary with [`ENV_MARKER`] set and the request and result pipes
+//! on fds [`REQUEST_FD`] and [`RESULT_FD`]. A constructor in `.init_array` sees the marker and
+//! serves until the request pipe closes, then exits: control never reaches the user's `main`.
+
+use crate::{serve, sys};
+
+/// The environment variable that marks a process as a worker.
+pub const ENV_MARKER: &str = "__CF_WORKER";
+
+/// The fd a worker reads requests from.
+pub const REQUEST_FD: i32 = 3;
+
+/// The fd a worker writes replies to.
+pub const RESULT_FD: i32 = 4;
+
+/// Exit code of a worker whose start-up failed (bad fds, duplicate task names).
+pub const EXIT_STARTUP: i32 = 71;
+
+#[ctor::ctor(unsafe)]
+fn enter() {
+    if std::env::var_os(ENV_MARKER).is_some() {
+        run();
+    }
+}
+
+/// Whether this process was started as a worker.
+pub fn is_worker() -> bool {
+    std::env::var_os(ENV_MARKER).is_some()
+}
+
+fn run() -> ! {
+    // Children that a task starts must not take themselves for workers.
+    sys::remove_marker();
+    let Some((input, output)) = sys::protocol_fds() else {
+        std::process::exit(EXIT_STARTUP);
+    };
+    if !crate::table().duplicates().is_empty() {
+        std::process::exit(EXIT_STARTUP);
+    }
+    match serve::serve(input, output) {
+        Ok(()) => std::process::exit(0),
+        Err(_) => std::process::exit(serve::EXIT_PROTOCOL),
+    }
+}

@@ -1,0 +1,9 @@
+use std::os::fd::OwnedFd;
+
+/// Workers are not supported here: nothing to remove.
+pub(crate) fn remove_marker() {}
+
+/// Workers are not supported here.
+pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
+    None
+}

@@ -1,0 +1,196 @@
+//! Tasks and the link-time registry of them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::frame::ReplyKind;
+use crate::{PanicInfo, codec, panic};
+
+/// A function that a worker process can run: what `#[task]` implements for the function's marker
+/// type.
+///
+/// The marker type is a zero-sized value with the function's own name; it derefs to the plain
+/// function, so `add(2, 3)` still calls it directly, and it is what `submit(add, (2, 3))` takes.
+pub trait Task: Copy + Send + Sync + 'static {
+    /// The argument shape: `()` for none, the value itself for one, a tuple for two or more.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What the task produces on success.
+    type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The task's own error: `E` for a task that returns `Result<T, E>`, [`Never`] otherwise.
+    type Error: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The name a worker dispatches on (module path and function name unless pinned).
+    const NAME: &'static str;
+    /// Runs the function in this process.
+    ///
+    /// # Errors
+    /// The task's own error, for a task that returns `Result<T, E>`.
+    fn call(args: Self::Args) -> Result<Self::Output, Self::Error>;
+    /// The task's entry in [`TASKS`].
+    fn entry() -> &'static TaskEntry;
+}
+
+/// A type with no values: the error type of a task that cannot fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Never {}
+
+impl fmt::Display for Never {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for Never {}
+
+impl Serialize for Never {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Never {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("the value of a task that cannot fail has no error"))
+    }
+}
+
+/// One registered task: its name and the type-erased function that decodes its arguments, runs
+/// it and encodes the outcome.
+pub struct TaskEntry {
+    /// The dispatch name.
+    pub name: &'static str,
+    invoke: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
+}
+
+impl TaskEntry {
+    /// The entry for `T`; what `#[task]` places in [`TASKS`].
+    pub const fn new<T: Task>() -> Self {
+        TaskEntry { name: T::NAME, invoke: invoke::<T> }
+    }
+
+    /// Decodes `args`, runs the task and appends the encoded outcome to `out`.
+    pub fn invoke(&self, args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
+        (self.invoke)(args, out)
+    }
+}
+
+impl fmt::Debug for TaskEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskEntry").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Every `#[task]` in the binary, gathered at link time.
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
+
+/// Runs task `T` on encoded arguments, appending the encoded outcome (or a message) to `out`;
+/// the body of every [`TaskEntry`].
+pub fn invoke<T: Task>(args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
+    let mark = out.len();
+    let args: T::Args = match codec::decode(args) {
+        Ok(args) => args,
+        Err(e) => {
+            out.extend_from_slice(
+                format!("failed to decode the arguments of task `{}`: {e}", T::NAME).as_bytes(),
+            );
+            return ReplyKind::BadArgs;
+        }
+    };
+    let (kind, encoded) = match panic::catch(T::NAME, || T::call(args)) {
+        Ok(Ok(value)) => (ReplyKind::Ok, codec::encode_into(&value, out)),
+        Ok(Err(error)) => (ReplyKind::Failed, codec::encode_into(&error, out)),
+        Err(info) => (ReplyKind::Panicked, codec::encode_into::<PanicInfo>(&info, out)),
+    };
+    match encoded {
+        Ok(()) => kind,
+        Err(e) => {
+            out.truncate(mark);
+            out.extend_from_slice(
+                format!("failed to encode the result of task `{}`: {e}", T::NAME).as_bytes(),
+            );
+            ReplyKind::BadResult
+        }
+    }
+}
+
+/// The task table of this binary: [`TASKS`] with its names checked.
+#[derive(Debug)]
+pub struct TaskTable {
+    by_name: HashMap<&'static str, u32>,
+    duplicates: Vec<&'static str>,
+    fingerprint: u64,
+}
+
+impl TaskTable {
+    fn build() -> Self {
+        let mut by_name = HashMap::with_capacity(TASKS.len());
+        let mut duplicates = Vec::new();
+        // FNV-1a over the names in table order: equal in parent and worker exactly when both
+        // hold the same tasks at the same indices.
+        let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
+        for (index, entry) in TASKS.iter().enumerate() {
+            let index = u32::try_from(index).expect("fewer than 2^32 tasks");
+            if by_name.insert(entry.name, index).is_some() {
+                duplicates.push(entry.name);
+            }
+            for byte in entry.name.bytes().chain([0]) {
+                fingerprint ^= u64::from(byte);
+                fingerprint = fingerprint.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        duplicates.sort_unstable();
+        duplicates.dedup();
+        TaskTable { by_name, duplicates, fingerprint }
+    }
+
+    /// Names registered more than once (a start-up error).
+    pub fn duplicates(&self) -> &[&'static str] {
+        &self.duplicates
+    }
+
+    /// A hash of the names in table order, compared in the handshake.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// The number of tasks.
+    pub fn len(&self) -> usize {
+        TASKS.len()
+    }
+
+    /// Whether the binary has no task.
+    pub fn is_empty(&self) -> bool {
+        TASKS.is_empty()
+    }
+
+    /// The index of the task named `name`.
+    pub fn index_of(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The entry at `index`.
+    pub fn get(&self, index: u32) -> Option<&'static TaskEntry> {
+        TASKS.get(usize::try_from(index).ok()?)
+    }
+
+    /// The index of `T` in the table, found from the address of its entry.
+    pub fn index<T: Task>(&self) -> Option<u32> {
+        let base = TASKS.as_ptr() as usize;
+        let at = std::ptr::from_ref(T::entry()) as usize;
+        let size = std::mem::size_of::<TaskEntry>();
+        let index = at.checked_sub(base)? / size;
+        (index < TASKS.len() && std::ptr::eq(&TASKS[index], T::entry()))
+            .then(|| u32::try_from(index).ok())
+            .flatten()
+    }
+}
+
+/// The task table of this binary, built on first use.
+pub fn table() -> &'static TaskTable {
+    static TABLE: OnceLock<TaskTable> = OnceLock::new();
+    TABLE.get_or_init(TaskTable::build)
+}
