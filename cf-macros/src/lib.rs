@@ -30,7 +30,7 @@ use crate::args::TaskArgs;
 /// assert_eq!(add(2, 3), 5); // still an ordinary function
 /// let pool = cf::ProcessPoolExecutor::new()?;
 /// let sum = pool.submit(add, (2, 3))?; // and a value that `submit` takes
-/// assert_eq!(sum.result().ok(), Some(5));
+/// assert_eq!(*sum.result()?, 5);
 /// # Ok(())
 /// # }
 /// ```
