@@ -1,6 +1,6 @@
 //! The expansion of `#[task]`. Pure: syntax in, tokens out.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Delimiter, Group, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::spanned::Spanned as _;
@@ -15,7 +15,12 @@ use crate::valid;
 pub(crate) fn expand(args: syn::Result<TaskArgs>, item: &ItemFn) -> TokenStream {
     match try_expand(args, item) {
         Ok(expanded) => expanded,
-        Err(error) => fallback(item, &error),
+        Err(error) => {
+            // Without its `...`, which rustc would refuse a second time.
+            let mut item = item.clone();
+            item.sig.variadic = None;
+            fallback(&item, &error)
+        }
     }
 }
 
@@ -72,7 +77,13 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
     let fn_ptr = quote!(fn(#(#types),*) #ret);
     let (args_ty, args_pat) = match (types.as_slice(), bindings.as_slice()) {
         ([ty], [binding]) => (quote!(#ty), quote!(#binding)),
-        _ => (quote!((#(#types),*)), quote!((#(#bindings),*))),
+        _ => {
+            // An unmet bound on the tuple is reported at the tuple: make that the parameter
+            // list rather than the attribute.
+            let mut tuple = Group::new(Delimiter::Parenthesis, quote!(#(#types),*));
+            tuple.set_span(item.sig.paren_token.span.join());
+            (tuple.into_token_stream(), quote!((#(#bindings),*)))
+        }
     };
 
     let never = quote!(::cf::__private::Never);
@@ -102,8 +113,11 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
         }
     };
 
-    // Spanned at the user's type, so that E0277 points at the parameter or return type.
-    let checks = types.iter().copied().chain(results).map(|ty| {
+    // A type that is not a value fails a bound of `Task`. Where the associated type is the user's
+    // own type (one parameter, the result, the error) that error already points at it; the
+    // parameters of a tuple get a check each, spanned at the type, so E0277 points at it too.
+    let members: &[&Type] = if types.len() > 1 { &types } else { &[] };
+    let checks = members.iter().map(|ty| {
         quote_spanned! {ty.span()=>
             const _: () = ::cf::__private::assert_value::<#ty>();
         }
