@@ -1,0 +1,8 @@
+use cf::task;
+
+#[task]
+fn greeting() -> &'static str {
+    "hello"
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cf::task;
+
+#[task]
+fn sum(count: usize, args: ...) -> usize {
+    count
+}
+
+fn main() {}
