@@ -88,21 +88,19 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
 
     let never = quote!(::cf::__private::Never);
     let call = quote!(#inner(#(#bindings),*));
-    let (output_ty, error_ty, outcome, results) = match task.output {
+    let (output_ty, error_ty, outcome) = match task.output {
         Output::Unit => (
             quote!(()),
             never,
             quote!(#call; ::core::result::Result::Ok(())),
-            vec![],
         ),
-        Output::Never => (never.clone(), never, call, vec![]),
+        Output::Never => (never.clone(), never, call),
         Output::Value(ty) => (
             quote!(#ty),
             never,
             quote!(::core::result::Result::Ok(#call)),
-            vec![ty],
         ),
-        Output::Result { ok, err, .. } => (quote!(#ok), quote!(#err), call, vec![ok, err]),
+        Output::Result { ok, err, .. } => (quote!(#ok), quote!(#err), call),
     };
 
     let name = match &task.args.name {
