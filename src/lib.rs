@@ -1,5 +1,93 @@
-//! cf: Python's `concurrent.futures`, with every `#[task]` run in a crash-isolated worker process.
+//! Python's `concurrent.futures` for Rust, with every `#[task]` run in a crash-isolated worker
+//! process: a panic, segfault, abort or OOM kill in one task fails that task's [`Future`], never
+//! the pool.
+//!
+//! # Example
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! use cf::{ProcessPoolExecutor, as_completed, task};
+//!
+//! #[task]
+//! fn simulate_task(n: u64) -> String {
+//!     format!("Processed {n}")
+//! }
+//!
+//! fn main() -> Result<(), cf::Error> {
+//!     let pool = ProcessPoolExecutor::with_max_workers(2)?;
+//!     let mut future_to_number = HashMap::new();
+//!     for n in [5, 2, 8, 1, 3] {
+//!         future_to_number.insert(pool.submit(simulate_task, n)?, n);
+//!     }
+//!     for future in as_completed(future_to_number.keys(), None) {
+//!         match future.result() {
+//!             Ok(text) => println!("Completed: {text}"),
+//!             Err(e) => println!("Task for {} generated an exception: {e}", future_to_number[&future]),
+//!         }
+//!     }
+//!     assert_eq!(simulate_task(1), "Processed 1"); // still an ordinary function
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Futures
+//!
+//! [`ProcessPoolExecutor::submit`] and [`ThreadPoolExecutor::submit`] return a [`Future<T, E>`]:
+//! a cheap, cloneable handle that compares and hashes by identity, so it can key a map from
+//! future to input. It is pending, then running, then finished (or cancelled while still
+//! pending). [`Future::result`] blocks and lends the outcome; [`Future::result_timeout`] gives up
+//! with [`Timeout`] and leaves the future pending; [`Future::add_done_callback`] runs a callback
+//! once, at once if the future is already done.
+//!
+//! # Waiting
+//!
+//! [`wait`] returns the done and not-done sets when the [`ReturnWhen`] condition holds:
+//! [`FirstCompleted`](ReturnWhen::FirstCompleted), [`FirstException`](ReturnWhen::FirstException)
+//! (a cancelled future is not an exception) or [`AllCompleted`](ReturnWhen::AllCompleted).
+//! [`as_completed`] yields each distinct future once, those already done first, then in
+//! completion order. Both take futures from either executor; [`AnyFuture`] mixes value types.
+//! Cancelling a future wakes every `wait` and `as_completed` that holds it at once.
+//!
+//! # Errors
+//!
+//! [`Error`] is about the executor itself (starting workers, submitting after shutdown).
+//! [`TaskError`] is about one task, and keeps the causes apart: the task's own error
+//! ([`TaskError::Failed`], for a task that returns `Result<T, E>`), a panic with its message and
+//! location ([`TaskError::Panicked`]), a worker that died with its pid and exit code or signal
+//! ([`TaskError::WorkerDied`]), cancellation, and values that failed to cross the process
+//! boundary.
+//!
+//! # Crash isolation
+//!
+//! Workers are this same binary, re-executed: a constructor that runs before `main` sees the
+//! worker marker and serves tasks until its request pipe closes, so a worker never reaches your
+//! `main` and you write nothing to set it up. It works the same in binaries, examples, tests and
+//! benches. Requests and results travel on dedicated pipes (never stdin/stdout: a task may
+//! print), as length-prefixed frames that name a task by its index in the binary's task table: a
+//! frame is data, never code. When a worker dies, only the task it was running fails; the tasks
+//! queued behind it go to a fresh worker.
+//!
+//! # Python names
+//!
+//! | Python | cf |
+//! |---|---|
+//! | `ProcessPoolExecutor(max_workers=n)` | [`ProcessPoolExecutor::with_max_workers`]`(n)` or [`ProcessPoolExecutor::builder`] |
+//! | `ThreadPoolExecutor()` | [`ThreadPoolExecutor::new`] |
+//! | `executor.submit(fn, *args)` | `executor.submit(fn, args)`: `()`, `x` or `(x, y, ..)` |
+//! | `executor.map(fn, it, chunksize=n)` | `executor.map(fn, it).chunksize(n)` (lazy, ordered) |
+//! | `executor.shutdown(wait, cancel_futures=c)` | `executor.shutdown(wait, c)`; dropping is `shutdown(true, false)` |
+//! | `future.result(timeout)` | [`Future::result`], [`Future::result_timeout`] |
+//! | `future.exception(timeout)` | [`Future::exception`], [`Future::exception_timeout`] |
+//! | `future.cancel()`, `cancelled()`, `running()`, `done()` | the same names |
+//! | `future.add_done_callback(fn)` | [`Future::add_done_callback`] |
+//! | `wait(fs, timeout, return_when)` | [`wait`]`(fs, timeout, ReturnWhen::..)` |
+//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, timeout)` |
+//! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen`] |
+//! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] |
+//! | `BrokenProcessPool` | none needed: a dead worker fails one future ([`TaskError::WorkerDied`]) |
 #![deny(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
 
 extern crate self as cf;
 
