@@ -10,6 +10,9 @@ use crate::args::TaskArgs;
 use crate::ast::{Attrs, Output, Param, TaskFn};
 use crate::valid;
 
+#[cfg(test)]
+mod test;
+
 /// The expansion of `#[task]` with `args` on `item`; on any error, `item` unchanged plus the
 /// errors.
 pub(crate) fn expand(args: syn::Result<TaskArgs>, item: &ItemFn) -> TokenStream {
