@@ -4,7 +4,7 @@ use proc_macro2::{Delimiter, Group, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::spanned::Spanned as _;
-use syn::{Error, Ident, ItemFn, Signature, Type};
+use syn::{Error, Ident, ItemFn, Type};
 
 use crate::args::TaskArgs;
 use crate::ast::{Attrs, Output, Param, TaskFn};
@@ -66,12 +66,10 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
         body,
     } = &task.attrs;
 
-    // The user's function, renamed, private, and otherwise exactly as written.
-    let inner = Ident::new("__cf_task", ident.span());
-    let sig = Signature {
-        ident: inner.clone(),
-        ..item.sig.clone()
-    };
+    // The user's function, private and otherwise exactly as written. Inside the anonymous
+    // constant its name is the function again, not the constant: a parameter or a `let` may
+    // reuse the name (a constant cannot be shadowed), and recursion is a direct call.
+    let sig = &item.sig;
     let block = &item.block;
 
     let types: Vec<&Type> = task.params.iter().map(Param::ty).collect();
@@ -90,7 +88,7 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
     };
 
     let never = quote!(::cf::__private::Never);
-    let call = quote!(#inner(#(#bindings),*));
+    let call = quote!(#ident(#(#bindings),*));
     let (output_ty, error_ty, outcome) = match task.output {
         Output::Unit => (
             quote!(()),
@@ -158,7 +156,7 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
 
                 #[inline]
                 fn deref(&self) -> &Self::Target {
-                    static __CF_FN: #fn_ptr = #inner;
+                    static __CF_FN: #fn_ptr = #ident;
                     &__CF_FN
                 }
             }

@@ -49,7 +49,7 @@ fn marker_type_constant_and_hidden_impls() {
     );
     let hidden = quote!(#hidden).to_string();
     assert!(
-        hidden.contains("# [inline] fn __cf_task (a : i64 , b : i64) -> i64 { a + b }"),
+        hidden.contains("# [inline] fn add (a : i64 , b : i64) -> i64 { a + b }"),
         "{hidden}"
     );
 }
