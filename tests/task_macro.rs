@@ -44,7 +44,9 @@ fn three(a: u8, b: String, c: Vec<u16>) -> (u8, String, usize) {
 
 #[task]
 fn parse(text: String) -> Result<i64, String> {
-    text.trim().parse().map_err(|e: std::num::ParseIntError| e.to_string())
+    text.trim()
+        .parse()
+        .map_err(|e: std::num::ParseIntError| e.to_string())
 }
 
 #[task]
@@ -114,7 +116,10 @@ fn calls_like_the_function() {
     assert_eq!(answer(), 42);
     nothing();
     assert_eq!(shout("hi".to_owned()), "HI");
-    assert_eq!(three(1, "b".to_owned(), vec![1, 2, 3]), (1, "b".to_owned(), 3));
+    assert_eq!(
+        three(1, "b".to_owned(), vec![1, 2, 3]),
+        (1, "b".to_owned(), 3)
+    );
     assert_eq!(parse(" 7 ".to_owned()), Ok(7));
     assert_eq!(checked(u32::MAX), Err(format!("{} is too large", u32::MAX)));
     assert_eq!(patterns((1, 2), 3, 0), 7);
@@ -182,9 +187,15 @@ fn call_runs_the_function() {
     assert_eq!(answer::call(()), Ok(42));
     assert_eq!(nothing::call(()), Ok(()));
     assert_eq!(shout::call("a".to_owned()), Ok("A".to_owned()));
-    assert_eq!(three::call((1, "b".to_owned(), vec![])), Ok((1, "b".to_owned(), 0)));
+    assert_eq!(
+        three::call((1, "b".to_owned(), vec![])),
+        Ok((1, "b".to_owned(), 0))
+    );
     assert_eq!(parse::call("12".to_owned()), Ok(12));
-    assert_eq!(parse::call("x".to_owned()), Err("invalid digit found in string".to_owned()));
+    assert_eq!(
+        parse::call("x".to_owned()),
+        Err("invalid digit found in string".to_owned())
+    );
     assert_eq!(patterns::call(((1, 2), 3, 0)), Ok(7));
     assert_eq!(factorial::call(5), Ok(120));
 }
@@ -228,7 +239,12 @@ fn runs_in_a_worker() -> Result<(), cf::Error> {
     assert_eq!(sum.result(), Ok(&5));
     assert_eq!(none.result(), Ok(&()));
     assert_eq!(loud.result().map(String::as_str), Ok("HELLO"));
-    assert_eq!(bad.result(), Err(&TaskError::Failed("invalid digit found in string".to_owned())));
+    assert_eq!(
+        bad.result(),
+        Err(&TaskError::Failed(
+            "invalid digit found in string".to_owned()
+        ))
+    );
     assert_eq!(renamed.result(), Ok(&42));
     assert_eq!(nested.result(), Ok(&42));
     match panicked.result() {
