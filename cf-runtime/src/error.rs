@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use cf_worker::PanicInfo;
 
@@ -47,7 +48,10 @@ impl Error {
 
     /// The task is not in this binary's task table.
     pub fn is_not_registered(&self) -> bool {
-        matches!(self.kind, ErrorKind::NotRegistered(_) | ErrorKind::DuplicateTasks(_))
+        matches!(
+            self.kind,
+            ErrorKind::NotRegistered(_) | ErrorKind::DuplicateTasks(_)
+        )
     }
 
     /// The arguments could not be encoded.
@@ -79,11 +83,18 @@ impl fmt::Display for Error {
                  must be referenced from the binary so that the linker keeps it"
             ),
             ErrorKind::DuplicateTasks(names) => {
-                write!(f, "task names registered more than once: {}", names.join(", "))
+                write!(
+                    f,
+                    "task names registered more than once: {}",
+                    names.join(", ")
+                )
             }
             ErrorKind::Broken(msg) => write!(f, "the pool is broken: {msg}"),
             ErrorKind::Encode { task, message } => {
-                write!(f, "failed to encode the arguments of task `{task}`: {message}")
+                write!(
+                    f,
+                    "failed to encode the arguments of task `{task}`: {message}"
+                )
             }
             ErrorKind::Task(msg) => f.write_str(msg),
         }
@@ -119,7 +130,10 @@ pub struct SubmitError<A> {
 
 impl<A> SubmitError<A> {
     pub(crate) fn new(args: A, kind: ErrorKind) -> Self {
-        SubmitError { args, error: Error::new(kind) }
+        SubmitError {
+            args,
+            error: Error::new(kind),
+        }
     }
 
     /// The arguments that were not submitted.
@@ -135,7 +149,9 @@ impl<A> SubmitError<A> {
 
 impl<A> fmt::Debug for SubmitError<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SubmitError").field("error", &self.error).finish_non_exhaustive()
+        f.debug_struct("SubmitError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }
 
@@ -201,6 +217,26 @@ pub enum TaskError<E = cf_worker::Never> {
         pid: u32,
         /// How it ended.
         exit: Exit,
+        /// The last lines the worker wrote to stderr (at most a few KiB), often the reason.
+        stderr: String,
+    },
+    /// The task ran past its time limit; its worker was killed.
+    TimedOut {
+        /// The task.
+        task: String,
+        /// The worker's pid.
+        pid: u32,
+        /// The limit it ran past.
+        limit: Duration,
+    },
+    /// The task allocated past the worker's memory limit; its worker died.
+    MemoryLimit {
+        /// The task.
+        task: String,
+        /// The worker's pid.
+        pid: u32,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// The future was cancelled before it ran.
     Cancelled,
@@ -236,6 +272,16 @@ impl<E> TaskError<E> {
         matches!(self, TaskError::WorkerDied { .. })
     }
 
+    /// The task ran past its time limit.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, TaskError::TimedOut { .. })
+    }
+
+    /// The task went past the worker's memory limit.
+    pub fn is_memory_limit(&self) -> bool {
+        matches!(self, TaskError::MemoryLimit { .. })
+    }
+
     /// The future was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, TaskError::Cancelled)
@@ -262,7 +308,21 @@ impl<E> TaskError<E> {
         match self {
             TaskError::Failed(e) => TaskError::Failed(f(e)),
             TaskError::Panicked(p) => TaskError::Panicked(p),
-            TaskError::WorkerDied { task, pid, exit } => TaskError::WorkerDied { task, pid, exit },
+            TaskError::WorkerDied {
+                task,
+                pid,
+                exit,
+                stderr,
+            } => TaskError::WorkerDied {
+                task,
+                pid,
+                exit,
+                stderr,
+            },
+            TaskError::TimedOut { task, pid, limit } => TaskError::TimedOut { task, pid, limit },
+            TaskError::MemoryLimit { task, pid, limit } => {
+                TaskError::MemoryLimit { task, pid, limit }
+            }
             TaskError::Cancelled => TaskError::Cancelled,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
             TaskError::Pool { task, message } => TaskError::Pool { task, message },
@@ -275,9 +335,31 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
         match self {
             TaskError::Failed(e) => e.fmt(f),
             TaskError::Panicked(info) => info.fmt(f),
-            TaskError::WorkerDied { task, pid, exit } => {
-                write!(f, "worker (pid {pid}) died with {exit} while running task `{task}`")
+            TaskError::WorkerDied {
+                task,
+                pid,
+                exit,
+                stderr,
+            } => {
+                write!(
+                    f,
+                    "worker (pid {pid}) died with {exit} while running task `{task}`"
+                )?;
+                match stderr.trim_end().lines().last() {
+                    Some(last) => write!(f, "; its last words: {last}"),
+                    None => Ok(()),
+                }
             }
+            TaskError::TimedOut { task, pid, limit } => write!(
+                f,
+                "task `{task}` exceeded its time limit of {} (worker pid {pid} was killed)",
+                HumanDuration(*limit)
+            ),
+            TaskError::MemoryLimit { task, pid, limit } => write!(
+                f,
+                "task `{task}` exceeded the memory limit of {} (worker pid {pid})",
+                HumanBytes(*limit)
+            ),
             TaskError::Cancelled => f.write_str("the future was cancelled"),
             TaskError::Codec { message, .. } => f.write_str(message),
             TaskError::Pool { task, message } => write!(f, "task `{task}` did not run: {message}"),
@@ -298,3 +380,37 @@ impl fmt::Display for Timeout {
 }
 
 impl std::error::Error for Timeout {}
+
+/// `500 ms`, `2 s`, `1.5 s`.
+struct HumanDuration(Duration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 1000 || ms % 1000 != 0 && ms < 10_000 && ms % 100 != 0 {
+            write!(f, "{ms} ms")
+        } else if ms % 1000 == 0 {
+            write!(f, "{} s", ms / 1000)
+        } else {
+            write!(f, "{:.1} s", self.0.as_secs_f64())
+        }
+    }
+}
+
+/// `256 MiB`, `1 GiB`, `1000 bytes`.
+struct HumanBytes(u64);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (unit, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{} {unit}", self.0 / size);
+            }
+        }
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+#[cfg(test)]
+mod test;

@@ -88,7 +88,10 @@ where
         while self.in_flight.len() + self.chunksize <= self.buffersize.max(self.chunksize) {
             let mut submitted = 0;
             for args in self.args.by_ref().take(self.chunksize) {
-                let future = self.executor.submit(self.f.clone(), args).map_err(|e| e.to_string());
+                let future = self
+                    .executor
+                    .submit(self.f.clone(), args)
+                    .map_err(|e| e.to_string());
                 self.in_flight.push_back(future);
                 submitted += 1;
             }
@@ -112,7 +115,10 @@ where
         let next = self.in_flight.pop_front()?;
         Some(match next {
             Ok(future) => future.take(),
-            Err(message) => Err(TaskError::Pool { task: String::new(), message }),
+            Err(message) => Err(TaskError::Pool {
+                task: String::new(),
+                message,
+            }),
         })
     }
 }

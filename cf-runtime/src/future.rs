@@ -40,8 +40,17 @@ impl Status {
 
 type Callback = Box<dyn FnOnce() + Send>;
 
+/// Whoever can stop a running task (the process pool, by killing its worker), and the task's id.
+pub(crate) type Killer = (std::sync::Weak<dyn Kill>, u64);
+
+/// Stops the running task with this id.
+pub(crate) trait Kill: Send + std::marker::Sync {
+    fn kill(&self, id: u64);
+}
+
 struct State {
     status: Status,
+    killer: Option<Killer>,
     waiters: Vec<(Arc<Waiter>, usize)>,
     wakers: Vec<Waker>,
     callbacks: Vec<Callback>,
@@ -61,7 +70,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signal").field("status", &self.status()).finish()
+        f.debug_struct("Signal")
+            .field("status", &self.status())
+            .finish()
     }
 }
 
@@ -70,6 +81,7 @@ impl Signal {
         Signal {
             state: Mutex::new(State {
                 status: Status::Pending,
+                killer: None,
                 waiters: Vec::new(),
                 wakers: Vec::new(),
                 callbacks: Vec::new(),
@@ -91,7 +103,9 @@ impl Signal {
     }
 
     pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) {
-        lock(&self.state).waiters.retain(|(w, _)| !Arc::ptr_eq(w, waiter));
+        lock(&self.state)
+            .waiters
+            .retain(|(w, _)| !Arc::ptr_eq(w, waiter));
     }
 
     /// Blocks until done or until `deadline`; true when done.
@@ -180,7 +194,12 @@ impl Waiter {
                 return Some(std::mem::take(&mut *done));
             }
             match deadline {
-                None => done = self.cv.wait(done).unwrap_or_else(std::sync::PoisonError::into_inner),
+                None => {
+                    done = self
+                        .cv
+                        .wait(done)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                }
                 Some(deadline) => {
                     let left = deadline.checked_duration_since(Instant::now())?;
                     done = self
@@ -213,7 +232,9 @@ pub struct Future<T, E = Never> {
 
 impl<T, E> Clone for Future<T, E> {
     fn clone(&self) -> Self {
-        Future { core: self.core.clone() }
+        Future {
+            core: self.core.clone(),
+        }
     }
 }
 
@@ -250,7 +271,17 @@ impl<T, E> fmt::Debug for Future<T, E> {
 impl<T, E> Future<T, E> {
     /// A new pending future and the completer that finishes it.
     pub(crate) fn pending() -> (Self, Completer<T, E>) {
-        let core = Arc::new(Core { outcome: OnceLock::new(), sync: Arc::new(Signal::new()) });
+        Self::with_killer(None)
+    }
+
+    /// A new pending future whose running task `killer` can stop.
+    pub(crate) fn with_killer(killer: Option<Killer>) -> (Self, Completer<T, E>) {
+        let signal = Signal::new();
+        lock(&signal.state).killer = killer;
+        let core = Arc::new(Core {
+            outcome: OnceLock::new(),
+            sync: Arc::new(signal),
+        });
         (Future { core: core.clone() }, Completer { core })
     }
 
@@ -270,6 +301,32 @@ impl<T, E> Future<T, E> {
         ) || core.sync.status() == Status::Cancelled
     }
 
+    /// Cancels the task even if it is running, by killing the worker process that runs it; blocks
+    /// until the future is done and returns whether it ended cancelled.
+    ///
+    /// On a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) a running task is stopped by
+    /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost.
+    /// Elsewhere (a [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) cannot stop a thread) this is
+    /// [`cancel`](Self::cancel) and returns `false` for a running task.
+    pub fn kill(&self) -> bool {
+        if self.cancel() {
+            return true;
+        }
+        let killer = {
+            let state = lock(&self.core.sync.state);
+            if state.status != Status::Running {
+                return false;
+            }
+            state.killer.clone()
+        };
+        let Some(pool) = killer.as_ref().and_then(|(pool, _)| pool.upgrade()) else {
+            return false;
+        };
+        pool.kill(killer.map_or(0, |(_, id)| id));
+        self.core.sync.wait_until(None);
+        self.cancelled()
+    }
+
     /// Whether the future was cancelled.
     pub fn cancelled(&self) -> bool {
         self.core.sync.status() == Status::Cancelled
@@ -286,7 +343,10 @@ impl<T, E> Future<T, E> {
     }
 
     fn outcome(&self) -> &Outcome<T, E> {
-        self.core.outcome.get().expect("a done future has its outcome")
+        self.core
+            .outcome
+            .get()
+            .expect("a done future has its outcome")
     }
 
     /// Blocks until the task is done and lends its outcome.
@@ -370,7 +430,10 @@ impl<T, E> Future<T, E> {
     /// Moves the outcome out of a done future whose only handle this is.
     fn try_take(self) -> Result<Outcome<T, E>, Self> {
         match Arc::try_unwrap(self.core) {
-            Ok(core) => Ok(core.outcome.into_inner().expect("a done future has its outcome")),
+            Ok(core) => Ok(core
+                .outcome
+                .into_inner()
+                .expect("a done future has its outcome")),
             Err(core) => Err(Future { core }),
         }
     }
@@ -414,7 +477,11 @@ impl<'a, T, E> std::future::Future for Lend<'a, T, E> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.future;
-        if future.core.sync.poll_done(cx) { Poll::Ready(future.outcome().as_ref()) } else { Poll::Pending }
+        if future.core.sync.poll_done(cx) {
+            Poll::Ready(future.outcome().as_ref())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -454,16 +521,38 @@ impl<T, E> Completer<T, E> {
         Future { core: self.core }.cancel();
     }
 
+    /// Cancels the future even though it is running (its worker was killed for it).
+    pub(crate) fn cancel_running(self) {
+        let sync = self.core.sync.clone();
+        let core = self.core;
+        sync.finish(
+            Status::Cancelled,
+            |s| !s.is_done(),
+            move || {
+                let _ = core.outcome.set(Err(TaskError::Cancelled));
+                drop(core);
+            },
+        );
+    }
+
     /// Finishes the future with `outcome` (ignored if it is already done).
     pub(crate) fn complete(self, outcome: Outcome<T, E>) {
-        let status = if outcome.is_ok() { Status::Finished } else { Status::Failed };
+        let status = if outcome.is_ok() {
+            Status::Finished
+        } else {
+            Status::Failed
+        };
         let sync = self.core.sync.clone();
         let core = self.core;
         // The core handle is dropped under the state lock, before the new state can be seen.
-        sync.finish(status, |s| !s.is_done(), move || {
-            let _ = core.outcome.set(outcome);
-            drop(core);
-        });
+        sync.finish(
+            status,
+            |s| !s.is_done(),
+            move || {
+                let _ = core.outcome.set(outcome);
+                drop(core);
+            },
+        );
     }
 }
 
@@ -512,13 +601,17 @@ impl Hash for AnyFuture {
 
 impl fmt::Debug for AnyFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnyFuture").field("id", &Arc::as_ptr(&self.sync)).finish()
+        f.debug_struct("AnyFuture")
+            .field("id", &Arc::as_ptr(&self.sync))
+            .finish()
     }
 }
 
 impl<T, E> From<&Future<T, E>> for AnyFuture {
     fn from(f: &Future<T, E>) -> Self {
-        AnyFuture { sync: f.core.sync.clone() }
+        AnyFuture {
+            sync: f.core.sync.clone(),
+        }
     }
 }
 

@@ -21,7 +21,11 @@ struct Job<C, A, O, E> {
     completer: Completer<O, E>,
 }
 
-impl<C, A, M> Work for (Job<C, A, C::Output, C::Error>, std::marker::PhantomData<fn() -> M>)
+impl<C, A, M> Work
+    for (
+        Job<C, A, C::Output, C::Error>,
+        std::marker::PhantomData<fn() -> M>,
+    )
 where
     C: Callable<A, M>,
     A: Send,
@@ -63,7 +67,9 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn serve(&self) {
@@ -77,7 +83,10 @@ impl Shared {
                 return;
             } else {
                 state.idle += 1;
-                state = self.work.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = self
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 state.idle -= 1;
             }
         }
@@ -127,7 +136,10 @@ impl ThreadPoolExecutor {
 
     /// A builder, to set the number of threads and their names.
     pub fn builder() -> ThreadPoolBuilder {
-        ThreadPoolBuilder { max_workers: None, thread_name_prefix: None }
+        ThreadPoolBuilder {
+            max_workers: None,
+            thread_name_prefix: None,
+        }
     }
 
     /// The most threads this pool runs at once.
@@ -157,14 +169,19 @@ impl ThreadPoolExecutor {
         }
         let (future, completer) = Future::pending();
         let job = Job { f, args, completer };
-        state.queue.push_back(Box::new((job, std::marker::PhantomData::<fn() -> M>)));
+        state
+            .queue
+            .push_back(Box::new((job, std::marker::PhantomData::<fn() -> M>)));
         if state.idle > 0 {
             self.shared.work.notify_one();
         } else if state.threads.len() < self.shared.max_workers {
             let shared = self.shared.clone();
             let name = format!("{}-{}", self.shared.name, state.threads.len());
             // If the OS refuses another thread, the threads we have still drain the queue.
-            if let Ok(handle) = thread::Builder::new().name(name).spawn(move || shared.serve()) {
+            if let Ok(handle) = thread::Builder::new()
+                .name(name)
+                .spawn(move || shared.serve())
+            {
                 state.threads.push(handle);
             } else if state.threads.is_empty() {
                 let work = state.queue.pop_back().expect("just pushed");
@@ -192,10 +209,17 @@ impl ThreadPoolExecutor {
         let (cancelled, threads) = {
             let mut state = self.shared.lock();
             state.shutdown = true;
-            let cancelled: Vec<_> =
-                if cancel_futures { state.queue.drain(..).collect() } else { Vec::new() };
+            let cancelled: Vec<_> = if cancel_futures {
+                state.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            };
             self.shared.work.notify_all();
-            let threads = if wait { std::mem::take(&mut state.threads) } else { Vec::new() };
+            let threads = if wait {
+                std::mem::take(&mut state.threads)
+            } else {
+                Vec::new()
+            };
             (cancelled, threads)
         };
         for work in cancelled {
@@ -277,7 +301,9 @@ impl ThreadPoolBuilder {
                 }),
                 work: Condvar::new(),
                 max_workers: self.max_workers.unwrap_or((cores + 4).min(32)),
-                name: self.thread_name_prefix.unwrap_or_else(|| "cf-thread".to_owned()),
+                name: self
+                    .thread_name_prefix
+                    .unwrap_or_else(|| "cf-thread".to_owned()),
             }),
         }
     }

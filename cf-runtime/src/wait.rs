@@ -85,7 +85,9 @@ pub fn wait<W: Waitable>(
         ReturnWhen::AllCompleted => done_count == all.len(),
     };
     while !satisfied(done_count, failed) {
-        let Some(keys) = waiter.wait(deadline) else { break };
+        let Some(keys) = waiter.wait(deadline) else {
+            break;
+        };
         for key in keys {
             if !std::mem::replace(&mut done[key], true) {
                 done_count += 1;
@@ -93,7 +95,10 @@ pub fn wait<W: Waitable>(
             }
         }
     }
-    let mut result = DoneAndNotDone { done: HashSet::new(), not_done: HashSet::new() };
+    let mut result = DoneAndNotDone {
+        done: HashSet::new(),
+        not_done: HashSet::new(),
+    };
     for (key, (handle, sync)) in all.into_iter().enumerate() {
         sync.unregister(&waiter);
         // A future may finish between the last wake-up and now: report what is true now.
@@ -141,7 +146,14 @@ pub fn as_completed<W: Waitable>(
         }
         slots.push(Some((handle, sync)));
     }
-    AsCompleted { slots, ready, pending, waiter, deadline, timed_out: false }
+    AsCompleted {
+        slots,
+        ready,
+        pending,
+        waiter,
+        deadline,
+        timed_out: false,
+    }
 }
 
 /// The iterator [`as_completed`] returns.
@@ -195,7 +207,10 @@ impl<F> Iterator for AsCompleted<F> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.ready.len() + self.pending;
-        (if self.timed_out { 0 } else { self.ready.len() }, Some(left))
+        (
+            if self.timed_out { 0 } else { self.ready.len() },
+            Some(left),
+        )
     }
 }
 

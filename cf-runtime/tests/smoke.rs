@@ -32,7 +32,10 @@ impl Task for Square {
 #[test]
 fn squares_panics_and_aborts() {
     let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
-    let futures: Vec<_> = (0..20).chain([666]).map(|x| pool.submit(Square, x).unwrap()).collect();
+    let futures: Vec<_> = (0..20)
+        .chain([666])
+        .map(|x| pool.submit(Square, x).unwrap())
+        .collect();
     let done = wait(&futures, None, ReturnWhen::AllCompleted);
     assert_eq!(done.done.len(), 21);
     for (x, f) in (0..20).chain([666]).zip(&futures) {
@@ -46,6 +49,8 @@ fn squares_panics_and_aborts() {
         }
     }
     let after: Vec<_> = (0..5).map(|x| pool.submit(Square, x).unwrap()).collect();
-    let total: u64 = as_completed(&after, None).map(|f| *f.result().unwrap()).sum();
+    let total: u64 = as_completed(&after, None)
+        .map(|f| *f.result().unwrap())
+        .sum();
     assert_eq!(total, 30);
 }

@@ -39,7 +39,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
-        return Err(CodecError(format!("{} bytes left over after the value", bytes.len() - used)));
+        return Err(CodecError(format!(
+            "{} bytes left over after the value",
+            bytes.len() - used
+        )));
     }
     Ok(value)
 }

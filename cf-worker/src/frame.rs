@@ -126,7 +126,10 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::TooShort(len) => {
-                write!(f, "frame of {len} bytes is shorter than its {HEADER_LEN}-byte header")
+                write!(
+                    f,
+                    "frame of {len} bytes is shorter than its {HEADER_LEN}-byte header"
+                )
             }
             FrameError::TooLong { len, max } => {
                 write!(f, "frame of {len} bytes is over the limit of {max} bytes")
@@ -145,7 +148,9 @@ impl std::error::Error for FrameError {}
 /// # Errors
 /// The length field is impossible or over `max`.
 pub fn parse(buf: &[u8], max: u32) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
-    let Some(len) = buf.get(..4) else { return Ok(None) };
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
     let len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
     if (len as usize) < HEADER_LEN {
         return Err(FrameError::TooShort(len));
@@ -154,7 +159,9 @@ pub fn parse(buf: &[u8], max: u32) -> Result<Option<(Frame<'_>, usize)>, FrameEr
         return Err(FrameError::TooLong { len, max });
     }
     let total = 4 + len as usize;
-    let Some(body) = buf.get(4..total) else { return Ok(None) };
+    let Some(body) = buf.get(4..total) else {
+        return Ok(None);
+    };
     let frame = Frame {
         kind: body[0],
         id: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),

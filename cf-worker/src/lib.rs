@@ -18,7 +18,7 @@ mod sys;
 mod task;
 
 pub use codec::{CodecError, decode, encode_into};
-pub use panic::{Location, PanicInfo, catch as catch_panic};
-pub use task::{Never, TASKS, Task, TaskEntry, TaskTable, invoke, table};
 #[doc(hidden)]
 pub use linkme;
+pub use panic::{Location, PanicInfo, catch as catch_panic};
+pub use task::{Never, TASKS, Task, TaskEntry, TaskTable, invoke, table};

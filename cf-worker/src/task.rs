@@ -24,6 +24,8 @@ pub trait Task: Copy + Send + Sync + 'static {
     type Error: Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The name a worker dispatches on (module path and function name unless pinned).
     const NAME: &'static str;
+    /// The task's default time limit (`#[task(timeout = "...")]`); a limit given at submit wins.
+    const TIMEOUT: Option<std::time::Duration> = None;
     /// Runs the function in this process.
     ///
     /// # Errors
@@ -53,7 +55,9 @@ impl Serialize for Never {
 
 impl<'de> serde::Deserialize<'de> for Never {
     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("the value of a task that cannot fail has no error"))
+        Err(serde::de::Error::custom(
+            "the value of a task that cannot fail has no error",
+        ))
     }
 }
 
@@ -68,7 +72,10 @@ pub struct TaskEntry {
 impl TaskEntry {
     /// The entry for `T`; what `#[task]` places in [`TASKS`].
     pub const fn new<T: Task>() -> Self {
-        TaskEntry { name: T::NAME, invoke: invoke::<T> }
+        TaskEntry {
+            name: T::NAME,
+            invoke: invoke::<T>,
+        }
     }
 
     /// Decodes `args`, runs the task and appends the encoded outcome to `out`.
@@ -79,7 +86,9 @@ impl TaskEntry {
 
 impl fmt::Debug for TaskEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskEntry").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("TaskEntry")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +112,10 @@ pub fn invoke<T: Task>(args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
     let (kind, encoded) = match panic::catch(T::NAME, || T::call(args)) {
         Ok(Ok(value)) => (ReplyKind::Ok, codec::encode_into(&value, out)),
         Ok(Err(error)) => (ReplyKind::Failed, codec::encode_into(&error, out)),
-        Err(info) => (ReplyKind::Panicked, codec::encode_into::<PanicInfo>(&info, out)),
+        Err(info) => (
+            ReplyKind::Panicked,
+            codec::encode_into::<PanicInfo>(&info, out),
+        ),
     };
     match encoded {
         Ok(()) => kind,
@@ -144,7 +156,11 @@ impl TaskTable {
         }
         duplicates.sort_unstable();
         duplicates.dedup();
-        TaskTable { by_name, duplicates, fingerprint }
+        TaskTable {
+            by_name,
+            duplicates,
+            fingerprint,
+        }
     }
 
     /// Names registered more than once (a start-up error).

@@ -1,7 +1,8 @@
 //! The pool's I/O thread: hands jobs to workers, reads their replies, and replaces the dead.
 //!
-//! One thread, readiness-driven: it sleeps in `poll` over the wake-up pipe, every worker's result
-//! pipe and pidfd, and the request pipes it has bytes for. No timers, no polling loops.
+//! One thread, readiness-driven: it sleeps in `poll` over the wake-up pipe and, per worker, the
+//! result pipe, the stderr pipe, the pidfd and (when it has bytes for it) the request pipe. The
+//! only timeout is the nearest task time limit. See `README.md` beside this file.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,23 +10,36 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
-use cf_worker::table;
+use cf_worker::{PanicInfo, decode, table};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::job::Job;
-use super::worker::Worker;
+use super::job::{Job, NoSink};
+use super::worker::{Poison, Worker};
 use super::{Inbox, Shared};
-use crate::error::TaskError;
+use crate::error::{Exit, TaskError};
 
 /// Consecutive start-up failures after which the pool calls itself broken.
 const MAX_STARTUP_FAILURES: u32 = 3;
+
+/// A worker's initializer: a task with no arguments run once at start.
+pub(crate) struct Init {
+    pub(crate) task: u32,
+    pub(crate) name: &'static str,
+    pub(crate) args: Vec<u8>,
+}
 
 pub(crate) struct Config {
     pub(crate) exe: PathBuf,
     pub(crate) max_workers: usize,
     pub(crate) prefetch: usize,
+    pub(crate) max_tasks_per_child: Option<u64>,
+    pub(crate) initializer: Option<Init>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) memory_limit: Option<u64>,
+    pub(crate) spare: bool,
 }
 
 struct Dispatcher {
@@ -34,9 +48,10 @@ struct Dispatcher {
     config: Config,
     workers: Vec<Worker>,
     queue: VecDeque<Job>,
-    next_id: u64,
     shutdown: bool,
+    terminated: bool,
     startup_failures: u32,
+    last_startup_failure: String,
     broken: Option<String>,
 }
 
@@ -53,13 +68,19 @@ pub(crate) fn run(
         config,
         workers: Vec::new(),
         queue: VecDeque::new(),
-        next_id: 1,
         shutdown: false,
+        terminated: false,
         startup_failures: 0,
+        last_startup_failure: String::new(),
         broken: None,
     };
-    for _ in 0..d.config.max_workers {
-        match Worker::spawn(&d.config.exe) {
+    let spares = usize::from(d.config.spare);
+    for index in 0..d.config.max_workers + spares {
+        match Worker::spawn(
+            &d.config.exe,
+            d.config.memory_limit,
+            index >= d.config.max_workers,
+        ) {
             Ok(worker) => d.workers.push(worker),
             Err(e) => {
                 let _ = started.send(Err(e));
@@ -79,7 +100,13 @@ impl Dispatcher {
             for worker in &mut self.workers {
                 worker.flush();
             }
-            if self.shutdown && self.queue.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty()) {
+            if self.shutdown
+                && self.queue.is_empty()
+                && self
+                    .workers
+                    .iter()
+                    .all(|w| w.inflight.iter().all(Job::is_init))
+            {
                 return;
             }
             self.wait();
@@ -89,7 +116,15 @@ impl Dispatcher {
     /// Takes what submitters left in the inbox.
     fn intake(&mut self) {
         let mut inbox = self.shared.lock();
-        let Inbox { jobs, notified, shutdown, cancel, broken } = &mut *inbox;
+        let Inbox {
+            jobs,
+            notified,
+            shutdown,
+            cancel,
+            broken,
+            kills,
+            terminate,
+        } = &mut *inbox;
         *notified = false;
         self.shutdown = *shutdown;
         if broken.is_none() {
@@ -97,6 +132,8 @@ impl Dispatcher {
         }
         let cancel = *cancel;
         let jobs = std::mem::take(jobs);
+        let kills = std::mem::take(kills);
+        let terminate = terminate.take();
         drop(inbox);
         self.queue.extend(jobs);
         if cancel {
@@ -104,57 +141,143 @@ impl Dispatcher {
                 job.sink.cancel();
             }
         }
+        for id in kills {
+            self.kill_job(id);
+        }
+        if let Some(signal) = terminate {
+            self.terminated = true;
+            for worker in &mut self.workers {
+                worker.poison.get_or_insert(Poison::Terminated);
+                crate::sys::signal(worker.pid, signal);
+            }
+        }
         if let Some(why) = &self.broken {
             for job in self.queue.drain(..) {
                 let task = job.name.to_owned();
-                job.sink.fail(TaskError::Pool { task, message: format!("the pool is broken: {why}") });
+                let message = format!("the pool is broken: {why}");
+                job.sink.fail(TaskError::Pool { task, message });
             }
+        }
+    }
+
+    /// `Future::kill`: stop the job wherever it is.
+    fn kill_job(&mut self, id: u64) {
+        for worker in &mut self.workers {
+            match worker.inflight.iter().position(|job| job.id == id) {
+                Some(0) => worker.kill(Poison::Cancelled),
+                Some(at) => {
+                    // Sent but not started: it never runs.
+                    let job = worker.inflight.remove(at).expect("found above");
+                    job.sink.cancel_running();
+                }
+                None => continue,
+            }
+            return;
         }
     }
 
     /// Gives queued jobs to ready workers, up to `prefetch` each, one round at a time.
     fn dispatch(&mut self) {
-        for round in 0..self.config.prefetch {
+        let now = Instant::now();
+        for _ in 0..self.config.prefetch {
             for worker in &mut self.workers {
-                if !worker.ready || worker.poison.is_some() || worker.inflight.len() > round {
+                if self.queue.is_empty() {
+                    break;
+                }
+                if !worker.accepts(self.config.prefetch, self.config.max_tasks_per_child) {
                     continue;
                 }
-                while let Some(mut job) = self.queue.pop_front() {
+                while let Some(job) = self.queue.pop_front() {
                     if !job.sink.set_running() {
                         continue; // cancelled while queued
                     }
-                    job.id = self.next_id;
-                    self.next_id += 1;
-                    let start = frame::begin(&mut worker.out, job.id, job.task);
-                    worker.out.extend_from_slice(&job.args);
-                    frame::finish(&mut worker.out, start, RequestKind::Call as u8);
-                    worker.inflight.push_back(job);
+                    send(worker, job, now);
                     break;
                 }
+            }
+        }
+        // A worker that has run its `max_tasks_per_child` leaves once its last reply is in.
+        if let Some(max) = self.config.max_tasks_per_child {
+            for worker in &mut self.workers {
+                if worker.sent >= max && worker.inflight.is_empty() {
+                    worker.req = None;
+                }
+            }
+        }
+    }
+
+    /// The nearest moment a running task passes its time limit.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter(|w| w.poison.is_none())
+            .filter_map(|w| {
+                let job = w.inflight.front()?;
+                let limit = job.timeout.or(self.config.timeout)?;
+                w.front_since?.checked_add(limit)
+            })
+            .min()
+    }
+
+    /// Kills the workers whose running task is past its limit.
+    fn enforce_deadlines(&mut self, now: Instant) {
+        for worker in &mut self.workers {
+            let (Some(job), Some(since)) = (worker.inflight.front(), worker.front_since) else {
+                continue;
+            };
+            let Some(limit) = job.timeout.or(self.config.timeout) else {
+                continue;
+            };
+            if worker.poison.is_none() && since.checked_add(limit).is_some_and(|d| d <= now) {
+                worker.kill(Poison::TimedOut(limit));
             }
         }
     }
 
     /// Sleeps until something is ready, then handles it.
     fn wait(&mut self) {
-        let mut fds = Vec::with_capacity(1 + 3 * self.workers.len());
+        let timeout = match self.next_deadline() {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // Round up, so that we wake after the deadline rather than just before it.
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = Vec::with_capacity(1 + 4 * self.workers.len());
         fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
         for worker in &self.workers {
             fds.push(PollFd::new(worker.res.as_fd(), PollFlags::POLLIN));
             fds.push(PollFd::new(worker.pidfd.as_fd(), PollFlags::POLLIN));
-            let out = if worker.wants_write() { PollFlags::POLLOUT } else { PollFlags::empty() };
-            let req = worker.req.as_ref().unwrap_or(&self.wake);
-            fds.push(PollFd::new(req.as_fd(), out));
+            let out = if worker.wants_write() {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::empty()
+            };
+            fds.push(PollFd::new(
+                worker.req.as_ref().unwrap_or(&self.wake).as_fd(),
+                out,
+            ));
+            let err = if worker.err.is_some() {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            };
+            fds.push(PollFd::new(
+                worker.err.as_ref().unwrap_or(&self.wake).as_fd(),
+                err,
+            ));
         }
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+        match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => panic!("poll failed: {e}"),
         }
         let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
         let wake = ready(&fds[0]);
-        let events: Vec<(bool, bool, bool)> = fds[1..]
-            .chunks(3)
-            .map(|c| (ready(&c[0]), ready(&c[1]), ready(&c[2])))
+        let events: Vec<[bool; 4]> = fds[1..]
+            .chunks(4)
+            .map(|c| [ready(&c[0]), ready(&c[1]), ready(&c[2]), ready(&c[3])])
             .collect();
         drop(fds);
         if wake {
@@ -162,7 +285,10 @@ impl Dispatcher {
             while matches!(nix::unistd::read(&self.wake, &mut buf), Ok(n) if n > 0) {}
         }
         let mut dead = Vec::new();
-        for (index, (readable, exited, writable)) in events.into_iter().enumerate() {
+        for (index, [readable, exited, writable, stderr]) in events.into_iter().enumerate() {
+            if stderr || exited {
+                self.workers[index].drain_stderr();
+            }
             if writable {
                 self.workers[index].flush();
             }
@@ -170,13 +296,15 @@ impl Dispatcher {
                 let open = self.workers[index].fill();
                 self.parse(index);
                 if !open && !exited {
-                    self.workers[index].kill("the worker closed its result pipe".to_owned());
+                    let why = "the worker closed its result pipe".to_owned();
+                    self.workers[index].kill(Poison::Protocol(why));
                 }
             }
             if exited {
                 dead.push(index);
             }
         }
+        self.enforce_deadlines(Instant::now());
         for index in dead.into_iter().rev() {
             self.bury(index);
         }
@@ -187,6 +315,7 @@ impl Dispatcher {
         let worker = &mut self.workers[index];
         let mut used = 0;
         let mut problem = None;
+        let now = Instant::now();
         loop {
             let (frame, len) = match frame::parse(&worker.inbuf[used..], frame::DEFAULT_MAX_FRAME) {
                 Ok(Some(parsed)) => parsed,
@@ -197,15 +326,28 @@ impl Dispatcher {
                 }
             };
             used += len;
-            if !worker.ready {
-                match hello(frame) {
-                    Ok(()) => {
+            if !worker.hello {
+                if let Err(e) = hello(frame) {
+                    problem = Some(e);
+                    break;
+                }
+                worker.hello = true;
+                match &self.config.initializer {
+                    Some(init) => {
+                        let job = Job {
+                            id: 0,
+                            task: init.task,
+                            name: init.name,
+                            args: init.args.clone(),
+                            sink: Box::new(NoSink),
+                            timeout: None,
+                        };
+                        send(worker, job, now);
+                        worker.flush();
+                    }
+                    None => {
                         worker.ready = true;
                         self.startup_failures = 0;
-                    }
-                    Err(e) => {
-                        problem = Some(e);
-                        break;
                     }
                 }
                 continue;
@@ -218,17 +360,32 @@ impl Dispatcher {
             match worker.inflight.front() {
                 Some(job) if job.id == frame.id => {}
                 _ => {
-                    problem = Some(format!("reply for job {} which it was not running", frame.id));
+                    problem = Some(format!(
+                        "reply for job {} which it was not running",
+                        frame.id
+                    ));
                     break;
                 }
             }
             let job = worker.inflight.pop_front().expect("checked above");
+            worker.front_since = (!worker.inflight.is_empty()).then_some(now);
+            if job.is_init() {
+                if kind == ReplyKind::Ok {
+                    worker.ready = true;
+                    self.startup_failures = 0;
+                } else {
+                    let why = init_failure(job.name, kind, frame.payload);
+                    worker.kill(Poison::InitFailed(why));
+                }
+                continue;
+            }
             job.sink.reply(kind, frame.payload, job.name);
         }
         worker.inbuf.drain(..used);
         if let Some(problem) = problem {
             worker.inbuf.clear();
-            worker.kill(format!("worker (pid {}) broke the protocol: {problem}", worker.pid));
+            let why = format!("worker (pid {}) broke the protocol: {problem}", worker.pid);
+            worker.kill(Poison::Protocol(why));
         }
     }
 
@@ -236,63 +393,180 @@ impl Dispatcher {
     fn bury(&mut self, index: usize) {
         let mut worker = self.workers.swap_remove(index);
         let exit = worker.reap();
+        let was_spare = worker.spare;
         if worker.ready {
-            if let Some(job) = worker.inflight.pop_front() {
-                let task = job.name.to_owned();
-                let error = match worker.poison.take() {
-                    Some(message) => TaskError::Pool { task, message },
-                    None => TaskError::WorkerDied { task, pid: worker.pid, exit },
-                };
-                job.sink.fail(error);
-            }
+            self.fail_running(&mut worker, exit);
         } else {
             self.startup_failures += 1;
+            self.last_startup_failure = match &worker.poison {
+                Some(Poison::InitFailed(why)) => why.clone(),
+                _ => format!(
+                    "worker (pid {}) exited during start-up with {exit}",
+                    worker.pid
+                ),
+            };
             if self.startup_failures >= MAX_STARTUP_FAILURES {
                 self.broken = Some(format!(
-                    "{} workers in a row exited during start-up, the last (pid {}) with {exit}",
-                    self.startup_failures, worker.pid
+                    "{} workers in a row failed to start; the last: {}",
+                    self.startup_failures, self.last_startup_failure
                 ));
             }
         }
-        // Jobs queued behind the one that was running go first to the next worker.
+        // Jobs queued behind the one that was running go first to the next worker, unless the
+        // pool is being terminated.
         while let Some(job) = worker.inflight.pop_back() {
-            self.queue.push_front(job);
-        }
-        drop(worker);
-        if self.broken.is_none() && (!self.shutdown || !self.queue.is_empty()) {
-            match Worker::spawn(&self.config.exe) {
-                Ok(worker) => self.workers.push(worker),
-                Err(e) => {
-                    self.startup_failures += 1;
-                    if self.startup_failures >= MAX_STARTUP_FAILURES || self.workers.is_empty() {
-                        self.broken = Some(format!("failed to start a worker process: {e}"));
-                    }
-                }
+            if job.is_init() {
+                continue;
+            }
+            if self.terminated {
+                let message = "the pool's workers were terminated".to_owned();
+                job.sink.fail(TaskError::Pool {
+                    task: job.name.to_owned(),
+                    message,
+                });
+            } else {
+                self.queue.push_front(job);
             }
         }
+        drop(worker);
+        self.replace(was_spare);
         if self.broken.is_some() {
             // `intake` fails what is queued and refuses new work from now on.
-            let why = self.broken.clone();
-            self.shared.lock().broken = why;
+            self.shared.lock().broken.clone_from(&self.broken);
             for worker in &mut self.workers {
                 while let Some(job) = worker.inflight.pop_back() {
-                    self.queue.push_front(job);
+                    if !job.is_init() {
+                        self.queue.push_front(job);
+                    }
                 }
-                worker.kill("the pool is broken".to_owned());
+                worker.kill(Poison::Terminated);
+            }
+        }
+    }
+
+    /// Fails the job a dead worker was running, with what is known of why it died.
+    fn fail_running(&mut self, worker: &mut Worker, exit: Exit) {
+        let Some(job) = worker.inflight.pop_front() else {
+            return;
+        };
+        if job.is_init() {
+            return;
+        }
+        let task = job.name.to_owned();
+        let pid = worker.pid;
+        let error = match worker.poison.take() {
+            Some(Poison::Cancelled) => return job.sink.cancel_running(),
+            Some(Poison::Protocol(message) | Poison::InitFailed(message)) => {
+                TaskError::Pool { task, message }
+            }
+            Some(Poison::TimedOut(limit)) => TaskError::TimedOut { task, pid, limit },
+            Some(Poison::Terminated) | None => {
+                let stderr = worker.last_words();
+                match self.config.memory_limit {
+                    Some(limit) if ran_out_of_memory(exit, &stderr) => {
+                        TaskError::MemoryLimit { task, pid, limit }
+                    }
+                    _ => TaskError::WorkerDied {
+                        task,
+                        pid,
+                        exit,
+                        stderr,
+                    },
+                }
+            }
+        };
+        job.sink.fail(error);
+    }
+
+    /// Starts a worker in place of one that died: a ready spare takes its place at once, and a
+    /// new spare starts.
+    fn replace(&mut self, was_spare: bool) {
+        if self.broken.is_some() || self.terminated {
+            return;
+        }
+        let working = self.workers.iter().filter(|w| !w.spare).count();
+        let needed =
+            working < self.config.max_workers && (!self.shutdown || !self.queue.is_empty());
+        let mut want_spare = self.config.spare && !self.shutdown;
+        if needed && !was_spare {
+            if let Some(spare) = self.workers.iter_mut().find(|w| w.spare && w.ready) {
+                spare.spare = false;
+            } else {
+                self.start(false);
+                want_spare = want_spare && self.workers.iter().all(|w| !w.spare);
+            }
+        }
+        if want_spare && !self.workers.iter().any(|w| w.spare) {
+            self.start(true);
+        }
+    }
+
+    fn start(&mut self, spare: bool) {
+        match Worker::spawn(&self.config.exe, self.config.memory_limit, spare) {
+            Ok(worker) => self.workers.push(worker),
+            Err(e) => {
+                self.startup_failures += 1;
+                self.last_startup_failure = format!("failed to start a worker process: {e}");
+                if self.startup_failures >= MAX_STARTUP_FAILURES
+                    || self.workers.iter().all(|w| w.spare)
+                {
+                    self.broken = Some(self.last_startup_failure.clone());
+                }
             }
         }
     }
 }
 
+/// Writes `job` to `worker` and records it in flight.
+fn send(worker: &mut Worker, job: Job, now: Instant) {
+    let start = frame::begin(&mut worker.out, job.id, job.task);
+    worker.out.extend_from_slice(&job.args);
+    frame::finish(&mut worker.out, start, RequestKind::Call as u8);
+    if worker.inflight.is_empty() {
+        worker.front_since = Some(now);
+    }
+    if !job.is_init() {
+        worker.sent += 1;
+    }
+    worker.inflight.push_back(job);
+}
+
+/// Whether a worker with a memory limit died of an allocation failure: Rust's allocation
+/// error handler prints `memory allocation of N bytes failed` and aborts.
+fn ran_out_of_memory(exit: Exit, stderr: &str) -> bool {
+    matches!(exit, Exit::Signal(6)) && stderr.contains("memory allocation of")
+}
+
+/// What a failed initializer reported.
+fn init_failure(name: &str, kind: ReplyKind, payload: &[u8]) -> String {
+    let detail = match kind {
+        ReplyKind::Panicked => {
+            decode::<PanicInfo>(payload).map_or_else(|e| e.to_string(), |p| p.to_string())
+        }
+        ReplyKind::Failed => "it returned an error".to_owned(),
+        _ => String::from_utf8_lossy(payload).into_owned(),
+    };
+    format!("the initializer `{name}` failed: {detail}")
+}
+
 /// Checks a worker's first frame.
 fn hello(frame: frame::Frame<'_>) -> Result<(), String> {
     if frame.kind != ReplyKind::Hello as u8 {
-        return Err(format!("expected a hello frame, got kind {:#04x}", frame.kind));
+        return Err(format!(
+            "expected a hello frame, got kind {:#04x}",
+            frame.kind
+        ));
     }
     if frame.aux != PROTOCOL_VERSION {
-        return Err(format!("protocol version {} where {PROTOCOL_VERSION} was expected", frame.aux));
+        return Err(format!(
+            "protocol version {} where {PROTOCOL_VERSION} was expected",
+            frame.aux
+        ));
     }
-    let fingerprint = frame.payload.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8")));
+    let fingerprint = frame
+        .payload
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8")));
     if fingerprint != Some(table().fingerprint()) {
         return Err("the worker's task table differs from the parent's".to_owned());
     }
@@ -310,22 +584,32 @@ impl Drop for Dispatcher {
         for mut worker in self.workers.drain(..) {
             for job in worker.inflight.drain(..) {
                 let task = job.name.to_owned();
-                job.sink.fail(TaskError::Pool { task, message: message.clone() });
+                job.sink.fail(TaskError::Pool {
+                    task,
+                    message: message.clone(),
+                });
             }
             if std::thread::panicking() {
                 let _ = worker.child.kill();
             }
             let _ = worker.reap();
+            worker.drain_stderr();
         }
         for job in self.queue.drain(..) {
             let task = job.name.to_owned();
-            job.sink.fail(TaskError::Pool { task, message: message.clone() });
+            job.sink.fail(TaskError::Pool {
+                task,
+                message: message.clone(),
+            });
         }
         let mut inbox = self.shared.lock();
         inbox.broken.get_or_insert(message);
         for job in inbox.jobs.drain(..) {
             let task = job.name.to_owned();
-            job.sink.fail(TaskError::Pool { task, message: "the pool shut down".to_owned() });
+            job.sink.fail(TaskError::Pool {
+                task,
+                message: "the pool shut down".to_owned(),
+            });
         }
     }
 }

@@ -1,5 +1,7 @@
 //! A task on its way to a worker, and the type-erased end that completes its future.
 
+use std::time::Duration;
+
 use cf_worker::frame::ReplyKind;
 use cf_worker::{Never, PanicInfo, decode};
 use serde::de::DeserializeOwned;
@@ -9,12 +11,34 @@ use crate::future::Completer;
 
 /// One submitted task: what to run, and whom to tell.
 pub(crate) struct Job {
+    /// Unique in the pool; replies name it. 0 is a worker's initializer.
+    pub(crate) id: u64,
     pub(crate) task: u32,
     pub(crate) name: &'static str,
     pub(crate) args: Vec<u8>,
     pub(crate) sink: Box<dyn Sink>,
-    /// Set when the job is written to a worker.
-    pub(crate) id: u64,
+    /// The time limit given at submit or by the task; the pool's default applies otherwise.
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Job {
+    /// Whether this is a worker's initializer rather than a submitted task.
+    pub(crate) fn is_init(&self) -> bool {
+        self.id == 0
+    }
+}
+
+/// The sink of an initializer: nobody waits on it.
+pub(crate) struct NoSink;
+
+impl Sink for NoSink {
+    fn set_running(&self) -> bool {
+        true
+    }
+    fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
+    fn fail(self: Box<Self>, _: TaskError<Never>) {}
+    fn cancel(self: Box<Self>) {}
+    fn cancel_running(self: Box<Self>) {}
 }
 
 /// The completing end of a future whose value arrives as bytes.
@@ -27,6 +51,8 @@ pub(crate) trait Sink: Send {
     fn fail(self: Box<Self>, error: TaskError<Never>);
     /// Cancels the future if it has not started.
     fn cancel(self: Box<Self>);
+    /// Cancels the future although it was running (its worker was killed for it).
+    fn cancel_running(self: Box<Self>);
 }
 
 impl<T, E> Sink for Completer<T, E>
@@ -51,12 +77,14 @@ where
             }
             ReplyKind::Panicked => Err(decode::<PanicInfo>(payload)
                 .map_or_else(|e| codec("panic", e), TaskError::Panicked)),
-            ReplyKind::BadArgs | ReplyKind::BadResult => {
-                Err(TaskError::Codec { task: task.to_owned(), message: text() })
-            }
-            ReplyKind::UnknownTask | ReplyKind::Hello => {
-                Err(TaskError::Pool { task: task.to_owned(), message: text() })
-            }
+            ReplyKind::BadArgs | ReplyKind::BadResult => Err(TaskError::Codec {
+                task: task.to_owned(),
+                message: text(),
+            }),
+            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::Pool {
+                task: task.to_owned(),
+                message: text(),
+            }),
         };
         self.complete(outcome);
     }
@@ -67,5 +95,9 @@ where
 
     fn cancel(self: Box<Self>) {
         Completer::cancel(*self);
+    }
+
+    fn cancel_running(self: Box<Self>) {
+        Completer::cancel_running(*self);
     }
 }

@@ -8,16 +8,17 @@ mod worker;
 
 use std::fmt;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use cf_worker::{Task, encode_into, table};
 
 use crate::call::TaskMarker;
 use crate::error::{Error, ErrorKind, SubmitError};
 use crate::executor::{Executor, Map, Submit, shutdown_error};
-use crate::future::Future;
+use crate::future::{Future, Kill};
 use crate::sys;
 use job::Job;
 
@@ -29,17 +30,32 @@ pub(crate) struct Inbox {
     shutdown: bool,
     cancel: bool,
     broken: Option<String>,
+    /// Ids of running jobs to stop by killing their worker (`Future::kill`).
+    kills: Vec<u64>,
+    /// A signal to send every worker (`terminate_workers`, `kill_workers`).
+    terminate: Option<i32>,
 }
 
 pub(crate) struct Shared {
     inbox: Mutex<Inbox>,
     wake: OwnedFd,
     closed: AtomicBool,
+    next_id: AtomicU64,
+}
+
+impl Kill for Shared {
+    fn kill(&self, id: u64) {
+        let mut inbox = self.lock();
+        inbox.kills.push(id);
+        self.wake(&mut inbox);
+    }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Wakes the I/O thread unless a wake-up is already pending. Call with the inbox locked.
@@ -92,7 +108,15 @@ impl ProcessPoolExecutor {
 
     /// A builder for the pool's settings.
     pub fn builder() -> ProcessPoolBuilder {
-        ProcessPoolBuilder { max_workers: None, prefetch: 2 }
+        ProcessPoolBuilder {
+            max_workers: None,
+            prefetch: 2,
+            max_tasks_per_child: None,
+            initializer: None,
+            timeout: None,
+            memory_limit: None,
+            spare: true,
+        }
     }
 
     /// The number of worker processes.
@@ -111,6 +135,38 @@ impl ProcessPoolExecutor {
         task: T,
         args: T::Args,
     ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
+        self.submit_with(task, args, TaskOptions::default())
+    }
+
+    /// [`submit`](Self::submit) with per-task options, such as a time limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// #[cf::task]
+    /// fn spin() {
+    ///     loop {
+    ///         std::hint::spin_loop();
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), cf::Error> {
+    /// let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    /// let limit = cf::TaskOptions::new().timeout(Duration::from_millis(100));
+    /// let stuck = pool.submit_with(spin, (), limit)?;
+    /// assert!(stuck.result().unwrap_err().is_timed_out());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
+    pub fn submit_with<T: Task>(
+        &self,
+        task: T,
+        args: T::Args,
+        options: TaskOptions,
+    ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
         let _ = task;
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(self.refusal(args));
@@ -121,10 +177,25 @@ impl ProcessPoolExecutor {
         let mut bytes = Vec::new();
         if let Err(e) = encode_into(&args, &mut bytes) {
             let message = e.to_string();
-            return Err(SubmitError::new(args, ErrorKind::Encode { task: T::NAME, message }));
+            return Err(SubmitError::new(
+                args,
+                ErrorKind::Encode {
+                    task: T::NAME,
+                    message,
+                },
+            ));
         }
-        let (future, completer) = Future::pending();
-        let job = Job { task: index, name: T::NAME, args: bytes, sink: Box::new(completer), id: 0 };
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let killer = Arc::downgrade(&self.shared) as std::sync::Weak<dyn Kill>;
+        let (future, completer) = Future::with_killer(Some((killer, id)));
+        let job = Job {
+            id,
+            task: index,
+            name: T::NAME,
+            args: bytes,
+            sink: Box::new(completer),
+            timeout: options.timeout.or(T::TIMEOUT),
+        };
         let mut inbox = self.shared.lock();
         if inbox.shutdown || inbox.broken.is_some() {
             drop(inbox);
@@ -153,15 +224,39 @@ impl ProcessPoolExecutor {
 
     /// Stops taking work; see [`Executor::shutdown`].
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.stop(wait, cancel_futures, None);
+    }
+
+    /// Sends SIGTERM to every worker and shuts down (Python 3.14's `terminate_workers`): pending
+    /// tasks are cancelled, running ones fail with [`TaskError::WorkerDied`](crate::TaskError),
+    /// and the call returns once the workers are gone.
+    pub fn terminate_workers(&self) {
+        self.stop(true, true, Some(15));
+    }
+
+    /// As [`terminate_workers`](Self::terminate_workers), with SIGKILL (Python 3.14's
+    /// `kill_workers`).
+    pub fn kill_workers(&self) {
+        self.stop(true, true, Some(9));
+    }
+
+    fn stop(&self, wait: bool, cancel_futures: bool, signal: Option<i32>) {
         {
             let mut inbox = self.shared.lock();
             inbox.shutdown = true;
             inbox.cancel |= cancel_futures;
+            if signal.is_some() {
+                inbox.terminate = signal;
+            }
             self.shared.closed.store(true, Ordering::Release);
             self.shared.wake(&mut inbox);
         }
         if wait {
-            let handle = self.io.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            let handle = self
+                .io
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
             if let Some(handle) = handle {
                 if handle.thread().id() == thread::current().id() {
                     // Shut down from a done-callback on the I/O thread: it finishes by itself.
@@ -197,11 +292,59 @@ impl Drop for ProcessPoolExecutor {
     }
 }
 
+/// Per-task options for [`ProcessPoolExecutor::submit_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskOptions {
+    /// The task's time limit: past it, its worker is killed and the future fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut). Wins over `#[task(timeout)]` and the
+    /// pool's default.
+    pub timeout: Option<Duration>,
+}
+
+impl TaskOptions {
+    /// No options: the task's and the pool's defaults apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the time limit.
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+}
+
 /// Builds a [`ProcessPoolExecutor`].
-#[derive(Debug, Clone)]
 pub struct ProcessPoolBuilder {
     max_workers: Option<usize>,
     prefetch: usize,
+    max_tasks_per_child: Option<u64>,
+    initializer: Option<Result<io::Init, Error>>,
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+    spare: bool,
+}
+
+impl fmt::Debug for ProcessPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("prefetch", &self.prefetch)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field(
+                "initializer",
+                &self
+                    .initializer
+                    .as_ref()
+                    .map(|i| i.as_ref().map(|i| i.name)),
+            )
+            .field("timeout", &self.timeout)
+            .field("memory_limit", &self.memory_limit)
+            .field("spare", &self.spare)
+            .finish()
+    }
 }
 
 impl ProcessPoolBuilder {
@@ -216,11 +359,86 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How many tasks each worker holds at once: the one it runs and those queued behind it, sent
+    /// ahead to save a round trip (default 2). If the worker dies, the queued ones go to another.
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[must_use]
+    pub fn prefetch(mut self, n: usize) -> Self {
+        assert!(n > 0, "prefetch must be at least 1");
+        self.prefetch = n;
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (Python's `max_tasks_per_child`).
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[must_use]
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        assert!(n > 0, "max_tasks_per_child must be at least 1");
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Runs `task(args)` in every worker as it starts, before any other task (Python's
+    /// `initializer` and `initargs`). A worker whose initializer fails is replaced; after three
+    /// failures in a row the pool is broken and every pending future fails with the cause.
+    #[must_use]
+    pub fn initializer<T: Task>(mut self, task: T, args: T::Args) -> Self {
+        let _ = task;
+        let init = table()
+            .index::<T>()
+            .ok_or_else(|| Error::new(ErrorKind::NotRegistered(T::NAME)))
+            .and_then(|index| {
+                let mut bytes = Vec::new();
+                encode_into(&args, &mut bytes).map_err(|e| {
+                    Error::new(ErrorKind::Encode {
+                        task: T::NAME,
+                        message: e.to_string(),
+                    })
+                })?;
+                Ok(io::Init {
+                    task: index,
+                    name: T::NAME,
+                    args: bytes,
+                })
+            });
+        self.initializer = Some(init);
+        self
+    }
+
+    /// The default time limit of every task (a task's own or one given at submit wins).
+    #[must_use]
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Limits each worker's address space (`RLIMIT_AS`) to `bytes`; a task that allocates past
+    /// it fails with [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit). Leave room for
+    /// the binary itself (tens of MiB).
+    #[must_use]
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Keeps one extra idle worker started, so that a dead worker is replaced at once rather
+    /// than after a process start (default: on).
+    #[must_use]
+    pub fn spare_worker(mut self, on: bool) -> Self {
+        self.spare = on;
+        self
+    }
+
     /// Starts the workers and the pool's I/O thread.
     ///
     /// # Errors
     /// A worker could not be started, or the binary's task table has duplicate names.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        let initializer = self.initializer.transpose()?;
         let duplicates = table().duplicates();
         if !duplicates.is_empty() {
             return Err(Error::new(ErrorKind::DuplicateTasks(duplicates.to_vec())));
@@ -240,12 +458,24 @@ impl ProcessPoolBuilder {
                 shutdown: false,
                 cancel: false,
                 broken: None,
+                kills: Vec::new(),
+                terminate: None,
             }),
             wake: wake_tx,
             closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
         });
         let (started_tx, started_rx) = mpsc::channel();
-        let config = io::Config { exe, max_workers, prefetch: self.prefetch };
+        let config = io::Config {
+            exe,
+            max_workers,
+            prefetch: self.prefetch,
+            max_tasks_per_child: self.max_tasks_per_child,
+            initializer,
+            timeout: self.timeout,
+            memory_limit: self.memory_limit,
+            spare: self.spare,
+        };
         let io_shared = shared.clone();
         let handle = thread::Builder::new()
             .name("cf-pool-io".to_owned())
@@ -259,9 +489,15 @@ impl ProcessPoolBuilder {
             }
             Err(_) => {
                 let _ = handle.join();
-                return Err(Error::new(ErrorKind::Broken("the pool's i/o thread died".into())));
+                return Err(Error::new(ErrorKind::Broken(
+                    "the pool's i/o thread died".into(),
+                )));
             }
         }
-        Ok(ProcessPoolExecutor { shared, io: Mutex::new(Some(handle)), max_workers })
+        Ok(ProcessPoolExecutor {
+            shared,
+            io: Mutex::new(Some(handle)),
+            max_workers,
+        })
     }
 }

@@ -1,11 +1,12 @@
 //! One worker process as the parent sees it: its pipes, buffers and the jobs it holds.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 use crate::error::Exit;
 use crate::sys;
@@ -15,17 +16,41 @@ use super::job::Job;
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
 const PIPE_SIZE: usize = 1 << 20;
 
+/// How much of a worker's stderr is kept for its error.
+const TAIL: usize = 4096;
+
+/// Why the parent killed a worker.
+#[derive(Debug, Clone)]
+pub(crate) enum Poison {
+    /// It sent something the protocol does not allow.
+    Protocol(String),
+    /// Its running task passed its time limit.
+    TimedOut(Duration),
+    /// Its running task was cancelled with `kill`.
+    Cancelled,
+    /// `terminate_workers` or `kill_workers`.
+    Terminated,
+    /// Its initializer failed.
+    InitFailed(String),
+}
+
 pub(crate) struct Worker {
     pub(crate) child: Child,
     pub(crate) pid: u32,
-    /// Request pipe, write end (non-blocking).
+    /// Request pipe, write end (non-blocking); `None` once closed.
     pub(crate) req: Option<OwnedFd>,
     /// Result pipe, read end (non-blocking).
     pub(crate) res: OwnedFd,
+    /// The worker's stderr, read end (non-blocking); `None` at its end.
+    pub(crate) err: Option<OwnedFd>,
     /// Readable once the process has exited.
     pub(crate) pidfd: OwnedFd,
-    /// The handshake is done.
+    /// The handshake arrived.
+    pub(crate) hello: bool,
+    /// Handshake and initializer are done: it takes tasks.
     pub(crate) ready: bool,
+    /// Kept idle to replace the next worker that dies.
+    pub(crate) spare: bool,
     /// Bytes to write, from `out_pos`.
     pub(crate) out: Vec<u8>,
     pub(crate) out_pos: usize,
@@ -33,19 +58,33 @@ pub(crate) struct Worker {
     pub(crate) inbuf: Vec<u8>,
     /// Jobs sent and not answered, oldest (the running one) first.
     pub(crate) inflight: VecDeque<Job>,
+    /// When the oldest job in flight started running.
+    pub(crate) front_since: Option<Instant>,
+    /// Tasks sent to it, for `max_tasks_per_child`.
+    pub(crate) sent: u64,
     /// Why the parent killed this worker, if it did.
-    pub(crate) poison: Option<String>,
+    pub(crate) poison: Option<Poison>,
+    /// The last bytes of its stderr.
+    pub(crate) tail: VecDeque<u8>,
 }
 
 impl Worker {
-    pub(crate) fn spawn(exe: &Path) -> io::Result<Worker> {
+    pub(crate) fn spawn(exe: &Path, memory_limit: Option<u64>, spare: bool) -> io::Result<Worker> {
         let (req_rx, req_tx) = sys::pipe()?;
         let (res_rx, res_tx) = sys::pipe()?;
-        sys::set_nonblocking(&req_tx)?;
-        sys::set_nonblocking(&res_rx)?;
+        let (err_rx, err_tx) = sys::pipe()?;
+        for fd in [&req_tx, &res_rx, &err_rx] {
+            sys::set_nonblocking(fd)?;
+        }
         sys::grow_pipe(&req_tx, PIPE_SIZE);
         sys::grow_pipe(&res_rx, PIPE_SIZE);
-        let mut child = sys::spawn_worker(exe, &req_rx, &res_tx)?;
+        let mut child = sys::spawn_worker(sys::Spawn {
+            exe,
+            request: &req_rx,
+            result: &res_tx,
+            stderr: err_tx,
+            memory_limit,
+        })?;
         drop((req_rx, res_tx));
         let pid = child.id();
         let pidfd = match sys::pidfd(pid) {
@@ -61,18 +100,34 @@ impl Worker {
             pid,
             req: Some(req_tx),
             res: res_rx,
+            err: Some(err_rx),
             pidfd,
+            hello: false,
             ready: false,
+            spare,
             out: Vec::new(),
             out_pos: 0,
             inbuf: Vec::new(),
             inflight: VecDeque::new(),
+            front_since: None,
+            sent: 0,
             poison: None,
+            tail: VecDeque::new(),
         })
     }
 
     pub(crate) fn wants_write(&self) -> bool {
         self.out_pos < self.out.len() && self.req.is_some()
+    }
+
+    /// Whether it can take another task now.
+    pub(crate) fn accepts(&self, prefetch: usize, max_tasks: Option<u64>) -> bool {
+        self.ready
+            && !self.spare
+            && self.poison.is_none()
+            && self.req.is_some()
+            && self.inflight.len() < prefetch
+            && max_tasks.is_none_or(|max| self.sent < max)
     }
 
     /// Writes what it can without blocking.
@@ -96,7 +151,9 @@ impl Worker {
     /// Reads what is there without blocking; false once the pipe is at its end.
     pub(crate) fn fill(&mut self) -> bool {
         loop {
-            let wanted = cf_worker::frame::wanted(&self.inbuf).unwrap_or(0).max(1 << 16);
+            let wanted = cf_worker::frame::wanted(&self.inbuf)
+                .unwrap_or(0)
+                .max(1 << 16);
             self.inbuf.reserve(wanted);
             let len = self.inbuf.len();
             let spare = self.inbuf.capacity() - len;
@@ -117,8 +174,40 @@ impl Worker {
         }
     }
 
-    /// Kills the process (it is reaped when its pidfd fires).
-    pub(crate) fn kill(&mut self, why: String) {
+    /// Forwards what the worker wrote to stderr to ours, keeping the last few KiB.
+    pub(crate) fn drain_stderr(&mut self) {
+        let Some(err) = &self.err else { return };
+        let mut buf = [0; 8192];
+        loop {
+            match nix::unistd::read(err, &mut buf) {
+                Ok(0) => {
+                    self.err = None;
+                    return;
+                }
+                Ok(n) => {
+                    let _ = io::stderr().write_all(&buf[..n]);
+                    self.tail.extend(&buf[..n]);
+                    let excess = self.tail.len().saturating_sub(TAIL);
+                    self.tail.drain(..excess);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The kept end of its stderr, from the first whole line.
+    pub(crate) fn last_words(&self) -> String {
+        let (a, b) = self.tail.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        match (self.tail.len() == TAIL, text.find('\n')) {
+            (true, Some(newline)) => text[newline + 1..].to_owned(),
+            _ => text,
+        }
+    }
+
+    /// Kills the process (it is reaped when its pidfd fires); the first reason sticks.
+    pub(crate) fn kill(&mut self, why: Poison) {
         self.poison.get_or_insert(why);
         let _ = self.child.kill();
     }

@@ -6,6 +6,14 @@ fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "cf worker processes need Linux")
 }
 
+pub(crate) struct Spawn<'a> {
+    pub(crate) exe: &'a std::path::Path,
+    pub(crate) request: &'a OwnedFd,
+    pub(crate) result: &'a OwnedFd,
+    pub(crate) stderr: OwnedFd,
+    pub(crate) memory_limit: Option<u64>,
+}
+
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Err(unsupported())
 }
@@ -16,13 +24,15 @@ pub(crate) fn set_nonblocking(_: &OwnedFd) -> io::Result<()> {
 
 pub(crate) fn grow_pipe(_: &OwnedFd, _: usize) {}
 
-pub(crate) fn spawn_worker(_: &std::path::Path, _: &OwnedFd, _: &OwnedFd) -> io::Result<Child> {
+pub(crate) fn spawn_worker(_: Spawn<'_>) -> io::Result<Child> {
     Err(unsupported())
 }
 
 pub(crate) fn pidfd(_: u32) -> io::Result<OwnedFd> {
     Err(unsupported())
 }
+
+pub(crate) fn signal(_: u32, _: i32) {}
 
 pub(crate) fn signal_name(_: i32) -> Option<&'static str> {
     None

@@ -11,7 +11,11 @@ use nix::libc;
 macro_rules! syscall {
     ($e:expr) => {{
         let ret = $e;
-        if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+        if ret == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
     }};
 }
 
@@ -23,7 +27,10 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Makes `fd` non-blocking.
 pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL)?;
-    fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK))?;
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+    )?;
     Ok(())
 }
 
@@ -41,27 +48,47 @@ fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Starts `exe` as a worker: `request` (read end) on fd 3, `result` (write end) on fd 4, stdin
-/// from /dev/null, killed by SIGKILL when the spawning thread's process goes away.
-pub(crate) fn spawn_worker(
-    exe: &std::path::Path,
-    request: &OwnedFd,
-    result: &OwnedFd,
-) -> io::Result<Child> {
-    let request = dup_high(request)?;
-    let result = dup_high(result)?;
+/// How to start a worker.
+pub(crate) struct Spawn<'a> {
+    pub(crate) exe: &'a std::path::Path,
+    /// Read end of the request pipe: the worker's fd 3.
+    pub(crate) request: &'a OwnedFd,
+    /// Write end of the result pipe: the worker's fd 4.
+    pub(crate) result: &'a OwnedFd,
+    /// Write end of the pipe that becomes the worker's stderr.
+    pub(crate) stderr: OwnedFd,
+    /// `RLIMIT_AS` for the worker, in bytes.
+    pub(crate) memory_limit: Option<u64>,
+}
+
+/// Starts a worker: stdin from /dev/null, the protocol pipes on their fixed fds, stderr into
+/// our pipe, an optional address-space limit, and SIGKILL when the spawning thread goes away.
+pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<Child> {
+    let request = dup_high(spawn.request)?;
+    let result = dup_high(spawn.result)?;
     let (request_raw, result_raw) = (request.as_raw_fd(), result.as_raw_fd());
+    let limit = spawn.memory_limit.map(|bytes| libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    });
     let parent = std::process::id();
-    let mut command = Command::new(exe);
-    command.env(ENV_MARKER, "1").stdin(Stdio::null());
+    let mut command = Command::new(spawn.exe);
+    command
+        .env(ENV_MARKER, "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(spawn.stderr));
     // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (dup2(2), prctl(2), getppid(2); signal-safety(7)) on fds that the
-    // parent keeps open until `spawn` returns (`request` and `result` live to the end of this
-    // function). It allocates nothing and takes no lock.
+    // async-signal-safe calls (dup2(2), setrlimit(2), prctl(2), getppid(2); signal-safety(7))
+    // on fds that the parent keeps open until `spawn` returns (`request` and `result` live to the
+    // end of this function) and on `limit`, a plain value moved into the closure. It allocates
+    // nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             syscall!(libc::dup2(request_raw, REQUEST_FD))?;
             syscall!(libc::dup2(result_raw, RESULT_FD))?;
+            if let Some(limit) = &limit {
+                syscall!(libc::setrlimit(libc::RLIMIT_AS, limit))?;
+            }
             syscall!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
             // The parent may have died before prctl: then nobody would kill us later.
             if libc::getppid() != parent as libc::pid_t {
@@ -86,7 +113,16 @@ pub(crate) fn pidfd(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// Sends signal `n` to process `pid`.
+pub(crate) fn signal(pid: u32, n: i32) {
+    if let (Ok(pid), Ok(sig)) = (i32::try_from(pid), nix::sys::signal::Signal::try_from(n)) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
 /// The name of signal `n`, such as `SIGSEGV`.
 pub(crate) fn signal_name(n: i32) -> Option<&'static str> {
-    nix::sys::signal::Signal::try_from(n).ok().map(nix::sys::signal::Signal::as_str)
+    nix::sys::signal::Signal::try_from(n)
+        .ok()
+        .map(nix::sys::signal::Signal::as_str)
 }
