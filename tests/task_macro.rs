@@ -80,11 +80,11 @@ fn r#match(n: u8) -> u8 {
     n
 }
 
-#[cfg(any())]
+#[cfg(not(test))]
 #[task]
 fn gone() {}
 
-#[cfg(all())]
+#[cfg(test)]
 #[task]
 fn kept() {}
 
@@ -103,7 +103,8 @@ fn args(args: u8, f: u8, __cf_arg0: u8) -> u8 {
     args + f + __cf_arg0
 }
 
-/// A local named like the function.
+/// A local named like the function; the lint level reaches the body.
+#[allow(clippy::let_and_return, reason = "the point is the local's name")]
 #[task]
 fn total(values: Vec<u64>) -> u64 {
     let total = values.iter().sum();

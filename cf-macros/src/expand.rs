@@ -148,6 +148,10 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
         #(#cfgs)*
         #(#lints)*
         const _: () = {
+            #[allow(
+                clippy::needless_pass_by_value,
+                reason = "a task takes its arguments by value: they arrive from another process",
+            )]
             #(#body)*
             #sig #block
 
