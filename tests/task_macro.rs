@@ -88,6 +88,19 @@ fn gone() {}
 #[task]
 fn kept() {}
 
+/// Names its own constant with `self::`.
+#[task]
+fn whoami() -> String {
+    format!("{:?}", self::whoami)
+}
+
+/// Deprecation goes on the constant, the name callers use.
+#[deprecated(note = "use `add`")]
+#[task]
+fn old_add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
 mod jobs {
     use cf::task;
 
@@ -131,6 +144,10 @@ fn calls_like_the_function() {
     assert_eq!(jobs::double(4), 8);
     assert_eq!(args(1, 2, 3), 6);
     assert_eq!(total(vec![1, 2, 3]), 6);
+    assert_eq!(whoami(), "task_macro::whoami");
+    #[allow(deprecated, reason = "calls the deprecated task on purpose")]
+    let sum = old_add(1, 2);
+    assert_eq!(sum, 3);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The `#[task]` attribute of [cf](https://docs.rs/concurrent-futures), re-exported as
 //! `cf::task`. Users never name this crate.
 //!
-//! The macro runs in three steps: [`args`] parses the attribute's arguments, [`valid`] refuses
-//! what a task cannot be, and [`expand`] writes the marker type, its constant and the impls.
+//! The macro runs in three steps: `args.rs` parses the attribute's arguments, `valid.rs` refuses
+//! what a task cannot be (over the borrowed model in `ast.rs`), and `expand.rs` writes the marker
+//! type, its constant and the impls.
 //! The expansion names only `::cf::__private` and `::core`.
 
 mod args;
@@ -36,9 +37,14 @@ use crate::args::TaskArgs;
 /// ```
 ///
 /// The function keeps its name twice over: `add` is a constant that calls like the function
-/// (`add(2, 3)`, recursion included) and a zero-sized marker type that implements `cf::Task`.
-/// Submitting checks the arguments against the signature at compile time: `()` for a function
-/// without parameters, the value itself for one parameter, a tuple for two or more.
+/// (`add(2, 3)`) and a zero-sized marker type that implements `cf::Task`. Submitting checks the
+/// arguments against the signature at compile time: `()` for a function without parameters, the
+/// value itself for one parameter, a tuple for two or more.
+///
+/// Inside its own body the name is still the plain function, so recursion is a direct call and a
+/// parameter or a local may reuse the name; `self::add` is the constant there. Elsewhere in the
+/// module `add` is a constant, and like any constant it cannot be shadowed: `let add = ...;`
+/// there is an error.
 ///
 /// # Arguments and results
 ///
@@ -47,7 +53,7 @@ use crate::args::TaskArgs;
 /// `Result<T, E>` (any path ending in `Result` with two type arguments) completes its future
 /// with `T`, or fails it with its own error `E`; any other return type `T` is a task that cannot
 /// fail (`cf::Task::Error` is `cf::Never`). A function returning `!` never completes with a
-/// value.
+/// value (its `cf::Task::Output` is `cf::Never`).
 ///
 /// ```
 /// use cf::task;
@@ -90,9 +96,10 @@ use crate::args::TaskArgs;
 ///
 /// # Refused
 ///
-/// These are compile errors at the offending code: generic parameters, `async fn`, `unsafe fn`,
-/// `extern fn`, a `self` receiver, borrowed arguments or results (a reference or a lifetime
-/// other than `'static`), `impl Trait`, variadics, and unknown arguments to the attribute.
+/// These are compile errors at the offending code: generic parameters (and `where` clauses),
+/// `async fn`, `unsafe fn`, `extern fn`, a `self` receiver, borrowed arguments or results (a
+/// reference or a lifetime other than `'static`), `impl Trait`, variadics, and unknown
+/// arguments to the attribute.
 ///
 /// ```compile_fail
 /// #[cf::task]
