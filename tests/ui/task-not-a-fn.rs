@@ -1,0 +1,8 @@
+use cf::task;
+
+#[task]
+struct Adder {
+    offset: i64,
+}
+
+fn main() {}
