@@ -94,6 +94,9 @@ use crate::args::TaskArgs;
 /// levels (`#[allow]`, `#[warn]`, `#[deny]`, `#[forbid]`) on everything generated; any other
 /// attribute (`#[inline]`, `#[expect]`, ...) on the function itself.
 ///
+/// The expansion names the facade as `::cf`: depend on the `concurrent-futures` package under its
+/// library name `cf` (the default), not under another name.
+///
 /// # Refused
 ///
 /// These are compile errors at the offending code: generic parameters (and `where` clauses),
