@@ -1,0 +1,259 @@
+//! Helpers shared by the integration tests: pools for both executors, a gate that holds tasks
+//! until the test lets them go, a tiny `block_on`, and the `both!` macro that runs one test body
+//! against a `ThreadPoolExecutor` and a `ProcessPoolExecutor`.
+//!
+//! Every test binary includes this module with `mod util;`; not every binary uses every helper.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::ops::Deref;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use cf::{ProcessPoolExecutor, ThreadPoolExecutor};
+
+/// How long a test waits for something that must happen before it calls it a failure (a hang).
+pub(crate) const LONG: Duration = Duration::from_secs(60);
+
+/// A short time, for timeouts that are meant to run out.
+pub(crate) const SHORT: Duration = Duration::from_millis(100);
+
+/// Process-pool tests take this lock so that no more than one of them spawns workers at a time
+/// on the (two-core) test machines.
+static WORKERS: Mutex<()> = Mutex::new(());
+
+/// A pool, and for a process pool the lock on spawning workers. Derefs to the pool; the pool is
+/// dropped (and so shut down) before the lock is released.
+pub(crate) struct Pool<P> {
+    pub(crate) pool: P,
+    _serial: Option<MutexGuard<'static, ()>>,
+}
+
+impl<P> Deref for Pool<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.pool
+    }
+}
+
+/// Takes the lock that process-pool tests share.
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
+    WORKERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A thread pool of `workers` threads.
+pub(crate) fn thread_pool(workers: usize) -> Pool<ThreadPoolExecutor> {
+    Pool {
+        pool: ThreadPoolExecutor::with_max_workers(workers),
+        _serial: None,
+    }
+}
+
+/// A process pool of `workers` workers, holding the shared lock.
+pub(crate) fn process_pool(workers: usize) -> Pool<ProcessPoolExecutor> {
+    let guard = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(workers).expect("start a process pool");
+    Pool {
+        pool,
+        _serial: Some(guard),
+    }
+}
+
+/// Runs one test body against both executors: defines a module `$name` with the tests `thread`
+/// and `process`, each binding `$pool` to a [`Pool`] of `$workers` workers (default 1).
+macro_rules! both {
+    ($(#[$attr:meta])* fn $name:ident($pool:ident) $body:block) => {
+        $crate::util::both!($(#[$attr])* fn $name($pool: 1) $body);
+    };
+    ($(#[$attr:meta])* fn $name:ident($pool:ident: $workers:expr) $body:block) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports, reason = "not every body uses every item of the file")]
+            use super::*;
+
+            #[test]
+            fn thread() {
+                let $pool = $crate::util::thread_pool($workers);
+                $body
+            }
+
+            #[test]
+            fn process() {
+                let $pool = $crate::util::process_pool($workers);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use both;
+
+/// A meeting point between a test and the tasks it submits, in any process: a task that calls
+/// [`pass_gate`] connects, says its id, and blocks until the test lets it go through the
+/// [`Entered`] it got from [`Gate::entered`].
+///
+/// Declare a gate after the pool it is used with: on a failing test, the gate (and every
+/// `Entered`) is dropped first, which lets the tasks finish, so dropping the pool cannot hang.
+pub(crate) struct Gate {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// A task that reached a [`Gate`] and waits there; dropping it (or [`release`](Self::release))
+/// lets it go on.
+pub(crate) struct Entered {
+    stream: UnixStream,
+    /// The id the task gave.
+    pub(crate) id: u64,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Gate {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("cf-gate-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind the gate's socket");
+        listener
+            .set_nonblocking(true)
+            .expect("make the gate non-blocking");
+        Gate { listener, path }
+    }
+
+    /// The address to hand to tasks.
+    pub(crate) fn path(&self) -> String {
+        self.path.to_str().expect("a UTF-8 temp dir").to_owned()
+    }
+
+    /// Waits for the next task to arrive; panics after [`LONG`].
+    pub(crate) fn entered(&self) -> Entered {
+        self.entered_within(LONG)
+            .unwrap_or_else(|| panic!("no task reached the gate within {LONG:?}"))
+    }
+
+    /// Waits for the next `n` tasks to arrive, and returns them sorted by id.
+    pub(crate) fn entered_n(&self, n: usize) -> Vec<Entered> {
+        let mut all: Vec<Entered> = (0..n).map(|_| self.entered()).collect();
+        all.sort_by_key(|e| e.id);
+        all
+    }
+
+    /// The next task to arrive within `within`, if one does.
+    pub(crate) fn entered_within(&self, within: Duration) -> Option<Entered> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    stream
+                        .set_nonblocking(false)
+                        .expect("make the connection blocking");
+                    let mut id = [0; 8];
+                    stream.read_exact(&mut id).expect("read the task's id");
+                    return Some(Entered {
+                        stream,
+                        id: u64::from_le_bytes(id),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept on the gate failed: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Entered {
+    /// Lets the task go on.
+    pub(crate) fn release(mut self) {
+        let _ = self.stream.write_all(&[1]);
+    }
+}
+
+/// The body of a gated task: meets the gate at `path` as `id` and returns when the test lets it
+/// go (or drops its end).
+pub(crate) fn pass_gate(path: &str, id: u64) {
+    let mut stream = UnixStream::connect(path).expect("connect to the gate");
+    stream.write_all(&id.to_le_bytes()).expect("say the id");
+    let mut byte = [0; 1];
+    let _ = stream.read(&mut byte);
+}
+
+/// Waits at the gate at `path` as `id`, then returns `id`.
+#[cf::task]
+pub(crate) fn gated(path: String, id: u64) -> u64 {
+    pass_gate(&path, id);
+    id
+}
+
+/// Returns at once with its argument.
+#[cf::task]
+pub(crate) fn echo(x: u64) -> u64 {
+    x
+}
+
+/// Sleeps `ms` milliseconds (a workload), then returns `ms`.
+#[cf::task]
+pub(crate) fn sleep_ms(ms: u64) -> u64 {
+    thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// The pid of the process that runs it.
+#[cf::task]
+pub(crate) fn pid() -> u32 {
+    std::process::id()
+}
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A waker that unparks the current thread.
+pub(crate) fn thread_waker() -> Waker {
+    Waker::from(Arc::new(Unpark(thread::current())))
+}
+
+/// Runs `fut` to completion on this thread, parking between polls.
+pub(crate) fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    let waker = thread_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+/// Runs `f` on a new thread after `delay`; the thread is detached. The delay only spaces events
+/// out: tests that use it pass whichever thread runs first.
+pub(crate) fn later(delay: Duration, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        thread::sleep(delay);
+        f();
+    })
+}
