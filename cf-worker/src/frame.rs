@@ -50,6 +50,9 @@ pub enum ReplyKind {
     BadResult = 0x85,
     /// The worker has no task at index `aux`; payload: UTF-8 message.
     UnknownTask = 0x86,
+    /// The task panicked in a binary built with `panic = "abort"`, and the worker is about to
+    /// abort; payload: an encoded [`PanicInfo`](crate::PanicInfo).
+    Aborting = 0x87,
 }
 
 impl ReplyKind {
@@ -63,6 +66,7 @@ impl ReplyKind {
             0x84 => Self::BadArgs,
             0x85 => Self::BadResult,
             0x86 => Self::UnknownTask,
+            0x87 => Self::Aborting,
             _ => return None,
         })
     }

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,25 @@ impl fmt::Display for PanicInfo {
 
 thread_local! {
     static LAST: RefCell<Option<Location>> = const { RefCell::new(None) };
+    static TASK: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Where a panic goes in a binary built with `panic = "abort"`, before the process aborts.
+static LAST_WORDS: OnceLock<Box<dyn Fn(&PanicInfo) + Send + Sync>> = OnceLock::new();
+
+/// Sets what a worker does with a panic that is about to abort the process: tell the parent.
+pub(crate) fn on_abort(f: impl Fn(&PanicInfo) + Send + Sync + 'static) {
+    let _ = LAST_WORDS.set(Box::new(f));
+}
+
+fn message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
 }
 
 fn install_hook() {
@@ -56,13 +75,25 @@ fn install_hook() {
     HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            LAST.with(|last| {
-                *last.borrow_mut() = info.location().map(|l| Location {
-                    file: l.file().to_owned(),
-                    line: l.line(),
-                    column: l.column(),
-                });
+            let location = info.location().map(|l| Location {
+                file: l.file().to_owned(),
+                line: l.line(),
+                column: l.column(),
             });
+            if cfg!(panic = "abort") {
+                // No unwinding will reach `catch`: report the panic now, from the hook.
+                if let (Some(report), Some(task)) =
+                    (LAST_WORDS.get(), TASK.with(|t| t.borrow().clone()))
+                {
+                    report(&PanicInfo {
+                        message: message(info.payload()),
+                        location: location.clone(),
+                        task,
+                        pid: std::process::id(),
+                    });
+                }
+            }
+            LAST.with(|last| *last.borrow_mut() = location);
             previous(info);
         }));
     });
@@ -74,14 +105,11 @@ fn install_hook() {
 /// `f` panicked.
 pub fn catch<R>(task: &str, f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
     install_hook();
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let message = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "Box<dyn Any>".to_owned()
-        };
+    TASK.with(|t| *t.borrow_mut() = Some(task.to_owned()));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    TASK.with(|t| *t.borrow_mut() = None);
+    result.map_err(|payload| {
+        let message = message(&*payload);
         // Drop the payload here, under a guard: a payload whose Drop panics must not escape.
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
         PanicInfo {

@@ -4,8 +4,10 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
-use crate::table;
+use crate::{codec, panic, table};
 
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
@@ -14,6 +16,18 @@ pub(crate) const EXIT_PROTOCOL: i32 = 70;
 pub(crate) fn serve(input: OwnedFd, output: OwnedFd) -> io::Result<()> {
     let mut input = BufReader::with_capacity(1 << 16, File::from(input));
     let mut output = File::from(output);
+    static CURRENT: AtomicU64 = AtomicU64::new(0);
+    if cfg!(panic = "abort") {
+        let last_words = output.try_clone()?;
+        panic::on_abort(move |info| {
+            let mut frame = Vec::new();
+            let start = frame::begin(&mut frame, CURRENT.load(Ordering::Relaxed), 0);
+            if codec::encode_into(info, &mut frame).is_ok() {
+                frame::finish(&mut frame, start, ReplyKind::Aborting as u8);
+                let _ = (&last_words).write_all(&frame);
+            }
+        });
+    }
     let table = table();
     let mut out = Vec::with_capacity(1 << 12);
 
@@ -43,6 +57,7 @@ pub(crate) fn serve(input: OwnedFd, output: OwnedFd) -> io::Result<()> {
             std::process::exit(EXIT_PROTOCOL);
         }
         out.clear();
+        CURRENT.store(id, Ordering::Relaxed);
         let start = frame::begin(&mut out, id, index);
         let kind = match table.get(index) {
             Some(entry) => entry.invoke(&body[frame::HEADER_LEN..], &mut out),

@@ -379,6 +379,11 @@ impl Dispatcher {
                 }
                 continue;
             }
+            if kind == ReplyKind::Aborting {
+                // Its death is explained: no job behind this one was running.
+                worker.poison.get_or_insert(Poison::Aborting);
+                worker.front_since = None;
+            }
             job.sink.reply(kind, frame.payload, job.name);
         }
         worker.inbuf.drain(..used);
@@ -446,6 +451,9 @@ impl Dispatcher {
 
     /// Fails the job a dead worker was running, with what is known of why it died.
     fn fail_running(&mut self, worker: &mut Worker, exit: Exit) {
+        if matches!(worker.poison, Some(Poison::Aborting)) {
+            return;
+        }
         let Some(job) = worker.inflight.pop_front() else {
             return;
         };
@@ -460,7 +468,7 @@ impl Dispatcher {
                 TaskError::Pool { task, message }
             }
             Some(Poison::TimedOut(limit)) => TaskError::TimedOut { task, pid, limit },
-            Some(Poison::Terminated) | None => {
+            Some(Poison::Terminated | Poison::Aborting) | None => {
                 let stderr = worker.last_words();
                 match self.config.memory_limit {
                     Some(limit) if ran_out_of_memory(exit, &stderr) => {

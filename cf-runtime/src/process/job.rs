@@ -75,7 +75,7 @@ where
             ReplyKind::Failed => {
                 Err(decode::<E>(payload).map_or_else(|e| codec("error", e), TaskError::Failed))
             }
-            ReplyKind::Panicked => Err(decode::<PanicInfo>(payload)
+            ReplyKind::Panicked | ReplyKind::Aborting => Err(decode::<PanicInfo>(payload)
                 .map_or_else(|e| codec("panic", e), TaskError::Panicked)),
             ReplyKind::BadArgs | ReplyKind::BadResult => Err(TaskError::Codec {
                 task: task.to_owned(),

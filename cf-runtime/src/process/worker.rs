@@ -32,6 +32,8 @@ pub(crate) enum Poison {
     Terminated,
     /// Its initializer failed.
     InitFailed(String),
+    /// It reported a panic and is aborting (a binary built with `panic = "abort"`).
+    Aborting,
 }
 
 pub(crate) struct Worker {
