@@ -19,7 +19,9 @@ fn simulate_task(n: u64) -> String {
 
 fn main() -> Result<(), cf::Error> {
     let numbers = [5, 2, 8, 1, 3];
-    let executor = ProcessPoolExecutor::builder().max_workers(numbers.len()).build()?;
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(numbers.len())
+        .build()?;
     // Submit all tasks and keep the future -> input map.
     let mut future_to_number = HashMap::new();
     for n in numbers {

@@ -15,11 +15,20 @@ fn check(n: u32) -> u32 {
 }
 
 fn main() -> Result<(), cf::Error> {
-    let strategy = if cfg!(panic = "abort") { "abort" } else { "unwind" };
+    let strategy = if cfg!(panic = "abort") {
+        "abort"
+    } else {
+        "unwind"
+    };
     println!("panic strategy: {strategy}");
     // One worker holding four tasks at once, so that tasks are queued behind the panicking one.
-    let pool = ProcessPoolExecutor::builder().max_workers(1).prefetch(4).build()?;
-    let futures: Vec<_> = (0..5).map(|n| pool.submit(check, n)).collect::<Result<_, _>>()?;
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .prefetch(4)
+        .build()?;
+    let futures: Vec<_> = (0..5)
+        .map(|n| pool.submit(check, n))
+        .collect::<Result<_, _>>()?;
     for (n, future) in futures.iter().enumerate() {
         match future.result() {
             Ok(value) => println!("{n}: {value}"),

@@ -104,7 +104,8 @@ pub mod __private {
 
     /// Compile-time check, spanned at a parameter or return type by `#[task]`: values that
     /// cross the process boundary must be serde values that can move between threads.
-    pub const fn assert_value<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>()
-    {
+    pub const fn assert_value<
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    >() {
     }
 }

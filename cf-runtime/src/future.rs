@@ -218,6 +218,34 @@ pub(crate) struct Core<T, E> {
     sync: Arc<Signal>,
 }
 
+// Handles reach the core through these traits rather than the concrete type. Besides hiding the
+// value type from `AnyFuture`, this keeps clippy's `mutable_key_type` quiet where users key a map
+// by future (the seed's pattern): a future hashes by identity, never by its mutable state, and the
+// lint does not look through `dyn`.
+pub(crate) trait AnyCore: Send + std::marker::Sync {
+    fn signal(&self) -> &Arc<Signal>;
+}
+
+pub(crate) trait CoreApi<T, E>: AnyCore {
+    fn outcome(&self) -> &OnceLock<Outcome<T, E>>;
+    fn take(&mut self) -> Option<Outcome<T, E>>;
+}
+
+impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> AnyCore for Core<T, E> {
+    fn signal(&self) -> &Arc<Signal> {
+        &self.sync
+    }
+}
+
+impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> CoreApi<T, E> for Core<T, E> {
+    fn outcome(&self) -> &OnceLock<Outcome<T, E>> {
+        &self.outcome
+    }
+    fn take(&mut self) -> Option<Outcome<T, E>> {
+        self.outcome.take()
+    }
+}
+
 /// The result of a task that runs elsewhere: Python's `concurrent.futures.Future`.
 ///
 /// A cheap handle: clones share the same task, and equality and hashing go by that identity, so a
@@ -227,7 +255,7 @@ pub(crate) struct Core<T, E> {
 /// A future is also a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await`
 /// moves it out (cloning only when other handles still exist).
 pub struct Future<T, E = Never> {
-    core: Arc<Core<T, E>>,
+    core: Arc<dyn CoreApi<T, E>>,
 }
 
 impl<T, E> Clone for Future<T, E> {
@@ -240,7 +268,7 @@ impl<T, E> Clone for Future<T, E> {
 
 impl<T, E> PartialEq for Future<T, E> {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.core, &other.core)
+        std::ptr::addr_eq(Arc::as_ptr(&self.core), Arc::as_ptr(&other.core))
     }
 }
 
@@ -248,13 +276,13 @@ impl<T, E> Eq for Future<T, E> {}
 
 impl<T, E> Hash for Future<T, E> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.core.sync).hash(state);
+        Arc::as_ptr(self.core.signal()).hash(state);
     }
 }
 
 impl<T, E> fmt::Debug for Future<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.core.sync.status() {
+        let state = match self.core.signal().status() {
             Status::Pending => "pending",
             Status::Running => "running",
             Status::Cancelled => "cancelled",
@@ -262,13 +290,13 @@ impl<T, E> fmt::Debug for Future<T, E> {
             Status::Failed => "failed",
         };
         f.debug_struct("Future")
-            .field("id", &Arc::as_ptr(&self.core.sync))
+            .field("id", &Arc::as_ptr(self.core.signal()))
             .field("state", &state)
             .finish()
     }
 }
 
-impl<T, E> Future<T, E> {
+impl<T: Send + std::marker::Sync + 'static, E: Send + std::marker::Sync + 'static> Future<T, E> {
     /// A new pending future and the completer that finishes it.
     pub(crate) fn pending() -> (Self, Completer<T, E>) {
         Self::with_killer(None)
@@ -284,7 +312,9 @@ impl<T, E> Future<T, E> {
         });
         (Future { core: core.clone() }, Completer { core })
     }
+}
 
+impl<T, E> Future<T, E> {
     /// Cancels the task if it has not started; returns whether the future is now cancelled.
     ///
     /// A running or finished task cannot be cancelled (`false`); an already cancelled future stays
@@ -292,13 +322,13 @@ impl<T, E> Future<T, E> {
     /// [`as_completed`](crate::as_completed) that holds this future, at once.
     pub fn cancel(&self) -> bool {
         let core = &self.core;
-        core.sync.finish(
+        core.signal().finish(
             Status::Cancelled,
             |s| s == Status::Pending,
             || {
-                let _ = core.outcome.set(Err(TaskError::Cancelled));
+                let _ = core.outcome().set(Err(TaskError::Cancelled));
             },
-        ) || core.sync.status() == Status::Cancelled
+        ) || core.signal().status() == Status::Cancelled
     }
 
     /// Cancels the task even if it is running, by killing the worker process that runs it; blocks
@@ -313,7 +343,7 @@ impl<T, E> Future<T, E> {
             return true;
         }
         let killer = {
-            let state = lock(&self.core.sync.state);
+            let state = lock(&self.core.signal().state);
             if state.status != Status::Running {
                 return false;
             }
@@ -323,28 +353,28 @@ impl<T, E> Future<T, E> {
             return false;
         };
         pool.kill(killer.map_or(0, |(_, id)| id));
-        self.core.sync.wait_until(None);
+        self.core.signal().wait_until(None);
         self.cancelled()
     }
 
     /// Whether the future was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.core.sync.status() == Status::Cancelled
+        self.core.signal().status() == Status::Cancelled
     }
 
     /// Whether the task is running now (sent to a worker, not yet finished).
     pub fn running(&self) -> bool {
-        self.core.sync.status() == Status::Running
+        self.core.signal().status() == Status::Running
     }
 
     /// Whether the future is done: finished, failed or cancelled.
     pub fn done(&self) -> bool {
-        self.core.sync.status().is_done()
+        self.core.signal().status().is_done()
     }
 
     fn outcome(&self) -> &Outcome<T, E> {
         self.core
-            .outcome
+            .outcome()
             .get()
             .expect("a done future has its outcome")
     }
@@ -354,7 +384,7 @@ impl<T, E> Future<T, E> {
     /// # Errors
     /// Why the task has no value: its own error, a panic, a dead worker, cancellation, ...
     pub fn result(&self) -> Result<&T, &TaskError<E>> {
-        self.core.sync.wait_until(None);
+        self.core.signal().wait_until(None);
         self.outcome().as_ref()
     }
 
@@ -363,7 +393,7 @@ impl<T, E> Future<T, E> {
     /// # Errors
     /// [`Timeout`] when the task is not done in time.
     pub fn result_timeout(&self, timeout: Duration) -> Result<Result<&T, &TaskError<E>>, Timeout> {
-        if self.core.sync.wait_until(deadline(Some(timeout))) {
+        if self.core.signal().wait_until(deadline(Some(timeout))) {
             Ok(self.outcome().as_ref())
         } else {
             Err(Timeout)
@@ -385,7 +415,7 @@ impl<T, E> Future<T, E> {
 
     /// Blocks until done, or until `timeout` passes; whether the future is done.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.core.sync.wait_until(deadline(Some(timeout)))
+        self.core.signal().wait_until(deadline(Some(timeout)))
     }
 
     /// Runs `f` with this future once it is done: at once (in this thread) if it already is,
@@ -401,7 +431,7 @@ impl<T, E> Future<T, E> {
     {
         let me = self.clone();
         let callback: Callback = Box::new(move || f(&me));
-        let mut state = lock(&self.core.sync.state);
+        let mut state = lock(&self.core.signal().state);
         if state.status.is_done() {
             drop(state);
             run_callback(callback);
@@ -420,7 +450,7 @@ impl<T, E> Future<T, E> {
         T: Clone,
         E: Clone,
     {
-        self.core.sync.wait_until(None);
+        self.core.signal().wait_until(None);
         match self.try_take() {
             Ok(outcome) => outcome,
             Err(me) => me.outcome().clone(),
@@ -429,19 +459,17 @@ impl<T, E> Future<T, E> {
 
     /// Moves the outcome out of a done future whose only handle this is.
     fn try_take(self) -> Result<Outcome<T, E>, Self> {
-        match Arc::try_unwrap(self.core) {
-            Ok(core) => Ok(core
-                .outcome
-                .into_inner()
-                .expect("a done future has its outcome")),
-            Err(core) => Err(Future { core }),
+        let mut me = self;
+        match Arc::get_mut(&mut me.core) {
+            Some(core) => Ok(core.take().expect("a done future has its outcome")),
+            None => Err(me),
         }
     }
 
     /// Blocks until done and moves the outcome out of a future that nobody else holds (as `map`
     /// holds its futures).
     pub(crate) fn take(self) -> Outcome<T, E> {
-        self.core.sync.wait_until(None);
+        self.core.signal().wait_until(None);
         if self.cancelled() {
             return Err(TaskError::Cancelled);
         }
@@ -477,7 +505,7 @@ impl<'a, T, E> std::future::Future for Lend<'a, T, E> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.future;
-        if future.core.sync.poll_done(cx) {
+        if future.core.signal().poll_done(cx) {
             Poll::Ready(future.outcome().as_ref())
         } else {
             Poll::Pending
@@ -489,7 +517,7 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
     type Output = Outcome<T, E>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.core.sync.poll_done(cx) {
+        if self.core.signal().poll_done(cx) {
             Poll::Ready(self.clone().into_result())
         } else {
             Poll::Pending
@@ -518,7 +546,16 @@ impl<T, E> Completer<T, E> {
 
     /// Cancels the future if it is still pending (the task will not run).
     pub(crate) fn cancel(self) {
-        Future { core: self.core }.cancel();
+        let sync = self.core.sync.clone();
+        let core = self.core;
+        sync.finish(
+            Status::Cancelled,
+            |s| s == Status::Pending,
+            move || {
+                let _ = core.outcome.set(Err(TaskError::Cancelled));
+                drop(core);
+            },
+        );
     }
 
     /// Cancels the future even though it is running (its worker was killed for it).
@@ -565,29 +602,29 @@ impl<T, E> fmt::Debug for Completer<T, E> {
 /// A future of any type, for waiting on futures of different types together.
 #[derive(Clone)]
 pub struct AnyFuture {
-    sync: Arc<Signal>,
+    any: Arc<dyn AnyCore>,
 }
 
 impl AnyFuture {
     /// Whether the future is done.
     pub fn done(&self) -> bool {
-        self.sync.status().is_done()
+        self.any.signal().status().is_done()
     }
 
     /// Whether the future was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.sync.status() == Status::Cancelled
+        self.any.signal().status() == Status::Cancelled
     }
 
     /// Whether the future finished with an error (other than cancellation).
     pub fn failed(&self) -> bool {
-        self.sync.status() == Status::Failed
+        self.any.signal().status() == Status::Failed
     }
 }
 
 impl PartialEq for AnyFuture {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.sync, &other.sync)
+        Arc::ptr_eq(self.any.signal(), other.any.signal())
     }
 }
 
@@ -595,23 +632,22 @@ impl Eq for AnyFuture {}
 
 impl Hash for AnyFuture {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.sync).hash(state);
+        Arc::as_ptr(self.any.signal()).hash(state);
     }
 }
 
 impl fmt::Debug for AnyFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnyFuture")
-            .field("id", &Arc::as_ptr(&self.sync))
+            .field("id", &Arc::as_ptr(self.any.signal()))
             .finish()
     }
 }
 
 impl<T, E> From<&Future<T, E>> for AnyFuture {
     fn from(f: &Future<T, E>) -> Self {
-        AnyFuture {
-            sync: f.core.sync.clone(),
-        }
+        let any: Arc<dyn AnyCore> = f.core.clone();
+        AnyFuture { any }
     }
 }
 
@@ -643,7 +679,7 @@ impl<T, E> Waitable for Future<T, E> {
         self.clone()
     }
     fn __sync(&self) -> &Arc<Signal> {
-        &self.core.sync
+        self.core.signal()
     }
 }
 
@@ -654,7 +690,7 @@ impl Waitable for AnyFuture {
         self.clone()
     }
     fn __sync(&self) -> &Arc<Signal> {
-        &self.sync
+        self.any.signal()
     }
 }
 

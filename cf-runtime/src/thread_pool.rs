@@ -53,7 +53,10 @@ where
 
 struct State {
     queue: VecDeque<Box<dyn Work>>,
+    /// Threads waiting for work that nobody has woken yet.
     idle: usize,
+    /// Wake-ups sent and not yet taken by a thread.
+    wakeups: usize,
     threads: Vec<JoinHandle<()>>,
     shutdown: bool,
 }
@@ -87,7 +90,13 @@ impl Shared {
                     .work
                     .wait(state)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                state.idle -= 1;
+                // A submitter that woke a thread already took one off the idle count; any other
+                // wake-up (shutdown, spurious) takes itself off.
+                if state.wakeups > 0 {
+                    state.wakeups -= 1;
+                } else {
+                    state.idle -= 1;
+                }
             }
         }
     }
@@ -173,6 +182,10 @@ impl ThreadPoolExecutor {
             .queue
             .push_back(Box::new((job, std::marker::PhantomData::<fn() -> M>)));
         if state.idle > 0 {
+            // Take the thread off the idle count now, so that the next submit does not count on
+            // the same thread (it starts another one instead).
+            state.idle -= 1;
+            state.wakeups += 1;
             self.shared.work.notify_one();
         } else if state.threads.len() < self.shared.max_workers {
             let shared = self.shared.clone();
@@ -296,6 +309,7 @@ impl ThreadPoolBuilder {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     idle: 0,
+                    wakeups: 0,
                     threads: Vec::new(),
                     shutdown: false,
                 }),

@@ -53,7 +53,9 @@ thread_local! {
 }
 
 /// Where a panic goes in a binary built with `panic = "abort"`, before the process aborts.
-static LAST_WORDS: OnceLock<Box<dyn Fn(&PanicInfo) + Send + Sync>> = OnceLock::new();
+static LAST_WORDS: OnceLock<Report> = OnceLock::new();
+
+type Report = Box<dyn Fn(&PanicInfo) + Send + Sync>;
 
 /// Sets what a worker does with a panic that is about to abort the process: tell the parent.
 pub(crate) fn on_abort(f: impl Fn(&PanicInfo) + Send + Sync + 'static) {

@@ -34,7 +34,10 @@ pub(crate) struct Init {
 pub(crate) struct Config {
     pub(crate) exe: PathBuf,
     pub(crate) max_workers: usize,
+    /// The most tasks a worker holds at once.
     pub(crate) prefetch: usize,
+    /// Hold more than one only while tasks are short (see [`Dispatcher::depth`]).
+    pub(crate) adaptive: bool,
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) initializer: Option<Init>,
     pub(crate) timeout: Option<Duration>,
@@ -53,7 +56,13 @@ struct Dispatcher {
     startup_failures: u32,
     last_startup_failure: String,
     broken: Option<String>,
+    /// Moving average of how long tasks run, in seconds.
+    average_run: f64,
 }
+
+/// Tasks shorter than this on average are worth sending ahead of time; longer ones are not:
+/// a task queued behind a long one would wait while another worker may be idle.
+const SHORT_TASK: f64 = 0.000_5;
 
 /// The body of the I/O thread. Reports on `started` whether the first workers came up.
 pub(crate) fn run(
@@ -73,6 +82,8 @@ pub(crate) fn run(
         startup_failures: 0,
         last_startup_failure: String::new(),
         broken: None,
+        // Until tasks show that they are short, send one at a time.
+        average_run: 1.0,
     };
     let spares = usize::from(d.config.spare);
     for index in 0..d.config.max_workers + spares {
@@ -176,15 +187,25 @@ impl Dispatcher {
         }
     }
 
-    /// Gives queued jobs to ready workers, up to `prefetch` each, one round at a time.
+    /// How many tasks a worker may hold now: `prefetch` while tasks are short, else one.
+    fn depth(&self) -> usize {
+        if !self.config.adaptive || self.average_run < SHORT_TASK {
+            self.config.prefetch
+        } else {
+            1
+        }
+    }
+
+    /// Gives queued jobs to ready workers, up to [`depth`](Self::depth) each, a round at a time.
     fn dispatch(&mut self) {
         let now = Instant::now();
-        for _ in 0..self.config.prefetch {
+        let depth = self.depth();
+        for _ in 0..depth {
             for worker in &mut self.workers {
                 if self.queue.is_empty() {
                     break;
                 }
-                if !worker.accepts(self.config.prefetch, self.config.max_tasks_per_child) {
+                if !worker.accepts(depth, self.config.max_tasks_per_child) {
                     continue;
                 }
                 while let Some(job) = self.queue.pop_front() {
@@ -248,7 +269,18 @@ impl Dispatcher {
         let mut fds = Vec::with_capacity(1 + 4 * self.workers.len());
         fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
         for worker in &self.workers {
-            fds.push(PollFd::new(worker.res.as_fd(), PollFlags::POLLIN));
+            // A closed pipe would report POLLHUP forever: watch the idle wake pipe in its place.
+            let res = if worker.res_open {
+                &worker.res
+            } else {
+                &self.wake
+            };
+            let events = if worker.res_open {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            };
+            fds.push(PollFd::new(res.as_fd(), events));
             fds.push(PollFd::new(worker.pidfd.as_fd(), PollFlags::POLLIN));
             let out = if worker.wants_write() {
                 PollFlags::POLLOUT
@@ -293,12 +325,10 @@ impl Dispatcher {
                 self.workers[index].flush();
             }
             if readable || exited {
-                let open = self.workers[index].fill();
+                // The end of the result pipe comes a moment before the pidfd says the process
+                // exited: stop watching the pipe and let the pidfd report the death.
+                self.workers[index].res_open = self.workers[index].fill();
                 self.parse(index);
-                if !open && !exited {
-                    let why = "the worker closed its result pipe".to_owned();
-                    self.workers[index].kill(Poison::Protocol(why));
-                }
             }
             if exited {
                 dead.push(index);
@@ -368,6 +398,10 @@ impl Dispatcher {
                 }
             }
             let job = worker.inflight.pop_front().expect("checked above");
+            if let Some(since) = worker.front_since {
+                let run = now.saturating_duration_since(since).as_secs_f64();
+                self.average_run = 0.8 * self.average_run + 0.2 * run;
+            }
             worker.front_since = (!worker.inflight.is_empty()).then_some(now);
             if job.is_init() {
                 if kind == ReplyKind::Ok {

@@ -110,7 +110,8 @@ impl ProcessPoolExecutor {
     pub fn builder() -> ProcessPoolBuilder {
         ProcessPoolBuilder {
             max_workers: None,
-            prefetch: 2,
+            prefetch: 8,
+            adaptive: true,
             max_tasks_per_child: None,
             initializer: None,
             timeout: None,
@@ -320,6 +321,7 @@ impl TaskOptions {
 pub struct ProcessPoolBuilder {
     max_workers: Option<usize>,
     prefetch: usize,
+    adaptive: bool,
     max_tasks_per_child: Option<u64>,
     initializer: Option<Result<io::Init, Error>>,
     timeout: Option<Duration>,
@@ -332,6 +334,7 @@ impl fmt::Debug for ProcessPoolBuilder {
         f.debug_struct("ProcessPoolBuilder")
             .field("max_workers", &self.max_workers)
             .field("prefetch", &self.prefetch)
+            .field("adaptive", &self.adaptive)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field(
                 "initializer",
@@ -360,7 +363,11 @@ impl ProcessPoolBuilder {
     }
 
     /// How many tasks each worker holds at once: the one it runs and those queued behind it, sent
-    /// ahead to save a round trip (default 2). If the worker dies, the queued ones go to another.
+    /// ahead to save a round trip. If the worker dies, the queued ones go to another.
+    ///
+    /// By default a worker holds up to 8 while tasks are short (under half a millisecond on
+    /// average) and one at a time otherwise, so that no task waits behind a long one while a
+    /// worker is idle. Setting it fixes the depth at `n`.
     ///
     /// # Panics
     /// If `n` is zero.
@@ -368,6 +375,7 @@ impl ProcessPoolBuilder {
     pub fn prefetch(mut self, n: usize) -> Self {
         assert!(n > 0, "prefetch must be at least 1");
         self.prefetch = n;
+        self.adaptive = false;
         self
     }
 
@@ -470,6 +478,7 @@ impl ProcessPoolBuilder {
             exe,
             max_workers,
             prefetch: self.prefetch,
+            adaptive: self.adaptive,
             max_tasks_per_child: self.max_tasks_per_child,
             initializer,
             timeout: self.timeout,

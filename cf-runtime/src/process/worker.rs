@@ -43,6 +43,8 @@ pub(crate) struct Worker {
     pub(crate) req: Option<OwnedFd>,
     /// Result pipe, read end (non-blocking).
     pub(crate) res: OwnedFd,
+    /// The result pipe has not reached its end.
+    pub(crate) res_open: bool,
     /// The worker's stderr, read end (non-blocking); `None` at its end.
     pub(crate) err: Option<OwnedFd>,
     /// Readable once the process has exited.
@@ -102,6 +104,7 @@ impl Worker {
             pid,
             req: Some(req_tx),
             res: res_rx,
+            res_open: true,
             err: Some(err_rx),
             pidfd,
             hello: false,

@@ -4,6 +4,10 @@
 //! the worker's fixed fds, dying with its parent), [`pidfd`] (an fd that becomes readable when a
 //! child exits), [`pipe`] (close-on-exec pipes) and [`signal_name`].
 #![allow(unsafe_code)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "this module is where raw fds become owned ones"
+)]
 
 #[cfg(target_os = "linux")]
 mod unix;

@@ -3,6 +3,10 @@
 //! A platform provides: taking ownership of the protocol fds the parent placed at fixed numbers
 //! (and marking them close-on-exec), and removing the worker marker from the environment.
 #![allow(unsafe_code)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "this module is where raw fds become owned ones"
+)]
 
 #[cfg(unix)]
 mod unix;
