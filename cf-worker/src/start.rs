@@ -1,4 +1,4 @@
-//! Worker start-up: a process started as a worker enters [`serve`](crate::serve) before `main`.
+//! Worker start-up: a process started as a worker enters the serve loop before `main`.
 //!
 //! The parent re-executes its own binary with [`ENV_MARKER`] set and the request and result pipes
 //! on fds [`REQUEST_FD`] and [`RESULT_FD`]. A constructor in `.init_array` sees the marker and
