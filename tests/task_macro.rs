@@ -281,3 +281,35 @@ fn local_tasks() {
     assert_eq!(local(1), 2);
     assert_eq!(local::NAME, "task_macro::local");
 }
+
+#[task(timeout = "300ms")]
+fn spin_forever() {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
+    use std::time::Duration;
+    assert_eq!(
+        <spin_forever as cf::Task>::TIMEOUT,
+        Some(Duration::from_millis(300))
+    );
+    let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    let stuck = pool.submit(spin_forever, ())?;
+    match stuck.result() {
+        Err(TaskError::TimedOut { limit, task, .. }) => {
+            assert_eq!(*limit, Duration::from_millis(300));
+            assert_eq!(task, "task_macro::spin_forever");
+        }
+        other => panic!("expected a time-out, got {other:?}"),
+    }
+    // A limit given at submit wins over the attribute's.
+    let options = cf::TaskOptions::new().timeout(Duration::from_millis(100));
+    let shorter = pool.submit_with(spin_forever, (), options)?;
+    assert!(
+        matches!(shorter.result(), Err(TaskError::TimedOut { limit, .. }) if *limit == Duration::from_millis(100))
+    );
+    Ok(())
+}

@@ -8,7 +8,8 @@ use syn::{Error, Ident, LitStr, Token};
 mod test;
 
 /// Every accepted form, for the error on a bad argument.
-const ACCEPTED: &str = "expected `#[task]` or `#[task(name = \"...\")]`";
+const ACCEPTED: &str =
+    "expected `#[task]`, `#[task(name = \"...\")]` or `#[task(timeout = \"500ms\")]`";
 
 /// The parsed arguments of one `#[task(...)]`.
 ///
@@ -18,6 +19,8 @@ const ACCEPTED: &str = "expected `#[task]` or `#[task(name = \"...\")]`";
 pub(crate) struct TaskArgs {
     /// `name = "..."`: the name a worker dispatches on, instead of module path and fn name.
     pub(crate) name: Option<LitStr>,
+    /// `timeout = "500ms"`: the task's default time limit, in milliseconds.
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 impl Parse for TaskArgs {
@@ -37,6 +40,15 @@ impl Parse for TaskArgs {
                         ));
                     }
                     args.name = Some(parse_name(&key, input)?);
+                }
+                "timeout" => {
+                    if args.timeout_ms.is_some() {
+                        return Err(Error::new_spanned(
+                            &key,
+                            "duplicate `#[task]` argument `timeout`",
+                        ));
+                    }
+                    args.timeout_ms = Some(parse_timeout(&key, input)?);
                 }
                 _ => {
                     return Err(Error::new_spanned(
@@ -79,4 +91,44 @@ fn parse_name(key: &Ident, input: ParseStream<'_>) -> syn::Result<LitStr> {
         ));
     }
     Ok(name)
+}
+
+/// Parses the `= "..."` after `timeout`: a number with a unit, `ms`, `s` or `m`.
+fn parse_timeout(key: &Ident, input: ParseStream<'_>) -> syn::Result<u64> {
+    const FORM: &str = "expected `#[task(timeout = \"...\")]` with a number and a unit: `ms`, `s` or `m`, \
+         as in \"500ms\", \"2s\" or \"1.5m\"";
+    if !input.peek(Token![=]) {
+        return Err(Error::new_spanned(key, FORM));
+    }
+    input.parse::<Token![=]>()?;
+    if !input.peek(LitStr) {
+        return Err(input.error(FORM));
+    }
+    let lit: LitStr = input.parse()?;
+    let text = lit.value();
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        return Err(Error::new_spanned(&lit, FORM));
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n * scale >= 1.0 && n * scale < 1e15 =>
+        {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked to be in 1..1e15 just above"
+            )]
+            Ok((n * scale).round() as u64)
+        }
+        _ => Err(Error::new_spanned(
+            &lit,
+            format!("the `#[task]` timeout must be at least 1 ms: {FORM}"),
+        )),
+    }
 }

@@ -104,6 +104,12 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
         Output::Result { ok, err, .. } => (quote!(#ok), quote!(#err), call),
     };
 
+    let timeout = task.args.timeout_ms.map(|ms| {
+        quote! {
+            const TIMEOUT: ::core::option::Option<::core::time::Duration> =
+                ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));
+        }
+    });
     let name = match &task.args.name {
         Some(name) => name.to_token_stream(),
         None => {
@@ -181,6 +187,7 @@ fn expand_task(task: &TaskFn<'_>) -> TokenStream {
                 type Output = #output_ty;
                 type Error = #error_ty;
                 const NAME: &'static str = #name;
+                #timeout
 
                 #[inline]
                 fn call(#args_pat: Self::Args) -> ::core::result::Result<Self::Output, Self::Error> {

@@ -88,6 +88,28 @@ use crate::args::TaskArgs;
 /// # }
 /// ```
 ///
+/// # A default time limit
+///
+/// `#[task(timeout = "500ms")]` (units `ms`, `s`, `m`) gives the task a time limit on a
+/// `ProcessPoolExecutor`: a run past it kills its worker and fails the future with
+/// `TaskError::TimedOut`. A limit given at submit (`submit_with`) wins; the pool's default
+/// (`task_timeout`) applies to tasks without one.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use cf::Task;
+///
+/// #[cf::task(timeout = "1.5s")]
+/// fn crunch(n: u64) -> u64 {
+///     n * 2
+/// }
+///
+/// # fn main() {
+/// assert_eq!(<crunch as Task>::TIMEOUT, Some(Duration::from_millis(1500)));
+/// # }
+/// ```
+///
 /// # Attributes
 ///
 /// Doc comments and `#[deprecated]` go on the constant, the name users see; `#[cfg]` and lint

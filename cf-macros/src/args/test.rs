@@ -29,16 +29,19 @@ fn name() {
 #[test]
 fn unknown() {
     assert_eq!(
-        error(quote!(timeout = 5)),
-        "unknown `#[task]` argument `timeout`: expected `#[task]` or `#[task(name = \"...\")]`",
+        error(quote!(retries = 5)),
+        "unknown `#[task]` argument `retries`: expected `#[task]`, `#[task(name = \"...\")]` or \
+         `#[task(timeout = \"500ms\")]`",
     );
     assert_eq!(
         error(quote!(type = "x")),
-        "unknown `#[task]` argument `type`: expected `#[task]` or `#[task(name = \"...\")]`",
+        "unknown `#[task]` argument `type`: expected `#[task]`, `#[task(name = \"...\")]` or \
+         `#[task(timeout = \"500ms\")]`",
     );
     assert_eq!(
         error(quote!("adder")),
-        "unexpected `#[task]` argument: expected `#[task]` or `#[task(name = \"...\")]`",
+        "unexpected `#[task]` argument: expected `#[task]`, `#[task(name = \"...\")]` or \
+         `#[task(timeout = \"500ms\")]`",
     );
 }
 
@@ -59,6 +62,20 @@ fn bad_name() {
     );
     assert_eq!(
         error(quote!(name = "a" name = "b")),
-        "expected `,` between `#[task]` arguments: expected `#[task]` or `#[task(name = \"...\")]`",
+        "expected `,` between `#[task]` arguments: expected `#[task]`, `#[task(name = \"...\")]` \
+         or `#[task(timeout = \"500ms\")]`",
     );
+}
+
+#[test]
+fn timeout() {
+    let ms = |tokens| parse(tokens).unwrap().timeout_ms.unwrap();
+    assert_eq!(ms(quote!(timeout = "500ms")), 500);
+    assert_eq!(ms(quote!(timeout = "2s")), 2000);
+    assert_eq!(ms(quote!(timeout = "1.5m")), 90_000);
+    assert_eq!(ms(quote!(name = "x", timeout = "0.25s")), 250);
+    assert!(error(quote!(timeout = "5")).contains("with a number and a unit"));
+    assert!(error(quote!(timeout = "0ms")).contains("at least 1 ms"));
+    assert!(error(quote!(timeout = 5)).contains("expected `#[task(timeout"));
+    assert!(error(quote!(timeout = "1s", timeout = "2s")).contains("duplicate"));
 }
