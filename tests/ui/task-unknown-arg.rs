@@ -1,6 +1,6 @@
 use cf::task;
 
-#[task(timeout = 5)]
+#[task(retries = 3)]
 fn slow(n: u64) -> u64 {
     n
 }
