@@ -240,6 +240,16 @@ pub enum TaskError<E = cf_worker::Never> {
     },
     /// The future was cancelled before it ran.
     Cancelled,
+    /// The worker sent something the protocol does not allow (a bad frame); it was killed and
+    /// replaced.
+    Protocol {
+        /// The task it was running.
+        task: String,
+        /// The worker's pid.
+        pid: u32,
+        /// What was wrong.
+        message: String,
+    },
     /// The arguments or the result could not cross the process boundary.
     Codec {
         /// The task.
@@ -325,6 +335,9 @@ impl<E> TaskError<E> {
             }
             TaskError::Cancelled => TaskError::Cancelled,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
+            TaskError::Protocol { task, pid, message } => {
+                TaskError::Protocol { task, pid, message }
+            }
             TaskError::Pool { task, message } => TaskError::Pool { task, message },
         }
     }
@@ -362,6 +375,10 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             ),
             TaskError::Cancelled => f.write_str("the future was cancelled"),
             TaskError::Codec { message, .. } => f.write_str(message),
+            TaskError::Protocol { task, pid, message } => write!(
+                f,
+                "worker (pid {pid}) broke the protocol while running task `{task}`: {message}"
+            ),
             TaskError::Pool { task, message } => write!(f, "task `{task}` did not run: {message}"),
         }
     }

@@ -28,7 +28,13 @@ impl std::error::Error for CodecError {}
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     bincode::serde::encode_into_std_write(value, out, config())
         .map(drop)
-        .map_err(|e| CodecError(e.to_string()))
+        .map_err(|e| {
+            CodecError(match e {
+                // A `Serialize` impl's own message, without bincode's wrapping.
+                bincode::error::EncodeError::OtherString(message) => message,
+                other => other.to_string(),
+            })
+        })
 }
 
 /// Decodes a whole value from `bytes`.
@@ -36,8 +42,13 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 /// # Errors
 /// The bytes are not the encoding of a `T`, or have bytes left over.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError(e.to_string()))?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
+        CodecError(match e {
+            // A `Deserialize` impl's own message, without bincode's wrapping.
+            bincode::error::DecodeError::OtherString(message) => message,
+            other => other.to_string(),
+        })
+    })?;
     if used != bytes.len() {
         return Err(CodecError(format!(
             "{} bytes left over after the value",

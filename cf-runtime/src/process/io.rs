@@ -16,7 +16,7 @@ use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use cf_worker::{PanicInfo, decode, table};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::job::{Job, NoSink};
+use super::job::{Job, NoSink, Tombstone};
 use super::worker::{Poison, Worker};
 use super::{Inbox, Shared};
 use crate::error::{Exit, TaskError};
@@ -43,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) timeout: Option<Duration>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) spare: bool,
+    /// The largest reply frame accepted.
+    pub(crate) max_frame: u32,
 }
 
 struct Dispatcher {
@@ -177,9 +179,10 @@ impl Dispatcher {
             match worker.inflight.iter().position(|job| job.id == id) {
                 Some(0) => worker.kill(Poison::Cancelled),
                 Some(at) => {
-                    // Sent but not started: it never runs.
-                    let job = worker.inflight.remove(at).expect("found above");
-                    job.sink.cancel_running();
+                    // Sent ahead but not started. Its frame is in the pipe, so the worker will
+                    // run it and reply: keep its place in the FIFO and drop that reply.
+                    let job = &mut worker.inflight[at];
+                    std::mem::replace(&mut job.sink, Box::new(Tombstone)).cancel_running();
                 }
                 None => continue,
             }
@@ -347,7 +350,7 @@ impl Dispatcher {
         let mut problem = None;
         let now = Instant::now();
         loop {
-            let (frame, len) = match frame::parse(&worker.inbuf[used..], frame::DEFAULT_MAX_FRAME) {
+            let (frame, len) = match frame::parse(&worker.inbuf[used..], self.config.max_frame) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => break,
                 Err(e) => {
@@ -423,8 +426,7 @@ impl Dispatcher {
         worker.inbuf.drain(..used);
         if let Some(problem) = problem {
             worker.inbuf.clear();
-            let why = format!("worker (pid {}) broke the protocol: {problem}", worker.pid);
-            worker.kill(Poison::Protocol(why));
+            worker.kill(Poison::Protocol(problem));
         }
     }
 
@@ -498,10 +500,20 @@ impl Dispatcher {
         let pid = worker.pid;
         let error = match worker.poison.take() {
             Some(Poison::Cancelled) => return job.sink.cancel_running(),
-            Some(Poison::Protocol(message) | Poison::InitFailed(message)) => {
-                TaskError::Pool { task, message }
-            }
+            Some(Poison::Protocol(message)) => TaskError::Protocol { task, pid, message },
+            Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
             Some(Poison::TimedOut(limit)) => TaskError::TimedOut { task, pid, limit },
+            None if !worker.inbuf.is_empty() => {
+                let have = worker.inbuf.len();
+                let message = match frame::wanted(&worker.inbuf) {
+                    Some(missing) => format!(
+                        "the worker died in the middle of a frame ({have} bytes of {})",
+                        have + missing
+                    ),
+                    None => format!("the worker died in the middle of a frame ({have} bytes)"),
+                };
+                TaskError::Protocol { task, pid, message }
+            }
             Some(Poison::Terminated | Poison::Aborting) | None => {
                 let stderr = worker.last_words();
                 match self.config.memory_limit {
@@ -645,7 +657,9 @@ impl Drop for Dispatcher {
             });
         }
         let mut inbox = self.shared.lock();
-        inbox.broken.get_or_insert(message);
+        if !self.shutdown || std::thread::panicking() {
+            inbox.broken.get_or_insert(message);
+        }
         for job in inbox.jobs.drain(..) {
             let task = job.name.to_owned();
             job.sink.fail(TaskError::Pool {

@@ -28,6 +28,20 @@ impl Job {
     }
 }
 
+/// What is left of a job that was cancelled after its frame went to a worker: its reply is
+/// dropped when it comes, and it is never sent again.
+pub(crate) struct Tombstone;
+
+impl Sink for Tombstone {
+    fn set_running(&self) -> bool {
+        false
+    }
+    fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
+    fn fail(self: Box<Self>, _: TaskError<Never>) {}
+    fn cancel(self: Box<Self>) {}
+    fn cancel_running(self: Box<Self>) {}
+}
+
 /// The sink of an initializer: nobody waits on it.
 pub(crate) struct NoSink;
 

@@ -117,6 +117,7 @@ impl ProcessPoolExecutor {
             timeout: None,
             memory_limit: None,
             spare: true,
+            max_frame: cf_worker::frame::DEFAULT_MAX_FRAME,
         }
     }
 
@@ -208,9 +209,10 @@ impl ProcessPoolExecutor {
     }
 
     fn refusal<A>(&self, args: A) -> SubmitError<A> {
-        match &self.shared.lock().broken {
-            Some(why) => SubmitError::new(args, ErrorKind::Broken(why.clone())),
-            None => shutdown_error(args),
+        let inbox = self.shared.lock();
+        match &inbox.broken {
+            Some(why) if !inbox.shutdown => SubmitError::new(args, ErrorKind::Broken(why.clone())),
+            _ => shutdown_error(args),
         }
     }
 
@@ -327,6 +329,7 @@ pub struct ProcessPoolBuilder {
     timeout: Option<Duration>,
     memory_limit: Option<u64>,
     spare: bool,
+    max_frame: u32,
 }
 
 impl fmt::Debug for ProcessPoolBuilder {
@@ -346,6 +349,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("timeout", &self.timeout)
             .field("memory_limit", &self.memory_limit)
             .field("spare", &self.spare)
+            .field("max_frame", &self.max_frame)
             .finish()
     }
 }
@@ -441,6 +445,25 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// The largest reply a worker may send, in bytes (default and maximum: 2 GiB - 1). A worker
+    /// that announces a larger frame is killed and its task fails with
+    /// [`TaskError::Protocol`](crate::TaskError::Protocol).
+    ///
+    /// # Panics
+    /// If `bytes` is below the 13-byte frame header or above the maximum.
+    #[must_use]
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        let bytes = u32::try_from(bytes)
+            .ok()
+            .filter(|&b| {
+                (cf_worker::frame::HEADER_LEN as u32..=cf_worker::frame::DEFAULT_MAX_FRAME)
+                    .contains(&b)
+            })
+            .expect("max_frame must be between 13 bytes and 2 GiB - 1");
+        self.max_frame = bytes;
+        self
+    }
+
     /// Starts the workers and the pool's I/O thread.
     ///
     /// # Errors
@@ -484,6 +507,7 @@ impl ProcessPoolBuilder {
             timeout: self.timeout,
             memory_limit: self.memory_limit,
             spare: self.spare,
+            max_frame: self.max_frame,
         };
         let io_shared = shared.clone();
         let handle = thread::Builder::new()
