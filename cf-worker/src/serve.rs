@@ -1,9 +1,9 @@
 //! The serve loop: what a worker process does from start-up to exit.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
@@ -12,11 +12,37 @@ use crate::{codec, panic, table};
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
 
-/// Serves calls read from `input`, writing replies to `output`, until `input` ends.
-pub(crate) fn serve(input: OwnedFd, output: OwnedFd) -> io::Result<()> {
-    let mut input = BufReader::with_capacity(1 << 16, File::from(input));
-    let mut output = File::from(output);
-    static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// The job a worker is running, for the report of a panic under `panic = "abort"`.
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+
+/// Why a worker stopped serving before its input ended.
+#[derive(Debug)]
+pub(crate) enum ServeError {
+    /// Reading or writing a pipe failed.
+    Io(io::Error),
+    /// The parent sent something this worker does not understand.
+    Protocol(String),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Io(e) => write!(f, "i/o error: {e}"),
+            ServeError::Protocol(what) => write!(f, "protocol error: {what}"),
+        }
+    }
+}
+
+impl From<io::Error> for ServeError {
+    fn from(e: io::Error) -> Self {
+        ServeError::Io(e)
+    }
+}
+
+/// Serves calls read from the request pipe, writing replies to the result pipe, until the
+/// request pipe ends.
+pub(crate) fn serve_pipes(input: OwnedFd, output: OwnedFd) -> Result<(), ServeError> {
+    let output = File::from(output);
     if cfg!(panic = "abort") {
         let last_words = output.try_clone()?;
         panic::on_abort(move |info| {
@@ -28,9 +54,16 @@ pub(crate) fn serve(input: OwnedFd, output: OwnedFd) -> io::Result<()> {
             }
         });
     }
+    serve(BufReader::with_capacity(1 << 16, File::from(input)), output)
+}
+
+/// Sends the handshake, then answers every call on `input` until it ends.
+///
+/// Never allocates more than the bytes that actually arrive: a length field is a claim, not a
+/// reservation.
+pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), ServeError> {
     let table = table();
     let mut out = Vec::with_capacity(1 << 12);
-
     let start = frame::begin(&mut out, u64::from(std::process::id()), PROTOCOL_VERSION);
     out.extend_from_slice(&table.fingerprint().to_le_bytes());
     out.extend_from_slice(&u32::try_from(table.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -39,22 +72,40 @@ pub(crate) fn serve(input: OwnedFd, output: OwnedFd) -> io::Result<()> {
 
     let mut body = Vec::new();
     loop {
+        // The input may end between frames, and only there.
         let mut len = [0; 4];
-        match input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
+        let got = (&mut input).take(4).read(&mut len)?;
+        if got == 0 {
+            return Ok(());
         }
-        let len = u32::from_le_bytes(len) as usize;
-        if len < frame::HEADER_LEN {
-            std::process::exit(EXIT_PROTOCOL);
+        if let Err(e) = input.read_exact(&mut len[got..]) {
+            return Err(match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    ServeError::Protocol("request cut short in its length field".to_owned())
+                }
+                _ => e.into(),
+            });
         }
-        body.resize(len, 0);
-        input.read_exact(&mut body)?;
+        let len = u32::from_le_bytes(len);
+        if (len as usize) < frame::HEADER_LEN {
+            return Err(ServeError::Protocol(format!(
+                "request frame of {len} bytes"
+            )));
+        }
+        body.clear();
+        let read = (&mut input).take(u64::from(len)).read_to_end(&mut body)?;
+        if read < len as usize {
+            return Err(ServeError::Protocol(format!(
+                "request frame cut short: {read} of {len} bytes"
+            )));
+        }
         let id = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
         let index = u32::from_le_bytes(body[9..13].try_into().expect("4 bytes"));
         if body[0] != RequestKind::Call as u8 {
-            std::process::exit(EXIT_PROTOCOL);
+            return Err(ServeError::Protocol(format!(
+                "unknown request kind {:#04x}",
+                body[0]
+            )));
         }
         out.clear();
         CURRENT.store(id, Ordering::Relaxed);
@@ -71,3 +122,6 @@ pub(crate) fn serve(input: OwnedFd, output: OwnedFd) -> io::Result<()> {
         output.write_all(&out)?;
     }
 }
+
+#[cfg(test)]
+mod test;

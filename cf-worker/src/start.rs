@@ -39,8 +39,11 @@ fn run() -> ! {
     if !crate::table().duplicates().is_empty() {
         std::process::exit(EXIT_STARTUP);
     }
-    match serve::serve(input, output) {
+    match serve::serve_pipes(input, output) {
         Ok(()) => std::process::exit(0),
-        Err(_) => std::process::exit(serve::EXIT_PROTOCOL),
+        Err(e) => {
+            eprintln!("cf worker (pid {}): {e}", std::process::id());
+            std::process::exit(serve::EXIT_PROTOCOL)
+        }
     }
 }

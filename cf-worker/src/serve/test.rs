@@ -1,0 +1,201 @@
+//! The serve loop on arbitrary input: a property test that stands in for a fuzzer (cargo fuzz
+//! needs a nightly toolchain these machines do not have). Whatever bytes arrive, the worker
+//! answers only well-formed calls, in order, never panics and never allocates more than arrives.
+//!
+//! `CF_FUZZ_CASES=1000000 cargo test -p cf-worker --release fuzz` runs a long pass.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{Never, TASKS, Task, TaskEntry, frame::Frame};
+
+#[derive(Clone, Copy)]
+struct Echo;
+
+#[linkme::distributed_slice(TASKS)]
+#[allow(unsafe_code, reason = "linkme places the entry with link_section")]
+static ECHO: TaskEntry = TaskEntry::new::<Echo>();
+
+impl Task for Echo {
+    type Args = (u64, String);
+    type Output = (u64, String);
+    type Error = Never;
+    const NAME: &'static str = "serve::test::echo";
+    fn call(args: Self::Args) -> Result<Self::Output, Never> {
+        Ok(args)
+    }
+    fn entry() -> &'static TaskEntry {
+        &ECHO
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Picky;
+
+#[linkme::distributed_slice(TASKS)]
+#[allow(unsafe_code, reason = "linkme places the entry with link_section")]
+static PICKY: TaskEntry = TaskEntry::new::<Picky>();
+
+impl Task for Picky {
+    type Args = Vec<u32>;
+    type Output = u32;
+    type Error = String;
+    const NAME: &'static str = "serve::test::picky";
+    fn call(args: Vec<u32>) -> Result<u32, String> {
+        match args.first() {
+            Some(0) => Err("zero first".to_owned()),
+            Some(1) => panic!("one first"),
+            _ => Ok(args.iter().fold(0u32, |a, b| a.wrapping_add(*b))),
+        }
+    }
+    fn entry() -> &'static TaskEntry {
+        &PICKY
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("CF_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// Silences the panic messages of the `picky` task (the hook `catch` installs chains this one).
+fn quiet() {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&"one first") {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// One request, well-formed or not.
+fn request() -> impl Strategy<Value = Vec<u8>> {
+    let payload = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64),
+        (any::<u64>(), ".{0,8}").prop_map(|args| {
+            let mut out = Vec::new();
+            codec::encode_into(&args, &mut out).unwrap();
+            out
+        }),
+        proptest::collection::vec(0u32..4, 0..6).prop_map(|args| {
+            let mut out = Vec::new();
+            codec::encode_into(&args, &mut out).unwrap();
+            out
+        }),
+    ];
+    let kind = prop_oneof![9 => Just(RequestKind::Call as u8), 1 => any::<u8>()];
+    let task = prop_oneof![8 => 0u32..4, 1 => any::<u32>()];
+    (kind, any::<u64>(), task, payload).prop_map(|(kind, id, task, payload)| {
+        let mut out = Vec::new();
+        frame::push(&mut out, kind, id, task, &payload);
+        out
+    })
+}
+
+/// A stream of requests, sometimes damaged: a byte changed, a cut, garbage at the end.
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::collection::vec(request(), 0..6),
+        any::<Option<(usize, u8)>>(),
+        any::<Option<usize>>(),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    )
+        .prop_map(|(requests, flip, cut, tail)| {
+            let mut bytes = requests.concat();
+            if let Some((at, byte)) = flip
+                && !bytes.is_empty()
+            {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            bytes.extend(tail);
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_frame_parse(bytes in proptest::collection::vec(any::<u8>(), 0..64), max in any::<u32>()) {
+        if let Ok(Some((frame, used))) = frame::parse(&bytes, max) {
+            prop_assert!(used <= bytes.len());
+            let mut again = Vec::new();
+            frame::push(&mut again, frame.kind, frame.id, frame.aux, frame.payload);
+            prop_assert_eq!(&again[..], &bytes[..used]);
+        }
+    }
+
+    #[test]
+    fn fuzz_serve(input in stream()) {
+        quiet();
+        let mut output = Vec::new();
+        let result = serve(&input[..], &mut output);
+        // Every reply parses, the first is the handshake, and the others answer calls in order.
+        let mut replies = Vec::new();
+        let mut rest = &output[..];
+        while let Some((reply, used)) = frame::parse(rest, frame::DEFAULT_MAX_FRAME).unwrap() {
+            replies.push(Frame { payload: &[], ..reply });
+            rest = &rest[used..];
+        }
+        prop_assert!(rest.is_empty());
+        prop_assert_eq!(replies[0].kind, ReplyKind::Hello as u8);
+        let mut calls = Vec::new();
+        let mut input = &input[..];
+        while let Ok(Some((call, used))) = frame::parse(input, frame::DEFAULT_MAX_FRAME) {
+            if call.kind != RequestKind::Call as u8 {
+                break;
+            }
+            calls.push((call.id, call.aux));
+            input = &input[used..];
+        }
+        prop_assert_eq!(replies.len() - 1, calls.len());
+        for (reply, (id, aux)) in replies[1..].iter().zip(&calls) {
+            prop_assert_eq!((reply.id, reply.aux), (*id, *aux));
+            prop_assert!(ReplyKind::from_byte(reply.kind).is_some());
+        }
+        if result.is_ok() {
+            prop_assert!(input.is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_call_is_answered_with_the_value() {
+    let index = table().index::<Echo>().unwrap();
+    let mut args = Vec::new();
+    codec::encode_into(&(7u64, "seven"), &mut args).unwrap();
+    let mut input = Vec::new();
+    frame::push(&mut input, RequestKind::Call as u8, 42, index, &args);
+    let mut output = Vec::new();
+    serve(&input[..], &mut output).unwrap();
+    let (_, hello) = frame::parse(&output, u32::MAX).unwrap().unwrap();
+    let (reply, _) = frame::parse(&output[hello..], u32::MAX).unwrap().unwrap();
+    assert_eq!((reply.kind, reply.id), (ReplyKind::Ok as u8, 42));
+    assert_eq!(
+        codec::decode::<(u64, String)>(reply.payload).unwrap(),
+        (7, "seven".to_owned())
+    );
+}
+
+#[test]
+fn a_huge_length_claim_allocates_nothing_before_the_bytes_arrive() {
+    let mut input = u32::MAX.to_le_bytes().to_vec();
+    input.extend_from_slice(&[1; 20]);
+    let error = serve(&input[..], Vec::new()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "protocol error: request frame cut short: 20 of {} bytes",
+            u32::MAX
+        )
+    );
+}
