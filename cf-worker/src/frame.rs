@@ -112,6 +112,18 @@ pub fn push(out: &mut Vec<u8>, kind: u8, id: u64, aux: u32, payload: &[u8]) {
     finish(out, start, kind);
 }
 
+/// Appends the header of a frame whose `payload_len` bytes of payload will follow separately.
+///
+/// # Panics
+/// If the frame is longer than `u32::MAX` bytes; callers check sizes before encoding.
+pub fn push_header(out: &mut Vec<u8>, kind: u8, id: u64, aux: u32, payload_len: usize) {
+    let len = u32::try_from(HEADER_LEN + payload_len).expect("frame longer than 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&aux.to_le_bytes());
+}
+
 /// What is wrong with a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameError {

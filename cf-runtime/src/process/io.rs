@@ -350,14 +350,15 @@ impl Dispatcher {
         let mut problem = None;
         let now = Instant::now();
         loop {
-            let (frame, len) = match frame::parse(&worker.inbuf[used..], self.config.max_frame) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => break,
-                Err(e) => {
-                    problem = Some(e.to_string());
-                    break;
-                }
-            };
+            let (frame, len) =
+                match frame::parse(&worker.inbuf.data()[used..], self.config.max_frame) {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => break,
+                    Err(e) => {
+                        problem = Some(e.to_string());
+                        break;
+                    }
+                };
             used += len;
             if !worker.hello {
                 if let Err(e) = hello(frame) {
@@ -423,7 +424,7 @@ impl Dispatcher {
             }
             job.sink.reply(kind, frame.payload, job.name);
         }
-        worker.inbuf.drain(..used);
+        worker.inbuf.consume(used);
         if let Some(problem) = problem {
             worker.inbuf.clear();
             worker.kill(Poison::Protocol(problem));
@@ -504,8 +505,8 @@ impl Dispatcher {
             Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
             Some(Poison::TimedOut(limit)) => TaskError::TimedOut { task, pid, limit },
             None if !worker.inbuf.is_empty() => {
-                let have = worker.inbuf.len();
-                let message = match frame::wanted(&worker.inbuf) {
+                let have = worker.inbuf.data().len();
+                let message = match frame::wanted(worker.inbuf.data()) {
                     Some(missing) => format!(
                         "the worker died in the middle of a frame ({have} bytes of {})",
                         have + missing
@@ -573,9 +574,9 @@ impl Dispatcher {
 
 /// Writes `job` to `worker` and records it in flight.
 fn send(worker: &mut Worker, job: Job, now: Instant) {
-    let start = frame::begin(&mut worker.out, job.id, job.task);
-    worker.out.extend_from_slice(&job.args);
-    frame::finish(&mut worker.out, start, RequestKind::Call as u8);
+    worker
+        .out
+        .push_call(RequestKind::Call as u8, job.id, job.task, &job.args);
     if worker.inflight.is_empty() {
         worker.front_since = Some(now);
     }

@@ -2,6 +2,7 @@
 //!
 //! See `README.md` beside this file for how the parent drives its workers.
 
+mod buffer;
 mod io;
 mod job;
 mod worker;

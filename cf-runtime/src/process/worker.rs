@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::error::Exit;
 use crate::sys;
 
+use super::buffer::{InBuf, Outbox};
 use super::job::Job;
 
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
@@ -55,11 +56,10 @@ pub(crate) struct Worker {
     pub(crate) ready: bool,
     /// Kept idle to replace the next worker that dies.
     pub(crate) spare: bool,
-    /// Bytes to write, from `out_pos`.
-    pub(crate) out: Vec<u8>,
-    pub(crate) out_pos: usize,
+    /// Bytes on their way to the worker.
+    pub(crate) out: Outbox,
     /// Bytes read and not yet parsed.
-    pub(crate) inbuf: Vec<u8>,
+    pub(crate) inbuf: InBuf,
     /// Jobs sent and not answered, oldest (the running one) first.
     pub(crate) inflight: VecDeque<Job>,
     /// When the oldest job in flight started running.
@@ -110,9 +110,8 @@ impl Worker {
             hello: false,
             ready: false,
             spare,
-            out: Vec::new(),
-            out_pos: 0,
-            inbuf: Vec::new(),
+            out: Outbox::default(),
+            inbuf: InBuf::default(),
             inflight: VecDeque::new(),
             front_since: None,
             sent: 0,
@@ -122,7 +121,7 @@ impl Worker {
     }
 
     pub(crate) fn wants_write(&self) -> bool {
-        self.out_pos < self.out.len() && self.req.is_some()
+        !self.out.is_empty() && self.req.is_some()
     }
 
     /// Whether it can take another task now.
@@ -138,45 +137,18 @@ impl Worker {
     /// Writes what it can without blocking.
     pub(crate) fn flush(&mut self) {
         let Some(req) = &self.req else { return };
-        while self.out_pos < self.out.len() {
-            match nix::unistd::write(req, &self.out[self.out_pos..]) {
-                Ok(n) => self.out_pos += n,
-                Err(nix::errno::Errno::EINTR) => {}
-                // EAGAIN: the pipe is full, wait for POLLOUT. EPIPE: the worker is gone, and
-                // its pidfd will say so.
-                Err(_) => break,
-            }
-        }
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
+        let inflight = &self.inflight;
+        self.out.write(req, |id| {
+            inflight
+                .iter()
+                .find(|job| job.id == id)
+                .map(|job| &job.args[..])
+        });
     }
 
     /// Reads what is there without blocking; false once the pipe is at its end.
     pub(crate) fn fill(&mut self) -> bool {
-        loop {
-            let wanted = cf_worker::frame::wanted(&self.inbuf)
-                .unwrap_or(0)
-                .max(1 << 16);
-            self.inbuf.reserve(wanted);
-            let len = self.inbuf.len();
-            let spare = self.inbuf.capacity() - len;
-            self.inbuf.resize(len + spare, 0);
-            let read = nix::unistd::read(&self.res, &mut self.inbuf[len..]);
-            match read {
-                Ok(0) => {
-                    self.inbuf.truncate(len);
-                    return false;
-                }
-                Ok(n) => self.inbuf.truncate(len + n),
-                Err(nix::errno::Errno::EINTR) => self.inbuf.truncate(len),
-                Err(_) => {
-                    self.inbuf.truncate(len);
-                    return true;
-                }
-            }
-        }
+        self.inbuf.fill(&self.res)
     }
 
     /// Forwards what the worker wrote to stderr to ours, keeping the last few KiB.
