@@ -1,0 +1,219 @@
+//! cf's `ProcessPoolExecutor`: the column under test.
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use cf::{ProcessPoolExecutor, as_completed};
+
+use crate::Config;
+use crate::measure::{self, Results};
+
+/// The tiny task.
+#[cf::task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Takes a big argument, returns its length.
+#[cf::task]
+fn sink(data: Vec<u8>) -> u64 {
+    data.len() as u64
+}
+
+/// Returns a big result.
+#[cf::task]
+fn source(n: u64) -> Vec<u8> {
+    vec![7; n as usize]
+}
+
+/// Kills its worker.
+#[cf::task]
+fn crash() {
+    std::process::abort()
+}
+
+/// Sleeps a little (so that two calls land on two workers), then names the worker.
+#[cf::task]
+fn worker_pid(sleep_ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(sleep_ms));
+    std::process::id()
+}
+
+/// Runs every cf measurement; a failure becomes a note instead of a number.
+pub(crate) fn run(config: &Config) -> Results {
+    let mut results = Results::default();
+    if let Err(e) = measure_all(config, &mut results) {
+        eprintln!("cf: {e}");
+        results.skip_all(&format!("failed: {e}"));
+    }
+    results
+        .info
+        .insert("workers".into(), "2 (plus cf's default spare worker)".into());
+    results
+}
+
+type Error = Box<dyn std::error::Error>;
+
+/// `?` for errors that borrow from their future (`result()` lends).
+trait Must<T> {
+    fn must(self) -> Result<T, Error>;
+}
+
+impl<T, E: std::fmt::Display> Must<T> for Result<T, E> {
+    fn must(self) -> Result<T, Error> {
+        self.map_err(|e| e.to_string().into())
+    }
+}
+
+fn new_pool(workers: usize) -> Result<ProcessPoolExecutor, Error> {
+    Ok(ProcessPoolExecutor::with_max_workers(workers)?)
+}
+
+/// Runs `n` tiny tasks so that workers are up and the pool has seen short tasks.
+fn warm(pool: &ProcessPoolExecutor, n: u64) -> Result<(), Error> {
+    let futures = (0..n)
+        .map(|i| pool.submit(square, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    for f in &futures {
+        f.result().must()?;
+    }
+    Ok(())
+}
+
+fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
+    let pool = new_pool(2)?;
+    warm(&pool, 2_000)?;
+
+    eprintln!("cf: {} tiny tasks, submit + as_completed", config.tiny);
+    let n = config.tiny;
+    for _ in 0..config.reps {
+        let t = Instant::now();
+        let futures = (0..n)
+            .map(|i| pool.submit(square, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sum = 0;
+        for f in as_completed(&futures, None) {
+            sum += *f.result().must()?;
+        }
+        let elapsed = t.elapsed();
+        assert_eq!(sum, measure::sum_of_squares(n));
+        results.push(measure::SUBMIT, measure::rate(n, elapsed));
+    }
+
+    eprintln!("cf: {n} tiny tasks, map chunksize {}", config.chunk);
+    for _ in 0..config.reps {
+        let t = Instant::now();
+        let mut sum = 0;
+        for r in pool.map(square, 0..n).chunksize(config.chunk) {
+            sum += r?;
+        }
+        let elapsed = t.elapsed();
+        assert_eq!(sum, measure::sum_of_squares(n));
+        results.push(measure::MAP, measure::rate(n, elapsed));
+    }
+
+    eprintln!("cf: round trips, {} per repetition", config.latency_samples);
+    for i in 0..200 {
+        pool.submit(square, i)?.result().must()?;
+    }
+    for _ in 0..config.reps {
+        let mut samples = Vec::with_capacity(config.latency_samples);
+        for i in 0..config.latency_samples as u64 {
+            let t = Instant::now();
+            let f = pool.submit(square, i)?;
+            let v = *f.result().must()?;
+            samples.push(t.elapsed());
+            black_box(v);
+        }
+        measure::push_latency(results, &mut samples);
+    }
+
+    eprintln!("cf: {} MiB argument and result", config.big >> 20);
+    let data = vec![7u8; config.big];
+    for _ in 0..config.few_reps {
+        let arg = data.clone();
+        let t = Instant::now();
+        let len = *pool.submit(sink, arg)?.result().must()?;
+        let elapsed = t.elapsed();
+        assert_eq!(len, config.big as u64);
+        results.push(measure::ARG_BIG, measure::mib_per_s(config.big, elapsed));
+    }
+    drop(data);
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let f = pool.submit(source, config.big as u64)?;
+        let len = f.result().must()?.len();
+        let elapsed = t.elapsed();
+        drop(f);
+        assert_eq!(len, config.big);
+        results.push(measure::RES_BIG, measure::mib_per_s(config.big, elapsed));
+    }
+    drop(pool);
+
+    eprintln!("cf: start-up");
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let pool = new_pool(2)?;
+        pool.submit(square, 3)?.result().must()?;
+        results.push(measure::STARTUP, measure::ms(t.elapsed()));
+        drop(pool);
+        let t = Instant::now();
+        let pool = ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .spare_worker(false)
+            .build()?;
+        pool.submit(square, 3)?.result().must()?;
+        results.push(measure::STARTUP_NO_SPARE, measure::ms(t.elapsed()));
+    }
+
+    eprintln!("cf: crash, then the next result");
+    let pool = new_pool(1)?;
+    warm(&pool, 100)?;
+    for _ in 0..config.few_reps {
+        // Let the replacement of the previous crash come up, as it would between crashes.
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let crashed = pool.submit(crash, ())?;
+        let error = crashed.exception();
+        let t1 = Instant::now();
+        assert!(error.is_some(), "the crash task must fail");
+        let v = *pool.submit(square, 5)?.result().must()?;
+        let t2 = Instant::now();
+        assert_eq!(v, 25);
+        results.push(measure::CRASH_NEXT, measure::ms(t2 - t1));
+        results.push(measure::CRASH_SUBMIT_NEXT, measure::ms(t2 - t0));
+    }
+    results.note(
+        measure::CRASH_NEXT,
+        "1-worker pool, so the next task needs the replacement (cf's spare)",
+    );
+    drop(pool);
+
+    eprintln!("cf: idle pool for {:.0} s", config.idle.as_secs_f64());
+    let pool = new_pool(2)?;
+    warm(&pool, 100)?;
+    let pids = worker_pids(&pool)?;
+    std::thread::sleep(Duration::from_millis(200));
+    match measure::mean_rss_mib(&pids) {
+        Some(rss) => results.push(measure::IDLE_RSS, rss),
+        None => results.note(measure::IDLE_RSS, "could not read /proc/<pid>/status"),
+    }
+    measure::push_idle_cpu(results, config.idle);
+    Ok(())
+}
+
+/// The pids of both workers, from a task that reports `std::process::id()`.
+fn worker_pids(pool: &ProcessPoolExecutor) -> Result<Vec<u32>, Error> {
+    let mut pids = BTreeSet::new();
+    for _ in 0..10 {
+        let futures = [pool.submit(worker_pid, 50)?, pool.submit(worker_pid, 50)?];
+        for f in &futures {
+            pids.insert(*f.result().must()?);
+        }
+        if pids.len() >= 2 {
+            break;
+        }
+    }
+    Ok(pids.into_iter().collect())
+}

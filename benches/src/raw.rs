@@ -1,0 +1,323 @@
+//! Raw pipes: this binary re-executed as a child that answers length-prefixed frames on its
+//! stdin/stdout. No serde, no futures, no pool: the physical limit that any pool built on pipes
+//! and fork+exec works against.
+//!
+//! A frame is a 4-byte little-endian payload length, a 1-byte op and the payload. The child
+//! reads as much as the pipe holds, answers every complete frame in it, and writes all the
+//! answers with one `write`.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Config;
+use crate::measure::{self, Results};
+
+/// The environment marker that makes this binary a raw-pipe child.
+pub(crate) const CHILD_ENV: &str = "CF_BENCH_RAW_CHILD";
+
+const HEADER: usize = 5;
+/// Payload: a `u64`; answer: its square.
+const SQUARE: u8 = 0;
+/// Payload: any bytes; answer: their count as a `u64`.
+const SINK: u8 = 1;
+/// Payload: a `u64` n; answer: n bytes.
+const SOURCE: u8 = 2;
+
+/// The same pipe size cf asks for.
+const PIPE_SIZE: i32 = 1 << 20;
+/// Frames per `write` in the batched mode.
+const BATCH: usize = 1024;
+
+fn push_frame(out: &mut Vec<u8>, op: u8, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.push(op);
+    out.extend_from_slice(payload);
+}
+
+/// The child: answer frames until stdin closes, then exit.
+pub(crate) fn child_main() -> ! {
+    let result = serve();
+    std::process::exit(i32::from(result.is_err()));
+}
+
+fn serve() -> io::Result<()> {
+    // Own duplicates of fds 0 and 1: unbuffered, unlike `Stdout`'s line buffering.
+    let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    let mut out = Vec::with_capacity(1 << 20);
+    loop {
+        let n = input.read(&mut buf[filled..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        filled += n;
+        let mut pos = 0;
+        while filled - pos >= HEADER {
+            let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+            let op = buf[pos + 4];
+            let end = pos + HEADER + len;
+            if end > filled {
+                // Make room for the whole frame (a big argument arrives in many reads).
+                if HEADER + len > buf.len() {
+                    buf.resize(HEADER + len, 0);
+                }
+                break;
+            }
+            let payload = &buf[pos + HEADER..end];
+            match op {
+                SQUARE => {
+                    let x = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
+                    push_frame(&mut out, SQUARE, &(x * x).to_le_bytes());
+                }
+                SINK => push_frame(&mut out, SINK, &(len as u64).to_le_bytes()),
+                SOURCE => {
+                    let n = u64::from_le_bytes(payload.try_into().expect("8 bytes")) as usize;
+                    out.extend_from_slice(&(n as u32).to_le_bytes());
+                    out.push(SOURCE);
+                    out.resize(out.len() + n, 7);
+                }
+                _ => return Err(io::Error::other("unknown op")),
+            }
+            pos = end;
+        }
+        if !out.is_empty() {
+            output.write_all(&out)?;
+            out.clear();
+            out.shrink_to(1 << 20);
+        }
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+}
+
+/// A running child and its two pipes.
+struct Peer {
+    child: Child,
+    tx: ChildStdin,
+    rx: ChildStdout,
+}
+
+fn grow_pipe(fd: &impl AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; on failure (not a pipe,
+    // over the limit) it returns -1 and the pipe keeps its size, which is fine.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
+
+impl Peer {
+    fn spawn() -> io::Result<Peer> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let tx = child.stdin.take().expect("piped");
+        let rx = child.stdout.take().expect("piped");
+        grow_pipe(&tx);
+        grow_pipe(&rx);
+        Ok(Peer { child, tx, rx })
+    }
+
+    fn square(&mut self, x: u64) -> io::Result<u64> {
+        let mut frame = [0u8; HEADER + 8];
+        frame[..4].copy_from_slice(&8u32.to_le_bytes());
+        frame[4] = SQUARE;
+        frame[HEADER..].copy_from_slice(&x.to_le_bytes());
+        self.tx.write_all(&frame)?;
+        self.rx.read_exact(&mut frame)?;
+        Ok(u64::from_le_bytes(frame[HEADER..].try_into().expect("8 bytes")))
+    }
+
+    /// Closes the child's stdin (it exits) and reaps it.
+    fn close(self) -> io::Result<()> {
+        let Peer { mut child, tx, rx } = self;
+        drop(tx);
+        drop(rx);
+        child.wait()?;
+        Ok(())
+    }
+}
+
+/// Runs every raw-pipe measurement; a failure becomes a note instead of a number.
+pub(crate) fn run(config: &Config) -> Results {
+    let mut results = Results::default();
+    if let Err(e) = measure_all(config, &mut results) {
+        eprintln!("raw: {e}");
+        results.skip_all(&format!("failed: {e}"));
+    }
+    for key in [measure::CRASH_NEXT, measure::CRASH_SUBMIT_NEXT] {
+        results.note(key, "no pool to recover: see start-up for the cost of a new process");
+    }
+    results.note(measure::IDLE_CPU, "nothing runs in the parent");
+    results.info.insert("children".into(), "2 for throughput, 1 otherwise".into());
+    results
+}
+
+/// Sends `n` square frames split over `peers`, one `write` per `batch` frames, and reads every
+/// answer; returns the sum of the answers.
+fn stream(peers: &mut [Peer], n: u64, batch: usize) -> io::Result<u64> {
+    let count = peers.len();
+    let per = n / count as u64;
+    std::thread::scope(|s| {
+        let mut readers = Vec::new();
+        for (k, peer) in peers.iter_mut().enumerate() {
+            let start = k as u64 * per;
+            let end = if k + 1 == count { n } else { start + per };
+            let Peer { tx, rx, .. } = peer;
+            s.spawn(move || -> io::Result<()> {
+                let mut out = Vec::with_capacity(batch * (HEADER + 8));
+                let mut pending = 0;
+                for x in start..end {
+                    push_frame(&mut out, SQUARE, &x.to_le_bytes());
+                    pending += 1;
+                    if pending == batch {
+                        tx.write_all(&out)?;
+                        out.clear();
+                        pending = 0;
+                    }
+                }
+                tx.write_all(&out)
+            });
+            readers.push(s.spawn(move || -> io::Result<u64> {
+                let frames = end - start;
+                let mut buf = vec![0u8; 256 << 10];
+                let (mut filled, mut seen, mut sum) = (0, 0, 0u64);
+                while seen < frames {
+                    let got = rx.read(&mut buf[filled..])?;
+                    if got == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    filled += got;
+                    let whole = filled / (HEADER + 8) * (HEADER + 8);
+                    for frame in buf[..whole].chunks_exact(HEADER + 8) {
+                        sum += u64::from_le_bytes(frame[HEADER..].try_into().expect("8 bytes"));
+                        seen += 1;
+                    }
+                    buf.copy_within(whole..filled, 0);
+                    filled -= whole;
+                }
+                Ok(sum)
+            }));
+        }
+        let mut sum = 0;
+        for reader in readers {
+            sum += reader.join().expect("reader thread")?;
+        }
+        Ok(sum)
+    })
+}
+
+fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
+    let n = config.tiny_raw;
+    let mut peers = [Peer::spawn()?, Peer::spawn()?];
+    stream(&mut peers, 10_000, 1)?;
+    eprintln!("raw: {n} frames over 2 children, one write per frame");
+    for _ in 0..config.reps {
+        let t = Instant::now();
+        let sum = stream(&mut peers, n, 1)?;
+        let elapsed = t.elapsed();
+        assert_eq!(sum, measure::sum_of_squares(n));
+        results.push(measure::SUBMIT, measure::rate(n, elapsed));
+    }
+    results.note(
+        measure::SUBMIT,
+        format!("{n} frames per repetition over 2 children: one write per frame"),
+    );
+    eprintln!("raw: {n} frames over 2 children, {BATCH} frames per write");
+    for _ in 0..config.reps {
+        let t = Instant::now();
+        let sum = stream(&mut peers, n, BATCH)?;
+        let elapsed = t.elapsed();
+        assert_eq!(sum, measure::sum_of_squares(n));
+        results.push(measure::MAP, measure::rate(n, elapsed));
+    }
+    results.note(measure::MAP, format!("{BATCH} frames per write"));
+    let [first, second] = peers;
+    second.close()?;
+    let mut peer = first;
+
+    eprintln!("raw: ping-pong, {} per repetition", config.latency_samples);
+    for i in 0..200 {
+        peer.square(i)?;
+    }
+    for _ in 0..config.reps {
+        let mut samples = Vec::with_capacity(config.latency_samples);
+        for i in 0..config.latency_samples as u64 {
+            let t = Instant::now();
+            let v = peer.square(i)?;
+            samples.push(t.elapsed());
+            assert_eq!(v, i * i);
+        }
+        measure::push_latency(results, &mut samples);
+    }
+
+    eprintln!("raw: {} MiB argument and result", config.big >> 20);
+    let data = vec![7u8; config.big];
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        header[4] = SINK;
+        peer.tx.write_all(&header)?;
+        peer.tx.write_all(&data)?;
+        let mut reply = [0u8; HEADER + 8];
+        peer.rx.read_exact(&mut reply)?;
+        let elapsed = t.elapsed();
+        assert_eq!(u64::from_le_bytes(reply[HEADER..].try_into().expect("8")), config.big as u64);
+        results.push(measure::ARG_BIG, measure::mib_per_s(config.big, elapsed));
+    }
+    drop(data);
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let mut frame = Vec::new();
+        push_frame(&mut frame, SOURCE, &(config.big as u64).to_le_bytes());
+        peer.tx.write_all(&frame)?;
+        let mut header = [0u8; HEADER];
+        peer.rx.read_exact(&mut header)?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
+        let mut data = vec![0u8; len];
+        peer.rx.read_exact(&mut data)?;
+        let elapsed = t.elapsed();
+        assert_eq!(data.len(), config.big);
+        drop(data);
+        results.push(measure::RES_BIG, measure::mib_per_s(config.big, elapsed));
+    }
+
+    peer.close()?;
+
+    // A fresh child for RSS: the one above keeps its 64 MiB buffers.
+    let mut peer = Peer::spawn()?;
+    for i in 0..100 {
+        peer.square(i)?;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    match measure::rss_mib(peer.child.id()) {
+        Some(rss) => results.push(measure::IDLE_RSS, rss),
+        None => results.note(measure::IDLE_RSS, "could not read /proc/<pid>/status"),
+    }
+    results.note(measure::IDLE_RSS, "this binary re-executed, after 100 frames");
+    peer.close()?;
+
+    eprintln!("raw: fork+exec to first reply, 2 children");
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let mut first = Peer::spawn()?;
+        let second = Peer::spawn()?;
+        let v = first.square(3)?;
+        results.push(measure::STARTUP, measure::ms(t.elapsed()));
+        assert_eq!(v, 9);
+        first.close()?;
+        second.close()?;
+    }
+    Ok(())
+}
