@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-fn config() -> impl bincode::config::Config {
+fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
@@ -37,15 +37,39 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
         })
 }
 
+/// How many bytes a decoder may claim (for strings, byte buffers and collections) for each byte
+/// of input. Valid data claims at most 16 per byte (a `u128` takes one byte as a varint); a
+/// length field that claims more is a lie, and is refused before anything is allocated for it.
+const CLAIM_PER_BYTE: usize = 16;
+
 /// Decodes a whole value from `bytes`.
+///
+/// Allocation stays proportional to the input: the decoder's limit is the smallest of a few
+/// fixed sizes that covers [`CLAIM_PER_BYTE`] times `bytes.len()`.
 ///
 /// # Errors
 /// The bytes are not the encoding of a `T`, or have bytes left over.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
+    let claim = bytes.len().saturating_mul(CLAIM_PER_BYTE);
+    match claim {
+        0..=0x1_0000 => decode_within::<T, 0x1_0000>(bytes),
+        0..=0x10_0000 => decode_within::<T, 0x10_0000>(bytes),
+        0..=0x100_0000 => decode_within::<T, 0x100_0000>(bytes),
+        0..=0x1000_0000 => decode_within::<T, 0x1000_0000>(bytes),
+        0..=0x1_0000_0000 => decode_within::<T, 0x1_0000_0000>(bytes),
+        _ => decode_within::<T, 0x10_0000_0000>(bytes),
+    }
+}
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, CodecError> {
+    let config = config().with_limit::<LIMIT>();
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config).map_err(|e| {
         CodecError(match e {
             // A `Deserialize` impl's own message, without bincode's wrapping.
             bincode::error::DecodeError::OtherString(message) => message,
+            bincode::error::DecodeError::LimitExceeded => {
+                "a length in the data claims far more bytes than the input holds".to_owned()
+            }
             other => other.to_string(),
         })
     })?;
@@ -57,3 +81,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod test;
