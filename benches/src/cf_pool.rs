@@ -47,9 +47,10 @@ pub(crate) fn run(config: &Config) -> Results {
         eprintln!("cf: {e}");
         results.skip_all(&format!("failed: {e}"));
     }
-    results
-        .info
-        .insert("workers".into(), "2 (plus cf's default spare worker)".into());
+    results.info.insert(
+        "workers".into(),
+        "2 (plus cf's default spare worker)".into(),
+    );
     results
 }
 
@@ -111,6 +112,26 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
         let elapsed = t.elapsed();
         assert_eq!(sum, measure::sum_of_squares(n));
         results.push(measure::MAP, measure::rate(n, elapsed));
+    }
+
+    let buffer = 16 * config.chunk;
+    eprintln!(
+        "cf: {n} tiny tasks, map chunksize {} buffersize {buffer}",
+        config.chunk
+    );
+    for _ in 0..config.reps {
+        let t = Instant::now();
+        let mut sum = 0;
+        for r in pool
+            .map(square, 0..n)
+            .chunksize(config.chunk)
+            .buffersize(buffer)
+        {
+            sum += r?;
+        }
+        let elapsed = t.elapsed();
+        assert_eq!(sum, measure::sum_of_squares(n));
+        results.push(measure::MAP_BUFFERED, measure::rate(n, elapsed));
     }
 
     eprintln!("cf: round trips, {} per repetition", config.latency_samples);

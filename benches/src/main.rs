@@ -60,7 +60,7 @@ impl Config {
     fn full() -> Self {
         Config {
             quick: false,
-            reps: 5,
+            reps: 7,
             tiny: 100_000,
             tiny_python: 20_000,
             map_python: 100_000,
@@ -69,7 +69,7 @@ impl Config {
             chunk: 256,
             latency_samples: 2_000,
             big: 64 << 20,
-            few_reps: 5,
+            few_reps: 7,
             idle: Duration::from_secs(2),
         }
     }
@@ -97,9 +97,10 @@ struct Args {
     markdown: Option<PathBuf>,
     svg: Option<PathBuf>,
     only: Option<Vec<String>>,
+    samples: bool,
 }
 
-const USAGE: &str = "usage: cf-bench [--quick] [--markdown FILE] [--svg FILE] [--only cf,python,procspawn,rayon,raw]";
+const USAGE: &str = "usage: cf-bench [--quick] [--markdown FILE] [--svg FILE] [--only cf,python,procspawn,rayon,raw] [--samples]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -107,17 +108,21 @@ fn parse_args() -> Result<Args, String> {
         markdown: None,
         svg: None,
         only: None,
+        samples: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
-            "--markdown" => args.markdown = Some(it.next().ok_or("--markdown needs a FILE")?.into()),
+            "--markdown" => {
+                args.markdown = Some(it.next().ok_or("--markdown needs a FILE")?.into())
+            }
             "--svg" => args.svg = Some(it.next().ok_or("--svg needs a FILE")?.into()),
             "--only" => {
                 let list = it.next().ok_or("--only needs a list")?;
                 args.only = Some(list.split(',').map(str::to_owned).collect());
             }
+            "--samples" => args.samples = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             // `cargo bench` passes `--bench`; nothing to do with it.
             "--bench" => {}
@@ -147,7 +152,11 @@ fn main() {
     } else {
         Config::full()
     };
-    let wanted = |name: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
+    let wanted = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == name))
+    };
 
     let machine = report::Machine::detect();
     println!("{machine}");
@@ -176,18 +185,36 @@ fn main() {
         let t = Instant::now();
         eprintln!("== {} ...", system.name());
         let results = run(&config);
-        eprintln!("== {} done in {:.1} s", system.name(), t.elapsed().as_secs_f64());
+        eprintln!(
+            "== {} done in {:.1} s",
+            system.name(),
+            t.elapsed().as_secs_f64()
+        );
         columns.push((system, results));
     }
 
+    if args.samples {
+        for (system, results) in &columns {
+            for (key, values) in &results.samples {
+                let values: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+                println!("{} {key}: {}", system.name(), values.join(" "));
+            }
+        }
+        println!();
+    }
     let table = report::Table::new(&columns);
     println!("{}", table.render_text());
     println!(
-        "total run time: {:.1} s",
-        started.elapsed().as_secs_f64()
+        "total run time: {:.1} s; load average {} at the end",
+        started.elapsed().as_secs_f64(),
+        report::load_average()
     );
     if let Some(path) = &args.markdown {
-        let text = format!("{}\n\n{}", machine.markdown(&config), table.render_markdown());
+        let text = format!(
+            "{}\n\n{}",
+            machine.markdown(&config),
+            table.render_markdown()
+        );
         match std::fs::write(path, text) {
             Ok(()) => println!("wrote {}", path.display()),
             Err(e) => eprintln!("cannot write {}: {e}", path.display()),

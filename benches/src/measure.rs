@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const SUBMIT: &str = "submit_rate";
 /// Tiny tasks through `map` with a chunk size, tasks/s.
 pub(crate) const MAP: &str = "map_rate";
+/// As [`MAP`], with cf's `buffersize` raised so that many chunks are in flight, tasks/s.
+pub(crate) const MAP_BUFFERED: &str = "map_buffered_rate";
 /// Round trip of one task on a warm pool, median of the samples, µs.
 pub(crate) const RTT_P50: &str = "rtt_p50";
 /// Round trip of one task on a warm pool, 99th percentile, µs.
@@ -32,9 +34,10 @@ pub(crate) const IDLE_RSS: &str = "idle_rss";
 pub(crate) const IDLE_CPU: &str = "idle_cpu";
 
 /// Every metric key, in table order.
-pub(crate) const ALL: [&str; 12] = [
+pub(crate) const ALL: [&str; 13] = [
     SUBMIT,
     MAP,
+    MAP_BUFFERED,
     RTT_P50,
     RTT_P99,
     STARTUP,

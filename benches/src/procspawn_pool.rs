@@ -107,7 +107,9 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     for _ in 0..config.reps {
         let t = Instant::now();
         let mut sum = 0;
-        let chunks = (0..n).step_by(chunk as usize).map(|s| (s..n.min(s + chunk)).collect());
+        let chunks = (0..n)
+            .step_by(chunk as usize)
+            .map(|s| (s..n.min(s + chunk)).collect());
         run_windowed(&pool, chunks, square_chunk, |v| {
             sum += v.iter().sum::<u64>();
         })?;
@@ -120,7 +122,10 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
         format!("no map: one spawn per chunk of {chunk} inputs (a Vec in, a Vec out)"),
     );
 
-    eprintln!("procspawn: round trips, {} per repetition", config.latency_samples);
+    eprintln!(
+        "procspawn: round trips, {} per repetition",
+        config.latency_samples
+    );
     for i in 0..200 {
         pool.spawn(i, square).join()?;
     }
@@ -189,7 +194,10 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     pool.kill();
     drop(pool);
 
-    eprintln!("procspawn: idle pool for {:.0} s", config.idle.as_secs_f64());
+    eprintln!(
+        "procspawn: idle pool for {:.0} s",
+        config.idle.as_secs_f64()
+    );
     let pool = Pool::new(2)?;
     run_windowed(&pool, 0..100u64, square, |v| {
         black_box(v);

@@ -70,6 +70,54 @@ def main():
         "workers": "2",
     }
 
+    # First, while the parent is small: forked workers share its pages, and VmRSS counts them.
+    log("idle pool for %.0f s" % cfg["idle"])
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        list(pool.map(square, range(100)))
+        pids = set()
+        for _ in range(10):
+            pids |= set(pool.map(worker_pid, [0.05, 0.05]))
+            if len(pids) >= 2:
+                break
+        time.sleep(0.2)
+        rss = [rss_mib(p) for p in pids]
+        push("idle_rss", sum(rss) / len(rss))
+        before = cpu_s()
+        time.sleep(cfg["idle"])
+        push("idle_cpu", (cpu_s() - before) * 1e3)
+
+    log("start-up")
+    for _ in range(few):
+        t = time.perf_counter()
+        pool = ProcessPoolExecutor(max_workers=2)
+        pool.submit(square, 3).result()
+        push("startup", (time.perf_counter() - t) * 1e3)
+        pool.shutdown(wait=True)
+    notes["startup"] = "Python starts workers on demand as tasks arrive"
+
+    log("crash, then the next result")
+    for _ in range(few):
+        pool = ProcessPoolExecutor(max_workers=1)
+        pool.submit(square, 1).result()
+        t0 = time.perf_counter()
+        f = pool.submit(crash)
+        try:
+            f.result()
+            raise SystemExit("the crash task returned")
+        except BrokenProcessPool:
+            pass
+        t1 = time.perf_counter()
+        # The crash broke the whole pool: every later submit fails. Recreate it.
+        fresh = ProcessPoolExecutor(max_workers=1)
+        assert fresh.submit(square, 5).result() == 25
+        t2 = time.perf_counter()
+        push("crash_next", (t2 - t1) * 1e3)
+        push("crash_submit_next", (t2 - t0) * 1e3)
+        pool.shutdown(wait=True)
+        fresh.shutdown(wait=True)
+    notes["crash_next"] = ("BrokenProcessPool: a crash breaks the whole pool; "
+                           "the time is to create a new pool and get a result from it")
+
     with ProcessPoolExecutor(max_workers=2) as pool:
         list(pool.map(square, range(2000), chunksize=1))
 
@@ -121,53 +169,6 @@ def main():
             assert len(r) == big
             del r
             push("res_big", big / 1048576.0 / dt)
-
-    log("start-up")
-    for _ in range(few):
-        t = time.perf_counter()
-        pool = ProcessPoolExecutor(max_workers=2)
-        pool.submit(square, 3).result()
-        push("startup", (time.perf_counter() - t) * 1e3)
-        pool.shutdown(wait=True)
-    notes["startup"] = "Python starts workers on demand as tasks arrive"
-
-    log("crash, then the next result")
-    for _ in range(few):
-        pool = ProcessPoolExecutor(max_workers=1)
-        pool.submit(square, 1).result()
-        t0 = time.perf_counter()
-        f = pool.submit(crash)
-        try:
-            f.result()
-            raise SystemExit("the crash task returned")
-        except BrokenProcessPool:
-            pass
-        t1 = time.perf_counter()
-        # The crash broke the whole pool: every later submit fails. Recreate it.
-        fresh = ProcessPoolExecutor(max_workers=1)
-        assert fresh.submit(square, 5).result() == 25
-        t2 = time.perf_counter()
-        push("crash_next", (t2 - t1) * 1e3)
-        push("crash_submit_next", (t2 - t0) * 1e3)
-        pool.shutdown(wait=True)
-        fresh.shutdown(wait=True)
-    notes["crash_next"] = ("BrokenProcessPool: a crash breaks the whole pool; "
-                           "the time is to create a new pool and get a result from it")
-
-    log("idle pool for %.0f s" % cfg["idle"])
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        list(pool.map(square, range(100)))
-        pids = set()
-        for _ in range(10):
-            pids |= set(pool.map(worker_pid, [0.05, 0.05]))
-            if len(pids) >= 2:
-                break
-        time.sleep(0.2)
-        rss = [rss_mib(p) for p in pids]
-        push("idle_rss", sum(rss) / len(rss))
-        before = cpu_s()
-        time.sleep(cfg["idle"])
-        push("idle_cpu", (cpu_s() - before) * 1e3)
 
     json.dump({"samples": samples, "notes": notes, "info": info}, sys.stdout)
     print()

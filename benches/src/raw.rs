@@ -135,7 +135,9 @@ impl Peer {
         frame[HEADER..].copy_from_slice(&x.to_le_bytes());
         self.tx.write_all(&frame)?;
         self.rx.read_exact(&mut frame)?;
-        Ok(u64::from_le_bytes(frame[HEADER..].try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            frame[HEADER..].try_into().expect("8 bytes"),
+        ))
     }
 
     /// Closes the child's stdin (it exits) and reaps it.
@@ -156,10 +158,15 @@ pub(crate) fn run(config: &Config) -> Results {
         results.skip_all(&format!("failed: {e}"));
     }
     for key in [measure::CRASH_NEXT, measure::CRASH_SUBMIT_NEXT] {
-        results.note(key, "no pool to recover: see start-up for the cost of a new process");
+        results.note(
+            key,
+            "no pool to recover: see start-up for the cost of a new process",
+        );
     }
     results.note(measure::IDLE_CPU, "nothing runs in the parent");
-    results.info.insert("children".into(), "2 for throughput, 1 otherwise".into());
+    results
+        .info
+        .insert("children".into(), "2 for throughput, 1 otherwise".into());
     results
 }
 
@@ -273,7 +280,10 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
         let mut reply = [0u8; HEADER + 8];
         peer.rx.read_exact(&mut reply)?;
         let elapsed = t.elapsed();
-        assert_eq!(u64::from_le_bytes(reply[HEADER..].try_into().expect("8")), config.big as u64);
+        assert_eq!(
+            u64::from_le_bytes(reply[HEADER..].try_into().expect("8")),
+            config.big as u64
+        );
         results.push(measure::ARG_BIG, measure::mib_per_s(config.big, elapsed));
     }
     drop(data);
@@ -305,7 +315,10 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
         Some(rss) => results.push(measure::IDLE_RSS, rss),
         None => results.note(measure::IDLE_RSS, "could not read /proc/<pid>/status"),
     }
-    results.note(measure::IDLE_RSS, "this binary re-executed, after 100 frames");
+    results.note(
+        measure::IDLE_RSS,
+        "this binary re-executed, after 100 frames",
+    );
     peer.close()?;
 
     eprintln!("raw: fork+exec to first reply, 2 children");

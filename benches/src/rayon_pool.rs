@@ -57,7 +57,10 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), rayon::Thre
         "ThreadPool::spawn per task, results in completion order from an mpsc channel",
     );
 
-    eprintln!("rayon: {n} tiny tasks, par_iter with_min_len({})", config.chunk);
+    eprintln!(
+        "rayon: {n} tiny tasks, par_iter with_min_len({})",
+        config.chunk
+    );
     for _ in 0..config.reps {
         let t = Instant::now();
         let squares: Vec<u64> = pool.install(|| {

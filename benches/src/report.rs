@@ -56,80 +56,101 @@ enum Unit {
 
 struct Row {
     key: &'static str,
+    /// The label under the chart's bars.
+    short: &'static str,
     /// The key peers are read from (differs for cf-only variants).
     peer_key: &'static str,
     label: &'static str,
     unit: Unit,
 }
 
-const ROWS: [Row; 12] = [
+const ROWS: [Row; 13] = [
     Row {
+        short: "submit + as_completed",
         key: measure::SUBMIT,
         peer_key: measure::SUBMIT,
         label: "tiny tasks, submit + as_completed (tasks/s)",
         unit: Unit::Rate,
     },
     Row {
+        short: "map, chunksize 256",
         key: measure::MAP,
         peer_key: measure::MAP,
         label: "tiny tasks, map chunksize 256 (tasks/s)",
         unit: Unit::Rate,
     },
     Row {
+        short: "map, buffered",
+        key: measure::MAP_BUFFERED,
+        peer_key: measure::MAP,
+        label: "  same, cf with buffersize 16 chunks (tasks/s)",
+        unit: Unit::Rate,
+    },
+    Row {
+        short: "round trip p50",
         key: measure::RTT_P50,
         peer_key: measure::RTT_P50,
         label: "round trip p50 (µs)",
         unit: Unit::Micros,
     },
     Row {
+        short: "round trip p99",
         key: measure::RTT_P99,
         peer_key: measure::RTT_P99,
         label: "round trip p99 (µs)",
         unit: Unit::Micros,
     },
     Row {
+        short: "start-up",
         key: measure::STARTUP,
         peer_key: measure::STARTUP,
         label: "start-up to first result, 2 workers (ms)",
         unit: Unit::Millis,
     },
     Row {
+        short: "start-up, no spare",
         key: measure::STARTUP_NO_SPARE,
         peer_key: measure::STARTUP,
         label: "  same, cf without its spare worker (ms)",
         unit: Unit::Millis,
     },
     Row {
+        short: "64 MiB argument",
         key: measure::ARG_BIG,
         peer_key: measure::ARG_BIG,
         label: "64 MiB argument (MiB/s)",
         unit: Unit::MibPerSec,
     },
     Row {
+        short: "64 MiB result",
         key: measure::RES_BIG,
         peer_key: measure::RES_BIG,
         label: "64 MiB result (MiB/s)",
         unit: Unit::MibPerSec,
     },
     Row {
+        short: "crash -> next",
         key: measure::CRASH_NEXT,
         peer_key: measure::CRASH_NEXT,
         label: "crash done -> next result (ms)",
         unit: Unit::Millis,
     },
     Row {
+        short: "submit crash -> next",
         key: measure::CRASH_SUBMIT_NEXT,
         peer_key: measure::CRASH_SUBMIT_NEXT,
         label: "submit crash -> next result (ms)",
         unit: Unit::Millis,
     },
     Row {
+        short: "idle RSS",
         key: measure::IDLE_RSS,
         peer_key: measure::IDLE_RSS,
         label: "idle worker RSS (MiB)",
         unit: Unit::Mib,
     },
     Row {
+        short: "idle CPU",
         key: measure::IDLE_CPU,
         peer_key: measure::IDLE_CPU,
         label: "idle pool, parent CPU in 2 s (ms)",
@@ -155,6 +176,15 @@ fn sig3(v: f64) -> String {
     }
 }
 
+/// "1.00" -> "1", "0.500" -> "0.5".
+fn trim_zeros(s: &str) -> String {
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
 fn format_value(v: f64, unit: Unit) -> String {
     match unit {
         Unit::Rate if v >= 1e6 => format!("{}M", sig3(v / 1e6)),
@@ -173,6 +203,53 @@ pub(crate) struct Machine {
     cpu: String,
     kernel: String,
     memory: String,
+    /// The 1-minute load average when the run started.
+    load: String,
+    /// The commit of the cf checkout this runs from, if known.
+    commit: String,
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// `git rev-parse --short HEAD` of the checkout this was built from, and whether the library's
+/// sources had uncommitted changes when the run started.
+fn commit() -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".to_owned();
+    };
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "src",
+        "cf-runtime",
+        "cf-worker",
+        "cf-macros",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head} + uncommitted library changes")
+    } else {
+        head
+    }
 }
 
 impl Machine {
@@ -199,6 +276,8 @@ impl Machine {
             cpu,
             kernel,
             memory,
+            load: load_average(),
+            commit: commit(),
         }
     }
 
@@ -230,8 +309,8 @@ impl fmt::Display for Machine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} cores (nproc), {}, Linux {}, {}",
-            self.cores, self.cpu, self.kernel, self.memory
+            "{} cores (nproc), {}, Linux {}, {}; load average {} at start; cf commit {}",
+            self.cores, self.cpu, self.kernel, self.memory, self.load, self.commit
         )
     }
 }
@@ -265,7 +344,11 @@ impl Table {
         for row in &ROWS {
             let mut cells = vec![row.label.to_owned()];
             for (system, r) in columns {
-                let key = if *system == System::Cf { row.key } else { row.peer_key };
+                let key = if *system == System::Cf {
+                    row.key
+                } else {
+                    row.peer_key
+                };
                 let mut cell = match r.value(key) {
                     Some(v) => format_value(v, row.unit),
                     None => "n/a".to_owned(),
@@ -287,7 +370,7 @@ impl Table {
                 line[i] = ratio;
                 cells.push(ratio.map_or_else(|| "-".to_owned(), format_ratio));
             }
-            ratios.push((row.label, row.key, line));
+            ratios.push((row.short, row.key, line));
             rows.push(cells);
         }
         let mut info = Vec::new();
@@ -390,10 +473,21 @@ impl Table {
         let root = SVGBackend::new(path, (1200, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root
-            .titled(&format!("cf ÷ peer, {machine}"), ("sans-serif", 16))
+            .titled(
+                &format!(
+                    "cf ÷ peer: {} cores, {}, Linux {}",
+                    machine.cores, machine.cpu, machine.kernel
+                ),
+                ("sans-serif", 16),
+            )
             .map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(600);
-        let rates = [measure::SUBMIT, measure::MAP, measure::ARG_BIG, measure::RES_BIG];
+        let rates = [
+            measure::SUBMIT,
+            measure::MAP,
+            measure::ARG_BIG,
+            measure::RES_BIG,
+        ];
         let times = [
             measure::RTT_P50,
             measure::RTT_P99,
@@ -433,14 +527,7 @@ impl Table {
         let n = groups.len() as i32 * SLOTS;
         let names: Vec<String> = groups
             .iter()
-            .map(|(label, _, _)| {
-                label
-                    .split(" (")
-                    .next()
-                    .unwrap_or(label)
-                    .trim()
-                    .replace("tiny tasks, ", "")
-            })
+            .map(|(label, _, _)| label.replace("->", "→"))
             .collect();
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 15))
@@ -450,10 +537,9 @@ impl Table {
             .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
             .map_err(|e| e.to_string())?;
         let label = |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(i) if i % SLOTS == 1 => names
-                .get((i / SLOTS) as usize)
-                .cloned()
-                .unwrap_or_default(),
+            SegmentValue::CenterOf(i) if i % SLOTS == 1 => {
+                names.get((i / SLOTS) as usize).cloned().unwrap_or_default()
+            }
             _ => String::new(),
         };
         chart
@@ -461,7 +547,7 @@ impl Table {
             .disable_x_mesh()
             .x_labels(n as usize + 1)
             .x_label_formatter(&label)
-            .y_label_formatter(&|v| format!("{}x", sig3(*v)))
+            .y_label_formatter(&|v| format!("{}x", trim_zeros(&sig3(*v))))
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -481,18 +567,26 @@ impl Table {
             chart
                 .draw_series(bars.iter().map(|&(x, v)| {
                     Rectangle::new(
-                        [(SegmentValue::Exact(x), 1.0), (SegmentValue::Exact(x + 1), v)],
+                        [
+                            (SegmentValue::Exact(x), 1.0),
+                            (SegmentValue::Exact(x + 1), v),
+                        ],
                         color.filled(),
                     )
                 }))
                 .map_err(|e| e.to_string())?
                 .label(format!("cf ÷ {}", peer.name()))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
             chart
                 .draw_series(bars.iter().map(|&(x, v)| {
                     Text::new(
                         format_ratio(v),
-                        (SegmentValue::Exact(x), if v >= 1.0 { v * 1.15 } else { v / 1.05 }),
+                        (
+                            SegmentValue::Exact(x),
+                            if v >= 1.0 { v * 1.15 } else { v / 1.05 },
+                        ),
                         ("sans-serif", 10),
                     )
                 }))
