@@ -240,6 +240,10 @@ pub enum TaskError<E = cf_worker::Never> {
     },
     /// The future was cancelled before it ran.
     Cancelled,
+    /// The caller stopped waiting: `map`'s timeout ran out before this result came (Python's
+    /// `TimeoutError` from `map`). Not [`TimedOut`](Self::TimedOut), where the task itself ran
+    /// past its time limit and was killed.
+    Timeout,
     /// The worker sent something the protocol does not allow (a bad frame); it was killed and
     /// replaced.
     Protocol {
@@ -334,6 +338,7 @@ impl<E> TaskError<E> {
                 TaskError::MemoryLimit { task, pid, limit }
             }
             TaskError::Cancelled => TaskError::Cancelled,
+            TaskError::Timeout => TaskError::Timeout,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
             TaskError::Protocol { task, pid, message } => {
                 TaskError::Protocol { task, pid, message }
@@ -374,6 +379,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 HumanBytes(*limit)
             ),
             TaskError::Cancelled => f.write_str("the future was cancelled"),
+            TaskError::Timeout => f.write_str("timed out waiting for the result"),
             TaskError::Codec { message, .. } => f.write_str(message),
             TaskError::Protocol { task, pid, message } => write!(
                 f,

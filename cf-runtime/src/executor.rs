@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use crate::error::{ErrorKind, SubmitError, TaskError};
 use crate::future::Future;
@@ -41,6 +42,11 @@ where
     in_flight: VecDeque<Result<Future<S::Output, S::Error>, String>>,
     buffersize: usize,
     chunksize: usize,
+    /// When results stop being waited for (`timeout`).
+    deadline: Option<Instant>,
+    /// The deadline passed: nothing more comes.
+    expired: bool,
+    created: Instant,
     _marker: std::marker::PhantomData<fn() -> M>,
 }
 
@@ -58,6 +64,9 @@ where
             in_flight: VecDeque::new(),
             buffersize: (2 * workers).max(16),
             chunksize: 1,
+            deadline: None,
+            expired: false,
+            created: Instant::now(),
             _marker: std::marker::PhantomData,
         }
     }
@@ -81,6 +90,15 @@ where
     pub fn chunksize(mut self, n: usize) -> Self {
         assert!(n > 0, "chunksize must be at least 1");
         self.chunksize = n;
+        self
+    }
+
+    /// Gives up on results not ready `limit` after the call to `map` (Python's `timeout`): the
+    /// first result late past it is `Err(TaskError::Timeout)`, and iteration ends there (the
+    /// tasks not yet started are cancelled).
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.deadline = self.created.checked_add(limit);
         self
     }
 
@@ -111,10 +129,22 @@ where
     type Item = Result<S::Output, TaskError<S::Error>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.expired {
+            return None;
+        }
         self.fill();
         let next = self.in_flight.pop_front()?;
         Some(match next {
-            Ok(future) => future.take(),
+            Ok(future) => {
+                let outcome = future.take(self.deadline);
+                if matches!(outcome, Err(TaskError::Timeout)) {
+                    self.expired = true;
+                    for future in self.in_flight.drain(..).flatten() {
+                        future.cancel();
+                    }
+                }
+                outcome
+            }
             Err(message) => Err(TaskError::Pool {
                 task: String::new(),
                 message,

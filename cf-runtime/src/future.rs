@@ -176,22 +176,46 @@ fn run_callback(callback: Callback) {
 /// A thread blocked on one or more futures; each future pushes its key when it finishes.
 #[derive(Default)]
 pub(crate) struct Waiter {
-    done: Mutex<Vec<usize>>,
+    done: Mutex<WaiterState>,
     cv: Condvar,
+}
+
+#[derive(Default)]
+struct WaiterState {
+    keys: Vec<usize>,
+    /// The task to wake, when the waiter is polled rather than blocked on.
+    waker: Option<Waker>,
 }
 
 impl Waiter {
     fn notify(&self, key: usize) {
-        lock(&self.done).push(key);
+        let mut state = lock(&self.done);
+        state.keys.push(key);
+        let waker = state.waker.take();
+        drop(state);
         self.cv.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Takes the keys that finished, or registers `cx` to be woken when one does.
+    pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
+        let mut state = lock(&self.done);
+        if state.keys.is_empty() {
+            state.waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(std::mem::take(&mut state.keys))
+        }
     }
 
     /// Takes the keys that finished, blocking until there is one or `deadline` passes.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Vec<usize>> {
         let mut done = lock(&self.done);
         loop {
-            if !done.is_empty() {
-                return Some(std::mem::take(&mut *done));
+            if !done.keys.is_empty() {
+                return Some(std::mem::take(&mut done.keys));
             }
             match deadline {
                 None => {
@@ -468,8 +492,11 @@ impl<T, E> Future<T, E> {
 
     /// Blocks until done and moves the outcome out of a future that nobody else holds (as `map`
     /// holds its futures).
-    pub(crate) fn take(self) -> Outcome<T, E> {
-        self.core.signal().wait_until(None);
+    pub(crate) fn take(self, deadline: Option<Instant>) -> Outcome<T, E> {
+        if !self.core.signal().wait_until(deadline) {
+            self.cancel();
+            return Err(TaskError::Timeout);
+        }
         if self.cancelled() {
             return Err(TaskError::Cancelled);
         }

@@ -17,6 +17,8 @@ pub use callback::set_callback_panic_handler;
 pub use error::{Error, Exit, SubmitError, TaskError, Timeout};
 pub use executor::{Executor, Map, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
-pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};
+pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
+#[cfg(feature = "stream")]
+pub use wait::CompletedStream;
 pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};

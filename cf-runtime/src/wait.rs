@@ -183,11 +183,8 @@ impl<F> Iterator for AsCompleted<F> {
 
     fn next(&mut self) -> Option<F> {
         loop {
-            while let Some(key) = self.ready.pop_front() {
-                if let Some((handle, sync)) = self.slots[key].take() {
-                    sync.unregister(&self.waiter);
-                    return Some(handle);
-                }
+            if let Some(handle) = self.take_ready() {
+                return Some(handle);
             }
             if self.pending == 0 || self.timed_out {
                 return None;
@@ -211,6 +208,91 @@ impl<F> Iterator for AsCompleted<F> {
             if self.timed_out { 0 } else { self.ready.len() },
             Some(left),
         )
+    }
+}
+
+impl<F> AsCompleted<F> {
+    /// The next future to yield: one already known to be done, or, once all of those are out,
+    /// a new batch from the waiter.
+    fn take_ready(&mut self) -> Option<F> {
+        while let Some(key) = self.ready.pop_front() {
+            if let Some((handle, sync)) = self.slots[key].take() {
+                sync.unregister(&self.waiter);
+                return Some(handle);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(feature = "stream")]
+impl<F> AsCompleted<F> {
+    /// The same futures as a [`Stream`](futures_core::Stream), for async code: each comes once,
+    /// those already done first, then in completion order, and the polling task is woken as
+    /// each finishes. A stream has no timer of its own, so the `timeout` given to
+    /// [`as_completed`] does not apply: put your runtime's timeout around it.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    ///
+    /// # fn main() {
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let futures: Vec<_> = (0..3).map(|i| pool.submit(move |x: u32| x + 1, i).unwrap()).collect();
+    /// let sum = futures::executor::block_on(async {
+    ///     let mut total = 0;
+    ///     let mut done = cf::as_completed(&futures, None).into_stream();
+    ///     while let Some(future) = done.next().await {
+    ///         total += future.result().unwrap();
+    ///     }
+    ///     total
+    /// });
+    /// assert_eq!(sum, 6);
+    /// # }
+    /// ```
+    pub fn into_stream(self) -> CompletedStream<F> {
+        CompletedStream { inner: self }
+    }
+}
+
+/// The [`Stream`](futures_core::Stream) that [`AsCompleted::into_stream`] returns.
+#[cfg(feature = "stream")]
+#[derive(Debug)]
+pub struct CompletedStream<F> {
+    inner: AsCompleted<F>,
+}
+
+#[cfg(feature = "stream")]
+impl<F> Unpin for CompletedStream<F> {}
+
+#[cfg(feature = "stream")]
+impl<F> futures_core::Stream for CompletedStream<F> {
+    type Item = F;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<F>> {
+        let me = &mut self.get_mut().inner;
+        loop {
+            if let Some(handle) = me.take_ready() {
+                return std::task::Poll::Ready(Some(handle));
+            }
+            if me.pending == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            match me.waiter.poll(cx) {
+                std::task::Poll::Ready(keys) => {
+                    me.pending -= keys.len();
+                    me.ready.extend(keys);
+                }
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.inner.ready.len() + self.inner.pending;
+        (self.inner.ready.len(), Some(left))
     }
 }
 

@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::job::{Job, NoSink, Tombstone};
 use super::worker::{Poison, Worker};
-use super::{Inbox, Shared};
+use super::{Counters, Inbox, Shared};
 use crate::error::{Exit, TaskError};
 
 /// Consecutive start-up failures after which the pool calls itself broken.
@@ -89,6 +90,10 @@ pub(crate) fn run(
     };
     let spares = usize::from(d.config.spare);
     for index in 0..d.config.max_workers + spares {
+        tracing::info!(
+            spare = index >= d.config.max_workers,
+            "cf: starting a worker"
+        );
         match Worker::spawn(
             &d.config.exe,
             d.config.memory_limit,
@@ -151,6 +156,7 @@ impl Dispatcher {
         self.queue.extend(jobs);
         if cancel {
             for job in self.queue.drain(..) {
+                Counters::add(&self.shared.stats.cancelled);
                 job.sink.cancel();
             }
         }
@@ -168,6 +174,7 @@ impl Dispatcher {
             for job in self.queue.drain(..) {
                 let task = job.name.to_owned();
                 let message = format!("the pool is broken: {why}");
+                Counters::add(&self.shared.stats.failed);
                 job.sink.fail(TaskError::Pool { task, message });
             }
         }
@@ -183,6 +190,7 @@ impl Dispatcher {
                     // run it and reply: keep its place in the FIFO and drop that reply.
                     let job = &mut worker.inflight[at];
                     std::mem::replace(&mut job.sink, Box::new(Tombstone)).cancel_running();
+                    Counters::add(&self.shared.stats.cancelled);
                 }
                 None => continue,
             }
@@ -213,7 +221,11 @@ impl Dispatcher {
                 }
                 while let Some(job) = self.queue.pop_front() {
                     if !job.sink.set_running() {
-                        continue; // cancelled while queued
+                        // Cancelled while queued (a tombstone was counted when it was made).
+                        if job.has_future() {
+                            Counters::add(&self.shared.stats.cancelled);
+                        }
+                        continue;
                     }
                     send(worker, job, now);
                     break;
@@ -258,8 +270,27 @@ impl Dispatcher {
         }
     }
 
+    /// Publishes the gauges of [`PoolStats`](super::PoolStats).
+    fn publish(&self) {
+        let stats = &self.shared.stats;
+        let running = self
+            .workers
+            .iter()
+            .map(|w| w.inflight.iter().filter(|j| !j.is_init()).count());
+        stats
+            .running
+            .store(running.sum::<usize>() as u64, Ordering::Relaxed);
+        stats
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+        stats
+            .workers
+            .store(self.workers.len() as u64, Ordering::Relaxed);
+    }
+
     /// Sleeps until something is ready, then handles it.
     fn wait(&mut self) {
+        self.publish();
         let timeout = match self.next_deadline() {
             None => PollTimeout::NONE,
             Some(deadline) => {
@@ -345,6 +376,7 @@ impl Dispatcher {
 
     /// Handles every whole frame a worker sent.
     fn parse(&mut self, index: usize) {
+        let stats = &self.shared.stats;
         let worker = &mut self.workers[index];
         let mut used = 0;
         let mut problem = None;
@@ -422,6 +454,17 @@ impl Dispatcher {
                 worker.poison.get_or_insert(Poison::Aborting);
                 worker.front_since = None;
             }
+            if job.has_future() {
+                let counter = if kind == ReplyKind::Ok {
+                    &stats.completed
+                } else {
+                    &stats.failed
+                };
+                Counters::add(counter);
+                if kind != ReplyKind::Ok {
+                    tracing::debug!(task = job.name, pid = worker.pid, ?kind, "cf: task failed");
+                }
+            }
             job.sink.reply(kind, frame.payload, job.name);
         }
         worker.inbuf.consume(used);
@@ -435,6 +478,7 @@ impl Dispatcher {
     fn bury(&mut self, index: usize) {
         let mut worker = self.workers.swap_remove(index);
         let exit = worker.reap();
+        tracing::info!(pid = worker.pid, %exit, ready = worker.ready, "cf: worker exited");
         let was_spare = worker.spare;
         if worker.ready {
             self.fail_running(&mut worker, exit);
@@ -462,6 +506,7 @@ impl Dispatcher {
             }
             if self.terminated {
                 let message = "the pool's workers were terminated".to_owned();
+                Counters::add(&self.shared.stats.failed);
                 job.sink.fail(TaskError::Pool {
                     task: job.name.to_owned(),
                     message,
@@ -500,7 +545,10 @@ impl Dispatcher {
         let task = job.name.to_owned();
         let pid = worker.pid;
         let error = match worker.poison.take() {
-            Some(Poison::Cancelled) => return job.sink.cancel_running(),
+            Some(Poison::Cancelled) => {
+                Counters::add(&self.shared.stats.cancelled);
+                return job.sink.cancel_running();
+            }
             Some(Poison::Protocol(message)) => TaskError::Protocol { task, pid, message },
             Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
             Some(Poison::TimedOut(limit)) => TaskError::TimedOut { task, pid, limit },
@@ -530,6 +578,8 @@ impl Dispatcher {
                 }
             }
         };
+        tracing::debug!(task = job.name, pid, error = %error, "cf: task failed with its worker");
+        Counters::add(&self.shared.stats.failed);
         job.sink.fail(error);
     }
 
@@ -544,7 +594,9 @@ impl Dispatcher {
             working < self.config.max_workers && (!self.shutdown || !self.queue.is_empty());
         let mut want_spare = self.config.spare && !self.shutdown;
         if needed && !was_spare {
+            Counters::add(&self.shared.stats.respawns);
             if let Some(spare) = self.workers.iter_mut().find(|w| w.spare && w.ready) {
+                tracing::info!(pid = spare.pid, "cf: spare worker takes over");
                 spare.spare = false;
             } else {
                 self.start(false);
@@ -558,7 +610,10 @@ impl Dispatcher {
 
     fn start(&mut self, spare: bool) {
         match Worker::spawn(&self.config.exe, self.config.memory_limit, spare) {
-            Ok(worker) => self.workers.push(worker),
+            Ok(worker) => {
+                tracing::info!(pid = worker.pid, spare, "cf: worker started");
+                self.workers.push(worker);
+            }
             Err(e) => {
                 self.startup_failures += 1;
                 self.last_startup_failure = format!("failed to start a worker process: {e}");

@@ -26,6 +26,11 @@ impl Job {
     pub(crate) fn is_init(&self) -> bool {
         self.id == 0
     }
+
+    /// Whether a future waits on this job: not an initializer, not a [`Tombstone`].
+    pub(crate) fn has_future(&self) -> bool {
+        self.sink.has_future()
+    }
 }
 
 /// What is left of a job that was cancelled after its frame went to a worker: its reply is
@@ -34,6 +39,9 @@ pub(crate) struct Tombstone;
 
 impl Sink for Tombstone {
     fn set_running(&self) -> bool {
+        false
+    }
+    fn has_future(&self) -> bool {
         false
     }
     fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
@@ -49,6 +57,9 @@ impl Sink for NoSink {
     fn set_running(&self) -> bool {
         true
     }
+    fn has_future(&self) -> bool {
+        false
+    }
     fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
     fn fail(self: Box<Self>, _: TaskError<Never>) {}
     fn cancel(self: Box<Self>) {}
@@ -59,6 +70,10 @@ impl Sink for NoSink {
 pub(crate) trait Sink: Send {
     /// Python's `set_running_or_notify_cancel`.
     fn set_running(&self) -> bool;
+    /// False for the stand-ins that no future waits on.
+    fn has_future(&self) -> bool {
+        true
+    }
     /// Completes the future from a worker's reply.
     fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str);
     /// Fails the future with an error that is not the task's own.

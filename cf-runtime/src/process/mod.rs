@@ -37,7 +37,53 @@ pub(crate) struct Inbox {
     terminate: Option<i32>,
 }
 
+/// What the pool has done so far; see [`PoolStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) respawns: AtomicU64,
+    /// Gauges the I/O thread sets each time round its loop.
+    pub(crate) running: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) workers: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a pool's activity, from [`ProcessPoolExecutor::stats`].
+///
+/// Counts are totals since the pool started; `running`, `queued` and `workers` are as of the
+/// pool's last turn. A future cancelled while queued is counted when the pool reaches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Tasks submitted.
+    pub submitted: u64,
+    /// Tasks sent to a worker and not answered yet (including those sent ahead).
+    pub running: u64,
+    /// Tasks that finished with a value.
+    pub completed: u64,
+    /// Tasks that failed: their own error, a panic, a dead worker, a time or memory limit.
+    pub failed: u64,
+    /// Tasks cancelled.
+    pub cancelled: u64,
+    /// Workers started to replace others (after a crash, a kill or `max_tasks_per_child`).
+    pub respawns: u64,
+    /// Tasks waiting for a worker.
+    pub queued: u64,
+    /// Live worker processes, the spare included.
+    pub workers: u64,
+}
+
 pub(crate) struct Shared {
+    pub(crate) stats: Counters,
     inbox: Mutex<Inbox>,
     wake: OwnedFd,
     closed: AtomicBool,
@@ -206,6 +252,8 @@ impl ProcessPoolExecutor {
         }
         inbox.jobs.push(job);
         self.shared.wake(&mut inbox);
+        drop(inbox);
+        Counters::add(&self.shared.stats.submitted);
         Ok(future)
     }
 
@@ -229,6 +277,24 @@ impl ProcessPoolExecutor {
     /// Stops taking work; see [`Executor::shutdown`].
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         self.stop(wait, cancel_futures, None);
+    }
+
+    /// What the pool has done so far: tasks submitted, running, completed, failed, cancelled,
+    /// queued, and workers replaced.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.shared.stats;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let waiting = self.shared.lock().jobs.len() as u64;
+        PoolStats {
+            submitted: get(&c.submitted),
+            running: get(&c.running),
+            completed: get(&c.completed),
+            failed: get(&c.failed),
+            cancelled: get(&c.cancelled),
+            respawns: get(&c.respawns),
+            queued: get(&c.queued) + waiting,
+            workers: get(&c.workers),
+        }
     }
 
     /// Sends SIGTERM to every worker and shuts down (Python 3.14's `terminate_workers`): pending
@@ -484,6 +550,7 @@ impl ProcessPoolBuilder {
             sys::set_nonblocking(fd).map_err(|e| Error::new(ErrorKind::Io(e)))?;
         }
         let shared = Arc::new(Shared {
+            stats: Counters::default(),
             inbox: Mutex::new(Inbox {
                 jobs: Vec::new(),
                 notified: false,

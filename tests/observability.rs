@@ -1,0 +1,163 @@
+//! `ProcessPoolExecutor::stats`, the `tracing` events the pool emits, and `map`'s timeout and
+//! bounded, lazy submission.
+#![allow(missing_docs, reason = "tasks are test fixtures")]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cf::{ProcessPoolExecutor, TaskError, task};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[task]
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[task]
+fn abort() {
+    std::process::abort();
+}
+
+#[task]
+fn fail(x: u64) -> Result<u64, String> {
+    Err(format!("{x} is not welcome"))
+}
+
+#[test]
+fn stats_count_what_happened() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
+    assert_eq!(pool.stats().submitted, 0);
+    let ok: Vec<_> = (0..10).map(|x| pool.submit(square, x).unwrap()).collect();
+    let failed = pool.submit(fail, 1).unwrap();
+    let crashed = pool.submit(abort, ()).unwrap();
+    for future in &ok {
+        future.result().unwrap();
+    }
+    failed.result().unwrap_err();
+    crashed.result().unwrap_err();
+    // The crash is replaced; wait for the replacement to be counted by asking for more work.
+    pool.submit(square, 2).unwrap().result().unwrap();
+    let stats = pool.stats();
+    assert_eq!(stats.submitted, 13);
+    assert_eq!(stats.completed, 11);
+    assert_eq!(stats.failed, 2);
+    assert_eq!(stats.respawns, 1);
+    assert_eq!(stats.cancelled, 0);
+    assert_eq!(stats.running, 0);
+    assert_eq!(stats.queued, 0);
+    // Two workers and the spare.
+    assert_eq!(stats.workers, 3);
+}
+
+#[test]
+fn stats_count_cancellations() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .prefetch(1)
+        .build()
+        .unwrap();
+    let busy = pool.submit(nap, 300).unwrap();
+    let queued: Vec<_> = (0..5).map(|x| pool.submit(square, x).unwrap()).collect();
+    for future in &queued {
+        assert!(future.cancel());
+    }
+    busy.result().unwrap();
+    pool.submit(square, 1).unwrap().result().unwrap();
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.submitted, stats.completed, stats.cancelled),
+        (7, 2, 5)
+    );
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_pool_traces_worker_lives_and_task_failures() {
+    let _serial = serial();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The pool's I/O thread emits the events: the subscriber must be the process-wide default.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    {
+        let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
+        pool.submit(abort, ()).unwrap().result().unwrap_err();
+        pool.submit(fail, 7).unwrap().result().unwrap_err();
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for needle in [
+        "cf: starting a worker",
+        "cf: worker exited",
+        "cf: spare worker takes over",
+        "cf: worker started",
+        "cf: task failed with its worker",
+        "cf: task failed",
+    ] {
+        assert!(log.contains(needle), "no {needle:?} in:\n{log}");
+    }
+    assert!(log.contains("SIGABRT"), "{log}");
+}
+
+#[test]
+fn map_gives_up_at_its_timeout() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
+    let results: Vec<_> = pool
+        .map(nap, [0, 0, 10_000, 0])
+        .timeout(Duration::from_millis(1500))
+        .collect();
+    assert_eq!(results[..2], [Ok(0), Ok(0)]);
+    assert_eq!(results[2], Err(TaskError::Timeout));
+    assert_eq!(results.len(), 3, "iteration ends at the timeout");
+    assert_eq!(
+        TaskError::<cf::Never>::Timeout.to_string(),
+        "timed out waiting for the result"
+    );
+}
+
+#[test]
+fn map_over_an_endless_input_keeps_a_bounded_number_in_flight() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
+    let mut results = pool.map(square, 0..).buffersize(8);
+    for x in 0..1000 {
+        assert_eq!(results.next(), Some(Ok(x * x)));
+        assert!(
+            pool.stats().submitted <= x + 1 + 8,
+            "more than 8 ahead at {x}"
+        );
+    }
+}
