@@ -68,6 +68,42 @@
 //! frame is data, never code. When a worker dies, only the task it was running fails; the tasks
 //! queued behind it go to a fresh worker.
 //!
+//! # Time limits, kills and memory limits
+//!
+//! A task may get a time limit at submit ([`ProcessPoolExecutor::submit_with`] with
+//! [`TaskOptions`]), from its attribute (`#[task(timeout = "500ms")]`) or from the pool
+//! ([`ProcessPoolBuilder::task_timeout`]). Past it, the worker running the task is killed and the
+//! future fails with [`TaskError::TimedOut`]; the tasks queued behind it go to another worker.
+//! [`Future::kill`] stops a running task the same way ([`Future::cancel`] keeps Python's meaning
+//! and only cancels a pending one). [`ProcessPoolBuilder::memory_limit`] caps each worker's
+//! address space: a task that allocates past it fails with [`TaskError::MemoryLimit`].
+//!
+//! # Async
+//!
+//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await` moves
+//! it out, and both work from any executor (tokio, async-std, `futures::executor`), with
+//! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
+//! `Stream` (feature `stream`, on by default).
+//!
+//! # Observability
+//!
+//! [`ProcessPoolExecutor::stats`] counts tasks submitted, running, completed, failed and
+//! cancelled, the queue depth and the workers replaced. The pool emits [`tracing`] events for
+//! worker start, exit, replacement and kill (info) and for each failed task (debug).
+//!
+//! [`tracing`]: https://docs.rs/tracing
+//!
+//! # Feature flags
+//!
+//! - `stream` (default): [`AsCompleted::into_stream`], a `futures_core::Stream`.
+//!
+//! # Examples
+//!
+//! Each runs in CI: `as_completed` and `wait_first_exception` (the two programs of the
+//! document this crate comes from), `crash_isolated_batch` (panics, an abort and a task's own
+//! error in one batch), `panic_strategies` (the same under `panic = "abort"`) and `progress`
+//! (10,000 tasks under a progress bar).
+//!
 //! # Python names
 //!
 //! | Python | cf |
@@ -86,6 +122,8 @@
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen`] |
 //! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] |
 //! | `BrokenProcessPool` | none needed: a dead worker fails one future ([`TaskError::WorkerDied`]) |
+//! | `terminate_workers()`, `kill_workers()` | [`ProcessPoolExecutor::terminate_workers`], [`ProcessPoolExecutor::kill_workers`] |
+//! | `initializer`, `initargs`, `max_tasks_per_child` | [`ProcessPoolBuilder::initializer`], [`ProcessPoolBuilder::max_tasks_per_child`] |
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 

@@ -45,7 +45,7 @@ const CLAIM_PER_BYTE: usize = 16;
 /// Decodes a whole value from `bytes`.
 ///
 /// Allocation stays proportional to the input: the decoder's limit is the smallest of a few
-/// fixed sizes that covers [`CLAIM_PER_BYTE`] times `bytes.len()`.
+/// fixed sizes that covers 16 times `bytes.len()` (valid data never claims more).
 ///
 /// # Errors
 /// The bytes are not the encoding of a `T`, or have bytes left over.
