@@ -51,13 +51,18 @@ const CLAIM_PER_BYTE: usize = 16;
 /// The bytes are not the encoding of a `T`, or have bytes left over.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let claim = bytes.len().saturating_mul(CLAIM_PER_BYTE);
-    match claim {
-        0..=0x1_0000 => decode_within::<T, 0x1_0000>(bytes),
-        0..=0x10_0000 => decode_within::<T, 0x10_0000>(bytes),
-        0..=0x100_0000 => decode_within::<T, 0x100_0000>(bytes),
-        0..=0x1000_0000 => decode_within::<T, 0x1000_0000>(bytes),
-        0..=0x1_0000_0000 => decode_within::<T, 0x1_0000_0000>(bytes),
-        _ => decode_within::<T, 0x10_0000_0000>(bytes),
+    if claim <= 1 << 16 {
+        decode_within::<T, { 1 << 16 }>(bytes)
+    } else if claim <= 1 << 20 {
+        decode_within::<T, { 1 << 20 }>(bytes)
+    } else if claim <= 1 << 24 {
+        decode_within::<T, { 1 << 24 }>(bytes)
+    } else if claim <= 1 << 28 {
+        decode_within::<T, { 1 << 28 }>(bytes)
+    } else if claim <= 1 << 32 {
+        decode_within::<T, { 1 << 32 }>(bytes)
+    } else {
+        decode_within::<T, { 1 << 36 }>(bytes)
     }
 }
 

@@ -482,7 +482,9 @@ impl Dispatcher {
         let was_spare = worker.spare;
         if worker.ready {
             self.fail_running(&mut worker, exit);
-        } else {
+        } else if self.broken.is_none() {
+            // Once the pool is broken it kills the workers still starting: their deaths are
+            // not failures of their own, and must not replace the cause.
             self.startup_failures += 1;
             self.last_startup_failure = match &worker.poison {
                 Some(Poison::InitFailed(why)) => why.clone(),
