@@ -79,7 +79,9 @@ pub fn wait<W: Waitable>(
             failed |= status == Status::Failed;
         }
     }
+    // As Python: with every future done (or none given), there is nothing to wait for.
     let satisfied = |done_count: usize, failed: bool| match return_when {
+        _ if done_count == all.len() => true,
         ReturnWhen::FirstCompleted => done_count > 0,
         ReturnWhen::FirstException => failed || done_count == all.len(),
         ReturnWhen::AllCompleted => done_count == all.len(),
