@@ -110,7 +110,7 @@ both!(fn panicking_callback_on_cancel(pool) {
     let gate = Gate::new();
     let blocker = pool.submit(gated, (gate.path(), 0)).unwrap();
     let entered = gate.entered();
-    let queued: Vec<_> = (0..4).map(|i| pool.submit(echo, i).unwrap()).collect();
+    let queued: Vec<_> = (0..9).map(|i| pool.submit(echo, i).unwrap()).collect();
     let target = queued.last().unwrap();
     {
         let message = message.clone();

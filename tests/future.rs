@@ -11,11 +11,6 @@
 //! Rights Reserved. Used under the PSF License Agreement (Python Software Foundation License
 //! Version 2).
 
-#![allow(
-    clippy::mutable_key_type,
-    reason = "futures key maps by identity; their interior state does not affect Hash or Eq"
-)]
-
 mod util;
 
 use std::collections::{HashMap, HashSet};
@@ -52,9 +47,10 @@ fn touch(path: String) {
     std::fs::write(path, b"ran").expect("write the marker file");
 }
 
-/// Submits to a one-worker pool a blocker that holds the worker at `gate`, a few fillers behind
-/// it (a process pool hands a worker more than one task ahead of time), and then the target,
-/// which is certain to stay pending until the blocker is released.
+/// Submits to a one-worker pool a blocker that holds the worker at `gate`, [`FILL`] fillers
+/// behind it (a process pool hands a worker up to 8 tasks ahead of time, and those count as
+/// running), and then the target, which is certain to stay pending until the blocker is
+/// released.
 ///
 /// Returns (blocker, the blocker at the gate, target); the target is `echo(42)`.
 fn busy<P>(pool: &P, gate: &Gate) -> (Future<u64>, Entered, Future<u64>)
@@ -64,7 +60,7 @@ where
 {
     let blocker = pool.submit(gated, (gate.path(), 0)).unwrap();
     let entered = gate.entered();
-    for i in 0..3 {
+    for i in 0..FILL {
         pool.submit(echo, i).unwrap();
     }
     let target = pool.submit(echo, 42).unwrap();
@@ -74,6 +70,9 @@ where
     );
     (blocker, entered, target)
 }
+
+/// Enough tasks to fill what a process pool sends a worker ahead of time.
+const FILL: u64 = 8;
 
 fn state<T, E>(future: &Future<T, E>) -> (bool, bool, bool) {
     (future.running(), future.done(), future.cancelled())
@@ -325,7 +324,7 @@ both!(fn done_callback_runs_on_cancel(pool) {
     let gate = Gate::new();
     let _blocker = pool.submit(gated_result, (gate.path(), 0)).unwrap();
     let entered = gate.entered();
-    let fillers: Vec<_> = (0..3).map(|i| pool.submit(succeed, i).unwrap()).collect();
+    let fillers: Vec<_> = (0..FILL).map(|i| pool.submit(succeed, i).unwrap()).collect();
     let target = pool.submit(succeed, 42).unwrap();
     let (rx, calls) = recorder(&target);
     assert!(rx.try_recv().is_err());

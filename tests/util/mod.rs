@@ -59,14 +59,56 @@ pub(crate) fn thread_pool(workers: usize) -> Pool<ThreadPoolExecutor> {
     }
 }
 
-/// A process pool of `workers` workers, holding the shared lock.
+/// A process pool of `workers` workers, holding the shared lock, with every worker started.
+///
+/// A process pool hands each ready worker up to two tasks ahead of time, and a worker still in
+/// its start-up handshake gets none: right after start-up, a second task queues behind the
+/// first on the first worker to come up, even if the first never ends. Tests that hold a task
+/// at a gate and expect others to run beside it therefore start from a pool whose workers are
+/// all up (see [`warm_up`]).
 pub(crate) fn process_pool(workers: usize) -> Pool<ProcessPoolExecutor> {
     let guard = serial();
     let pool = ProcessPoolExecutor::with_max_workers(workers).expect("start a process pool");
+    warm_up(&pool, workers);
     Pool {
         pool,
         _serial: Some(guard),
     }
+}
+
+/// Returns once `workers` workers of `pool` have held a gated task each, at the same time: then
+/// every worker has done its handshake. A round in which a task queued behind another (because
+/// a worker was not up yet) is let go and tried again.
+pub(crate) fn warm_up(pool: &ProcessPoolExecutor, workers: usize) {
+    let gate = Gate::new();
+    for _ in 0..100 {
+        let futures: Vec<_> = (0..workers as u64)
+            .map(|i| {
+                pool.submit(gated, (gate.path(), i))
+                    .expect("submit a warm-up task")
+            })
+            .collect();
+        let mut entered = vec![gate.entered()];
+        while entered.len() < workers {
+            match gate.entered_within(Duration::from_millis(100)) {
+                Some(e) => entered.push(e),
+                None => break,
+            }
+        }
+        let all = entered.len() == workers;
+        drop(entered);
+        // Tasks that queued behind another reach the gate now; let them through.
+        for f in &futures {
+            while !f.wait_timeout(Duration::from_millis(1)) {
+                drop(gate.entered_within(Duration::from_millis(10)));
+            }
+            f.result().expect("a warm-up task");
+        }
+        if all {
+            return;
+        }
+    }
+    panic!("the workers of a process pool never all came up");
 }
 
 /// Runs one test body against both executors: defines a module `$name` with the tests `thread`
