@@ -142,6 +142,8 @@ fn row(
 ) -> Row {
     let n = crash_n();
     let at = n / 2;
+    // Workers start in the background: wait until all three are there.
+    crash_util::until("two workers and the spare", || crash_util::children().len() == 3);
     let workers_before = crash_util::children();
     assert_eq!(
         workers_before.len(),
@@ -190,6 +192,11 @@ fn row(
         assert_eq!(value, x * x);
         pids_after.insert(pid);
     }
+    // A dead worker is reaped before its task's error is seen; its replacement (a new spare)
+    // starts in the background.
+    crash_util::until("as many workers as before", || {
+        crash_util::children().len() == workers_before.len()
+    });
     Row {
         error: error.expect("the crashing task failed"),
         pids_before,

@@ -60,8 +60,8 @@ fn stats_count_what_happened() {
     assert_eq!(stats.cancelled, 0);
     assert_eq!(stats.running, 0);
     assert_eq!(stats.queued, 0);
-    // Two workers and the spare.
-    assert_eq!(stats.workers, 3);
+    // Two workers and the spare (which may still be starting: `workers` is a gauge).
+    assert!((2..=3).contains(&stats.workers), "{stats:?}");
 }
 
 #[test]

@@ -18,8 +18,9 @@ use cf_worker::{PanicInfo, decode, table};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::job::{Job, NoSink, Tombstone};
+use super::spawner::Spawner;
 use super::worker::{Poison, Worker};
-use super::{Counters, Inbox, Shared};
+use super::{Inbox, Shared};
 use crate::error::{Exit, TaskError};
 
 /// Consecutive start-up failures after which the pool calls itself broken.
@@ -53,6 +54,7 @@ struct Dispatcher {
     wake: OwnedFd,
     config: Config,
     workers: Vec<Worker>,
+    spawner: Spawner,
     queue: VecDeque<Job>,
     shutdown: bool,
     terminated: bool,
@@ -67,18 +69,27 @@ struct Dispatcher {
 /// a task queued behind a long one would wait while another worker may be idle.
 const SHORT_TASK: f64 = 0.000_5;
 
-/// The body of the I/O thread. Reports on `started` whether the first workers came up.
+/// The body of the I/O thread. Reports on `started` whether the first worker came up; the
+/// others start in the background.
 pub(crate) fn run(
     shared: Arc<Shared>,
     wake: OwnedFd,
     config: Config,
     started: &Sender<io::Result<()>>,
 ) {
+    let spawner = match Spawner::new(config.exe.clone(), config.memory_limit, shared.clone()) {
+        Ok(spawner) => spawner,
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
     let mut d = Dispatcher {
         shared,
         wake,
         config,
         workers: Vec::new(),
+        spawner,
         queue: VecDeque::new(),
         shutdown: false,
         terminated: false,
@@ -88,22 +99,24 @@ pub(crate) fn run(
         // Until tasks show that they are short, send one at a time.
         average_run: 1.0,
     };
-    let spares = usize::from(d.config.spare);
-    for index in 0..d.config.max_workers + spares {
-        tracing::info!(
-            spare = index >= d.config.max_workers,
-            "cf: starting a worker"
-        );
-        match Worker::spawn(
-            &d.config.exe,
-            d.config.memory_limit,
-            index >= d.config.max_workers,
-        ) {
-            Ok(worker) => d.workers.push(worker),
-            Err(e) => {
-                let _ = started.send(Err(e));
-                return;
-            }
+    for _ in 0..d.config.max_workers {
+        d.start(false);
+    }
+    if d.config.spare {
+        d.start(true);
+    }
+    match d.spawner.next() {
+        Some((spare, Ok(worker))) => {
+            tracing::info!(pid = worker.pid, spare, "cf: worker started");
+            d.workers.push(worker);
+        }
+        Some((_, Err(e))) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+        None => {
+            let _ = started.send(Err(io::Error::other("the spawner thread stopped")));
+            return;
         }
     }
     let _ = started.send(Ok(()));
@@ -153,10 +166,11 @@ impl Dispatcher {
         let kills = std::mem::take(kills);
         let terminate = terminate.take();
         drop(inbox);
+        self.collect_started();
         self.queue.extend(jobs);
         if cancel {
             for job in self.queue.drain(..) {
-                Counters::add(&self.shared.stats.cancelled);
+                self.shared.stats.dequeued_cancelled();
                 job.sink.cancel();
             }
         }
@@ -174,7 +188,7 @@ impl Dispatcher {
             for job in self.queue.drain(..) {
                 let task = job.name.to_owned();
                 let message = format!("the pool is broken: {why}");
-                Counters::add(&self.shared.stats.failed);
+                self.shared.stats.dequeued_failed();
                 job.sink.fail(TaskError::Pool { task, message });
             }
         }
@@ -190,7 +204,7 @@ impl Dispatcher {
                     // run it and reply: keep its place in the FIFO and drop that reply.
                     let job = &mut worker.inflight[at];
                     std::mem::replace(&mut job.sink, Box::new(Tombstone)).cancel_running();
-                    Counters::add(&self.shared.stats.cancelled);
+                    self.shared.stats.running_cancelled();
                 }
                 None => continue,
             }
@@ -223,10 +237,11 @@ impl Dispatcher {
                     if !job.sink.set_running() {
                         // Cancelled while queued (a tombstone was counted when it was made).
                         if job.has_future() {
-                            Counters::add(&self.shared.stats.cancelled);
+                            self.shared.stats.dequeued_cancelled();
                         }
                         continue;
                     }
+                    self.shared.stats.sent();
                     send(worker, job, now);
                     break;
                 }
@@ -272,20 +287,11 @@ impl Dispatcher {
 
     /// Publishes the gauges of [`PoolStats`](super::PoolStats).
     fn publish(&self) {
-        let stats = &self.shared.stats;
-        let running = self
+        let workers = self.workers.len() + self.spawner.pending;
+        self.shared
+            .stats
             .workers
-            .iter()
-            .map(|w| w.inflight.iter().filter(|j| !j.is_init()).count());
-        stats
-            .running
-            .store(running.sum::<usize>() as u64, Ordering::Relaxed);
-        stats
-            .queued
-            .store(self.queue.len() as u64, Ordering::Relaxed);
-        stats
-            .workers
-            .store(self.workers.len() as u64, Ordering::Relaxed);
+            .store(workers as u64, Ordering::Relaxed);
     }
 
     /// Sleeps until something is ready, then handles it.
@@ -455,12 +461,7 @@ impl Dispatcher {
                 worker.front_since = None;
             }
             if job.has_future() {
-                let counter = if kind == ReplyKind::Ok {
-                    &stats.completed
-                } else {
-                    &stats.failed
-                };
-                Counters::add(counter);
+                stats.answered(kind == ReplyKind::Ok);
                 if kind != ReplyKind::Ok {
                     tracing::debug!(task = job.name, pid = worker.pid, ?kind, "cf: task failed");
                 }
@@ -508,12 +509,17 @@ impl Dispatcher {
             }
             if self.terminated {
                 let message = "the pool's workers were terminated".to_owned();
-                Counters::add(&self.shared.stats.failed);
+                if job.has_future() {
+                    self.shared.stats.answered(false);
+                }
                 job.sink.fail(TaskError::Pool {
                     task: job.name.to_owned(),
                     message,
                 });
             } else {
+                if job.has_future() {
+                    self.shared.stats.requeued();
+                }
                 self.queue.push_front(job);
             }
         }
@@ -541,14 +547,14 @@ impl Dispatcher {
         let Some(job) = worker.inflight.pop_front() else {
             return;
         };
-        if job.is_init() {
+        if !job.has_future() {
             return;
         }
         let task = job.name.to_owned();
         let pid = worker.pid;
         let error = match worker.poison.take() {
             Some(Poison::Cancelled) => {
-                Counters::add(&self.shared.stats.cancelled);
+                self.shared.stats.running_cancelled();
                 return job.sink.cancel_running();
             }
             Some(Poison::Protocol(message)) => TaskError::Protocol { task, pid, message },
@@ -581,7 +587,7 @@ impl Dispatcher {
             }
         };
         tracing::debug!(task = job.name, pid, error = %error, "cf: task failed with its worker");
-        Counters::add(&self.shared.stats.failed);
+        self.shared.stats.answered(false);
         job.sink.fail(error);
     }
 
@@ -591,41 +597,60 @@ impl Dispatcher {
         if self.broken.is_some() || self.terminated {
             return;
         }
-        let working = self.workers.iter().filter(|w| !w.spare).count();
         let needed =
-            working < self.config.max_workers && (!self.shutdown || !self.queue.is_empty());
-        let mut want_spare = self.config.spare && !self.shutdown;
+            self.working() < self.config.max_workers && (!self.shutdown || !self.queue.is_empty());
         if needed && !was_spare {
-            Counters::add(&self.shared.stats.respawns);
+            self.shared.stats.respawned();
             if let Some(spare) = self.workers.iter_mut().find(|w| w.spare && w.ready) {
                 tracing::info!(pid = spare.pid, "cf: spare worker takes over");
                 spare.spare = false;
             } else {
                 self.start(false);
-                want_spare = want_spare && self.workers.iter().all(|w| !w.spare);
             }
         }
-        if want_spare && !self.workers.iter().any(|w| w.spare) {
+        let has_spare = self.workers.iter().any(|w| w.spare) || self.spawner.pending_spares > 0;
+        if self.config.spare && !self.shutdown && !has_spare {
             self.start(true);
         }
     }
 
+    /// Asks the spawner for a worker.
     fn start(&mut self, spare: bool) {
-        match Worker::spawn(&self.config.exe, self.config.memory_limit, spare) {
-            Ok(worker) => {
-                tracing::info!(pid = worker.pid, spare, "cf: worker started");
-                self.workers.push(worker);
-            }
-            Err(e) => {
-                self.startup_failures += 1;
-                self.last_startup_failure = format!("failed to start a worker process: {e}");
-                if self.startup_failures >= MAX_STARTUP_FAILURES
-                    || self.workers.iter().all(|w| w.spare)
-                {
-                    self.broken = Some(self.last_startup_failure.clone());
+        tracing::info!(spare, "cf: starting a worker");
+        self.spawner.request(spare);
+    }
+
+    /// Takes in the workers the spawner started.
+    fn collect_started(&mut self) {
+        for (spare, started) in self.spawner.collect() {
+            match started {
+                Ok(mut worker) => {
+                    tracing::info!(pid = worker.pid, spare, "cf: worker started");
+                    // Asked for as the spare, but a worker died meanwhile: it works at once.
+                    if spare && self.working() < self.config.max_workers {
+                        worker.spare = false;
+                    }
+                    self.workers.push(worker);
+                }
+                Err(e) => {
+                    self.startup_failures += 1;
+                    self.last_startup_failure = format!("failed to start a worker process: {e}");
+                    if self.broken.is_none()
+                        && (self.startup_failures >= MAX_STARTUP_FAILURES
+                            || (self.workers.iter().all(|w| w.spare) && self.spawner.pending == 0))
+                    {
+                        self.broken = Some(self.last_startup_failure.clone());
+                        self.shared.lock().broken.clone_from(&self.broken);
+                    }
                 }
             }
         }
+    }
+
+    /// Workers that take tasks, or will once started.
+    fn working(&self) -> usize {
+        let live = self.workers.iter().filter(|w| !w.spare).count();
+        live + self.spawner.pending - self.spawner.pending_spares
     }
 }
 

@@ -5,6 +5,7 @@
 mod buffer;
 mod io;
 mod job;
+mod spawner;
 mod worker;
 
 use std::fmt;
@@ -45,22 +46,61 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) respawns: AtomicU64,
-    /// Gauges the I/O thread sets each time round its loop.
     pub(crate) running: AtomicU64,
     pub(crate) queued: AtomicU64,
+    /// A gauge the I/O thread sets each time round its loop.
     pub(crate) workers: AtomicU64,
 }
 
+fn add(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn sub(counter: &AtomicU64) {
+    counter.fetch_sub(1, Ordering::Relaxed);
+}
+
+// Each change is counted before the future it concerns completes, so that whoever sees a future
+// done sees it counted.
 impl Counters {
-    pub(crate) fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn submitted(&self) {
+        add(&self.submitted);
+        add(&self.queued);
+    }
+    pub(crate) fn sent(&self) {
+        sub(&self.queued);
+        add(&self.running);
+    }
+    pub(crate) fn dequeued_cancelled(&self) {
+        sub(&self.queued);
+        add(&self.cancelled);
+    }
+    pub(crate) fn dequeued_failed(&self) {
+        sub(&self.queued);
+        add(&self.failed);
+    }
+    pub(crate) fn answered(&self, ok: bool) {
+        sub(&self.running);
+        add(if ok { &self.completed } else { &self.failed });
+    }
+    pub(crate) fn running_cancelled(&self) {
+        sub(&self.running);
+        add(&self.cancelled);
+    }
+    pub(crate) fn requeued(&self) {
+        sub(&self.running);
+        add(&self.queued);
+    }
+    pub(crate) fn respawned(&self) {
+        add(&self.respawns);
     }
 }
 
 /// A snapshot of a pool's activity, from [`ProcessPoolExecutor::stats`].
 ///
-/// Counts are totals since the pool started; `running`, `queued` and `workers` are as of the
-/// pool's last turn. A future cancelled while queued is counted when the pool reaches it.
+/// Counts are totals since the pool started, and a task is counted before its future
+/// completes. A future cancelled while queued is counted when the pool reaches it; `workers` is
+/// as of the pool's last turn.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
@@ -103,6 +143,12 @@ impl Shared {
         self.inbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the I/O thread, whatever it is doing.
+    fn poke(&self) {
+        // A full wake pipe already wakes the thread: EAGAIN is fine.
+        let _ = nix::unistd::write(&self.wake, &[1]);
     }
 
     /// Wakes the I/O thread unless a wake-up is already pending. Call with the inbox locked.
@@ -252,8 +298,8 @@ impl ProcessPoolExecutor {
         }
         inbox.jobs.push(job);
         self.shared.wake(&mut inbox);
+        self.shared.stats.submitted();
         drop(inbox);
-        Counters::add(&self.shared.stats.submitted);
         Ok(future)
     }
 
@@ -284,7 +330,6 @@ impl ProcessPoolExecutor {
     pub fn stats(&self) -> PoolStats {
         let c = &self.shared.stats;
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let waiting = self.shared.lock().jobs.len() as u64;
         PoolStats {
             submitted: get(&c.submitted),
             running: get(&c.running),
@@ -292,7 +337,7 @@ impl ProcessPoolExecutor {
             failed: get(&c.failed),
             cancelled: get(&c.cancelled),
             respawns: get(&c.respawns),
-            queued: get(&c.queued) + waiting,
+            queued: get(&c.queued),
             workers: get(&c.workers),
         }
     }
