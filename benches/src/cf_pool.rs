@@ -1,5 +1,6 @@
 //! cf's `ProcessPoolExecutor`: the column under test.
 
+use serde_bytes::ByteBuf;
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -17,14 +18,14 @@ fn square(x: u64) -> u64 {
 
 /// Takes a big argument, returns its length.
 #[cf::task]
-fn sink(data: Vec<u8>) -> u64 {
+fn sink(data: ByteBuf) -> u64 {
     data.len() as u64
 }
 
 /// Returns a big result.
 #[cf::task]
-fn source(n: u64) -> Vec<u8> {
-    vec![7; n as usize]
+fn source(n: u64) -> ByteBuf {
+    ByteBuf::from(vec![7; n as usize])
 }
 
 /// Kills its worker.
@@ -153,7 +154,7 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     eprintln!("cf: {} MiB argument and result", config.big >> 20);
     let data = vec![7u8; config.big];
     for _ in 0..config.few_reps {
-        let arg = data.clone();
+        let arg = ByteBuf::from(data.clone());
         let t = Instant::now();
         let len = *pool.submit(sink, arg)?.result().must()?;
         let elapsed = t.elapsed();

@@ -1,6 +1,7 @@
 //! procspawn's process pool (`procspawn::Pool`): workers are this binary re-executed, calls and
 //! values travel over `ipc-channel`.
 
+use serde_bytes::ByteBuf;
 use std::collections::{BTreeSet, VecDeque};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -22,12 +23,12 @@ fn square_chunk(xs: Vec<u64>) -> Vec<u64> {
     xs.into_iter().map(|x| x * x).collect()
 }
 
-fn sink(data: Vec<u8>) -> u64 {
+fn sink(data: ByteBuf) -> u64 {
     data.len() as u64
 }
 
-fn source(n: u64) -> Vec<u8> {
-    vec![7; n as usize]
+fn source(n: u64) -> ByteBuf {
+    ByteBuf::from(vec![7; n as usize])
 }
 
 fn crash(_: ()) {
@@ -143,7 +144,7 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     eprintln!("procspawn: {} MiB argument and result", config.big >> 20);
     let data = vec![7u8; config.big];
     for _ in 0..config.few_reps {
-        let arg = data.clone();
+        let arg = ByteBuf::from(data.clone());
         let t = Instant::now();
         let len = pool.spawn(arg, sink).join()?;
         let elapsed = t.elapsed();

@@ -25,6 +25,8 @@ pub trait Submit<C, A, M>: Executor {
     /// # Errors
     /// The executor is shut down or cannot run `f`; the arguments come back.
     fn submit(&self, f: C, args: A) -> Result<Future<Self::Output, Self::Error>, SubmitError<A>>;
+    /// The name of `f` in errors and logs.
+    fn name_of(&self, f: &C) -> &'static str;
 }
 
 /// The iterator `map` returns: results in input order, submitted lazily.
@@ -39,7 +41,7 @@ where
     executor: &'a S,
     f: C,
     args: I,
-    in_flight: VecDeque<Result<Future<S::Output, S::Error>, String>>,
+    in_flight: VecDeque<Result<Future<S::Output, S::Error>, (&'static str, String)>>,
     buffersize: usize,
     chunksize: usize,
     /// When results stop being waited for (`timeout`).
@@ -109,7 +111,7 @@ where
                 let future = self
                     .executor
                     .submit(self.f.clone(), args)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| (self.executor.name_of(&self.f), e.to_string()));
                 self.in_flight.push_back(future);
                 submitted += 1;
             }
@@ -145,8 +147,8 @@ where
                 }
                 outcome
             }
-            Err(message) => Err(TaskError::Pool {
-                task: String::new(),
+            Err((task, message)) => Err(TaskError::Pool {
+                task: task.to_owned(),
                 message,
             }),
         })

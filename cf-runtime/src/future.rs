@@ -173,6 +173,9 @@ fn run_callback(callback: Callback) {
     }
 }
 
+/// How long a waiter looks for its result before it parks.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// A thread blocked on one or more futures; each future pushes its key when it finishes.
 #[derive(Default)]
 pub(crate) struct Waiter {
@@ -183,6 +186,8 @@ pub(crate) struct Waiter {
 #[derive(Default)]
 struct WaiterState {
     keys: Vec<usize>,
+    /// A thread is parked on the condition variable (so a notification needs a syscall).
+    sleeping: bool,
     /// The task to wake, when the waiter is polled rather than blocked on.
     waker: Option<Waker>,
 }
@@ -192,8 +197,11 @@ impl Waiter {
         let mut state = lock(&self.done);
         state.keys.push(key);
         let waker = state.waker.take();
+        let sleeping = state.sleeping;
         drop(state);
-        self.cv.notify_one();
+        if sleeping {
+            self.cv.notify_one();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -212,27 +220,40 @@ impl Waiter {
 
     /// Takes the keys that finished, blocking until there is one or `deadline` passes.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Vec<usize>> {
+        // A result often comes within microseconds: look a few times, yielding the CPU, before
+        // parking (a wake-up from parking costs far more than that on most machines).
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
+            let mut done = lock(&self.done);
+            if !done.keys.is_empty() {
+                return Some(std::mem::take(&mut done.keys));
+            }
+            drop(done);
+            std::thread::yield_now();
+        }
         let mut done = lock(&self.done);
         loop {
             if !done.keys.is_empty() {
                 return Some(std::mem::take(&mut done.keys));
             }
-            match deadline {
-                None => {
-                    done = self
-                        .cv
-                        .wait(done)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                }
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
-                    done = self
-                        .cv
+            let left = match deadline {
+                None => None,
+                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+            };
+            done.sleeping = true;
+            done = match left {
+                None => self
+                    .cv
+                    .wait(done)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(left) => {
+                    self.cv
                         .wait_timeout(done, left)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                        .0
                 }
-            }
+            };
+            done.sleeping = false;
         }
     }
 }

@@ -267,6 +267,9 @@ where
     fn submit(&self, f: C, args: A) -> Result<Future<C::Output, C::Error>, SubmitError<A>> {
         ThreadPoolExecutor::submit(self, f, args)
     }
+    fn name_of(&self, f: &C) -> &'static str {
+        f.name()
+    }
 }
 
 impl Drop for ThreadPoolExecutor {

@@ -65,6 +65,9 @@ struct Dispatcher {
     average_run: f64,
 }
 
+/// How long the I/O thread looks for replies before it sleeps, while tasks are in flight.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// Tasks shorter than this on average are worth sending ahead of time; longer ones are not:
 /// a task queued behind a long one would wait while another worker may be idle.
 const SHORT_TASK: f64 = 0.000_5;
@@ -341,9 +344,24 @@ impl Dispatcher {
                 err,
             ));
         }
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => panic!("poll failed: {e}"),
+        // With tasks in flight a reply is due soon: look again for a few microseconds, yielding
+        // the CPU, before sleeping (a wake-up from sleep costs far more on most machines).
+        let busy = self.workers.iter().any(|w| !w.inflight.is_empty());
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            let now = if busy { PollTimeout::ZERO } else { timeout };
+            match nix::poll::poll(&mut fds, now) {
+                Ok(0) if busy && Instant::now() < spin_until => std::thread::yield_now(),
+                Ok(0) if busy => {
+                    match nix::poll::poll(&mut fds, timeout) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => panic!("poll failed: {e}"),
+                    }
+                    break;
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => break,
+                Err(e) => panic!("poll failed: {e}"),
+            }
         }
         let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
         let wake = ready(&fds[0]);

@@ -399,6 +399,9 @@ impl<T: Task> Submit<T, T::Args, TaskMarker> for ProcessPoolExecutor {
     ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
         ProcessPoolExecutor::submit(self, task, args)
     }
+    fn name_of(&self, _: &T) -> &'static str {
+        T::NAME
+    }
 }
 
 impl Drop for ProcessPoolExecutor {
