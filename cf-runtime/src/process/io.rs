@@ -158,6 +158,7 @@ impl Dispatcher {
             broken,
             kills,
             terminate,
+            ..
         } = &mut *inbox;
         *notified = false;
         self.shutdown = *shutdown;
@@ -175,6 +176,11 @@ impl Dispatcher {
             for job in self.queue.drain(..) {
                 self.shared.stats.dequeued_cancelled();
                 job.sink.cancel();
+            }
+            let mut inbox = self.shared.lock();
+            if !inbox.cancel_done {
+                inbox.cancel_done = true;
+                self.shared.acked.notify_all();
             }
         }
         for id in kills {
@@ -761,6 +767,8 @@ impl Drop for Dispatcher {
         if !self.shutdown || std::thread::panicking() {
             inbox.broken.get_or_insert(message);
         }
+        inbox.io_gone = true;
+        self.shared.acked.notify_all();
         for job in inbox.jobs.drain(..) {
             let task = job.name.to_owned();
             job.sink.fail(TaskError::Pool {

@@ -11,7 +11,7 @@ mod worker;
 use std::fmt;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -31,6 +31,10 @@ pub(crate) struct Inbox {
     notified: bool,
     shutdown: bool,
     cancel: bool,
+    /// The I/O thread has cancelled every task that was pending when `cancel` was set.
+    cancel_done: bool,
+    /// The I/O thread has ended.
+    io_gone: bool,
     broken: Option<String>,
     /// Ids of running jobs to stop by killing their worker (`Future::kill`).
     kills: Vec<u64>,
@@ -125,6 +129,8 @@ pub struct PoolStats {
 pub(crate) struct Shared {
     pub(crate) stats: Counters,
     inbox: Mutex<Inbox>,
+    /// Signalled when the I/O thread sets `cancel_done` or `io_gone`.
+    acked: Condvar,
     wake: OwnedFd,
     closed: AtomicBool,
     next_id: AtomicU64,
@@ -355,6 +361,16 @@ impl ProcessPoolExecutor {
         self.stop(true, true, Some(9));
     }
 
+    /// Whether this is the pool's I/O thread (in a done-callback), which must not wait for itself.
+    fn on_io_thread(&self) -> bool {
+        let io = self
+            .io
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        io.as_ref()
+            .is_some_and(|handle| handle.thread().id() == thread::current().id())
+    }
+
     fn stop(&self, wait: bool, cancel_futures: bool, signal: Option<i32>) {
         {
             let mut inbox = self.shared.lock();
@@ -365,6 +381,17 @@ impl ProcessPoolExecutor {
             }
             self.shared.closed.store(true, Ordering::Release);
             self.shared.wake(&mut inbox);
+        }
+        if cancel_futures && !self.on_io_thread() {
+            // Python's promise: the pending futures are cancelled when `shutdown` returns.
+            let mut inbox = self.shared.lock();
+            while !inbox.cancel_done && !inbox.io_gone {
+                inbox = self
+                    .shared
+                    .acked
+                    .wait(inbox)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
         }
         if wait {
             let handle = self
@@ -599,11 +626,14 @@ impl ProcessPoolBuilder {
         }
         let shared = Arc::new(Shared {
             stats: Counters::default(),
+            acked: Condvar::new(),
             inbox: Mutex::new(Inbox {
                 jobs: Vec::new(),
                 notified: false,
                 shutdown: false,
                 cancel: false,
+                cancel_done: false,
+                io_gone: false,
                 broken: None,
                 kills: Vec::new(),
                 terminate: None,
