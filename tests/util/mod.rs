@@ -37,6 +37,13 @@ pub(crate) struct Pool<P> {
     _serial: Option<MutexGuard<'static, ()>>,
 }
 
+impl<P> Pool<P> {
+    /// The lock (if any) and the pool, to be dropped in the reverse order: pool first.
+    pub(crate) fn split(self) -> (Option<MutexGuard<'static, ()>>, P) {
+        (self._serial, self.pool)
+    }
+}
+
 impl<P> Deref for Pool<P> {
     type Target = P;
     fn deref(&self) -> &P {
@@ -113,6 +120,10 @@ pub(crate) fn warm_up(pool: &ProcessPoolExecutor, workers: usize) {
 
 /// Runs one test body against both executors: defines a module `$name` with the tests `thread`
 /// and `process`, each binding `$pool` to a [`Pool`] of `$workers` workers (default 1).
+#[allow(
+    unused_macros,
+    reason = "not every test binary runs a body on both executors"
+)]
 macro_rules! both {
     ($(#[$attr:meta])* fn $name:ident($pool:ident) $body:block) => {
         $crate::util::both!($(#[$attr])* fn $name($pool: 1) $body);
@@ -137,6 +148,10 @@ macro_rules! both {
         }
     };
 }
+#[allow(
+    unused_imports,
+    reason = "not every test binary runs a body on both executors"
+)]
 pub(crate) use both;
 
 /// A meeting point between a test and the tasks it submits, in any process: a task that calls
@@ -261,7 +276,7 @@ pub(crate) fn sleep_ms(ms: u64) -> u64 {
 
 /// The pid of the process that runs it.
 #[cf::task]
-pub(crate) fn pid() -> u32 {
+pub(crate) fn worker_pid() -> u32 {
     std::process::id()
 }
 
