@@ -12,12 +12,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[task]
 fn check(n: u64) -> u64 {
     assert!(n % 1000 != 999, "input {n} is corrupt");
-    (1..=200).fold(n, |acc, i| acc.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i))
+    (1..=200).fold(n, |acc, i| {
+        acc.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i)
+    })
 }
 
 fn main() -> Result<(), cf::Error> {
     let pool = ProcessPoolExecutor::new()?;
-    let futures = (0..10_000).map(|n| pool.submit(check, n)).collect::<Result<Vec<_>, _>>()?;
+    let futures = (0..10_000)
+        .map(|n| pool.submit(check, n))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let bar = ProgressBar::new(futures.len() as u64);
     bar.set_style(

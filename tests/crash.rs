@@ -143,7 +143,9 @@ fn row(
     let n = crash_n();
     let at = n / 2;
     // Workers start in the background: wait until all three are there.
-    crash_util::until("two workers and the spare", || crash_util::children().len() == 3);
+    crash_util::until("two workers and the spare", || {
+        crash_util::children().len() == 3
+    });
     let workers_before = crash_util::children();
     assert_eq!(
         workers_before.len(),

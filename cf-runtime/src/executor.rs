@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use cf_worker::{Item, Never};
+
 use crate::error::{ErrorKind, SubmitError, TaskError};
 use crate::future::Future;
 
@@ -27,13 +29,72 @@ pub trait Submit<C, A, M>: Executor {
     fn submit(&self, f: C, args: A) -> Result<Future<Self::Output, Self::Error>, SubmitError<A>>;
     /// The name of `f` in errors and logs.
     fn name_of(&self, f: &C) -> &'static str;
+    /// Submits `f` on each of `args` as one unit, if this executor can (a process pool sends
+    /// them in one frame); otherwise gives the arguments back. Not public API: `map` uses it.
+    #[doc(hidden)]
+    fn __submit_chunk(&self, f: &C, args: Vec<A>) -> Chunked<Self::Output, Self::Error, A> {
+        let _ = f;
+        Chunked::Unsupported(args)
+    }
+}
+
+/// What [`Submit::__submit_chunk`] did. Not public API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Chunked<O, E, A> {
+    /// One future for the outcomes of every input, in order.
+    Submitted(Future<Vec<Item<O, E>>, Never>),
+    /// The executor refused the chunk; why.
+    Refused(String),
+    /// The executor does not run chunks: submit one by one.
+    Unsupported(Vec<A>),
+}
+
+/// Inputs in flight in a [`Map`], in input order.
+enum Slot<O, E> {
+    /// One input, submitted alone (or refused, with the task's name and why).
+    One(Result<Future<O, E>, (&'static str, String)>),
+    /// A chunk of `left` more inputs, submitted as one job.
+    Chunk {
+        future: Option<Future<Vec<Item<O, E>>, Never>>,
+        items: std::vec::IntoIter<Item<O, E>>,
+        /// The job's own failure (a dead worker...), which every input of the chunk shares.
+        error: Option<TaskError<Never>>,
+        left: usize,
+        task: &'static str,
+    },
+    /// A chunk the executor refused.
+    Refused {
+        left: usize,
+        task: &'static str,
+        message: String,
+    },
+}
+
+impl<O, E> Slot<O, E> {
+    fn cancel(&self) {
+        match self {
+            Slot::One(Ok(future)) => {
+                future.cancel();
+            }
+            Slot::Chunk {
+                future: Some(future),
+                ..
+            } => {
+                future.cancel();
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The iterator `map` returns: results in input order, submitted lazily.
 ///
-/// At most `buffersize` tasks are in flight ahead of the consumer (default: twice the number of
-/// workers, at least 16), so an endless input works and memory stays bounded. `chunksize` hands
-/// inputs to the executor that many at a time.
+/// At most `buffersize` inputs are in flight ahead of the consumer (default: twice the number of
+/// workers, at least 16, and at least one chunk), so an endless input works and memory stays
+/// bounded. With a `chunksize` above one, a process pool sends that many inputs to a worker as
+/// one job (one frame each way); a panic still fails only its own input, but a worker that dies
+/// fails the whole chunk, as in Python. A thread pool submits them one by one.
 pub struct Map<'a, S, C, I: Iterator, M>
 where
     S: Submit<C, I::Item, M>,
@@ -41,7 +102,9 @@ where
     executor: &'a S,
     f: C,
     args: I,
-    in_flight: VecDeque<Result<Future<S::Output, S::Error>, (&'static str, String)>>,
+    in_flight: VecDeque<Slot<S::Output, S::Error>>,
+    /// Inputs in `in_flight`.
+    in_flight_inputs: usize,
     buffersize: usize,
     chunksize: usize,
     /// When results stop being waited for (`timeout`).
@@ -64,6 +127,7 @@ where
             f,
             args,
             in_flight: VecDeque::new(),
+            in_flight_inputs: 0,
             buffersize: (2 * workers).max(16),
             chunksize: 1,
             deadline: None,
@@ -104,21 +168,65 @@ where
         self
     }
 
+    fn submit_one(&mut self, args: I::Item) {
+        let future = self
+            .executor
+            .submit(self.f.clone(), args)
+            .map_err(|e| (self.executor.name_of(&self.f), e.to_string()));
+        self.in_flight.push_back(Slot::One(future));
+        self.in_flight_inputs += 1;
+    }
+
     fn fill(&mut self) {
-        while self.in_flight.len() + self.chunksize <= self.buffersize.max(self.chunksize) {
-            let mut submitted = 0;
-            for args in self.args.by_ref().take(self.chunksize) {
-                let future = self
-                    .executor
-                    .submit(self.f.clone(), args)
-                    .map_err(|e| (self.executor.name_of(&self.f), e.to_string()));
-                self.in_flight.push_back(future);
-                submitted += 1;
+        while self.in_flight_inputs + self.chunksize <= self.buffersize.max(self.chunksize) {
+            let batch: Vec<I::Item> = self.args.by_ref().take(self.chunksize).collect();
+            let n = batch.len();
+            if n == 0 {
+                return;
             }
-            if submitted < self.chunksize {
+            let task = self.executor.name_of(&self.f);
+            let slot = if n > 1 {
+                match self.executor.__submit_chunk(&self.f, batch) {
+                    Chunked::Submitted(future) => Some(Slot::Chunk {
+                        future: Some(future),
+                        items: Vec::new().into_iter(),
+                        error: None,
+                        left: n,
+                        task,
+                    }),
+                    Chunked::Refused(message) => Some(Slot::Refused {
+                        left: n,
+                        task,
+                        message,
+                    }),
+                    Chunked::Unsupported(batch) => {
+                        for args in batch {
+                            self.submit_one(args);
+                        }
+                        None
+                    }
+                }
+            } else {
+                batch.into_iter().for_each(|args| self.submit_one(args));
+                None
+            };
+            if let Some(slot) = slot {
+                self.in_flight.push_back(slot);
+                self.in_flight_inputs += n;
+            }
+            if n < self.chunksize {
                 return;
             }
         }
+    }
+
+    /// Gives up: the deadline passed. Nothing more is yielded and what is in flight is cancelled.
+    fn expire(&mut self) {
+        self.expired = true;
+        for slot in self.in_flight.drain(..) {
+            slot.cancel();
+        }
+        self.in_flight_inputs = 0;
     }
 }
 
@@ -135,23 +243,77 @@ where
             return None;
         }
         self.fill();
-        let next = self.in_flight.pop_front()?;
-        Some(match next {
-            Ok(future) => {
-                let outcome = future.take(self.deadline);
-                if matches!(outcome, Err(TaskError::Timeout)) {
-                    self.expired = true;
-                    for future in self.in_flight.drain(..).flatten() {
-                        future.cancel();
+        let deadline = self.deadline;
+        let outcome = match self.in_flight.front_mut()? {
+            Slot::One(_) => {
+                let Some(Slot::One(one)) = self.in_flight.pop_front() else {
+                    unreachable!()
+                };
+                self.in_flight_inputs -= 1;
+                match one {
+                    Ok(future) => future.take(deadline),
+                    Err((task, message)) => Err(TaskError::Pool {
+                        task: task.to_owned(),
+                        message,
+                    }),
+                }
+            }
+            Slot::Refused {
+                left,
+                task,
+                message,
+            } => {
+                *left -= 1;
+                let error = TaskError::Pool {
+                    task: (*task).to_owned(),
+                    message: message.clone(),
+                };
+                if *left == 0 {
+                    self.in_flight.pop_front();
+                }
+                self.in_flight_inputs -= 1;
+                Err(error)
+            }
+            Slot::Chunk {
+                future,
+                items,
+                error,
+                left,
+                task,
+            } => {
+                if let Some(future) = future.take() {
+                    match future.take(deadline) {
+                        Ok(outcomes) => *items = outcomes.into_iter(),
+                        Err(TaskError::Timeout) => {
+                            self.expire();
+                            return Some(Err(TaskError::Timeout));
+                        }
+                        Err(e) => *error = Some(e),
                     }
                 }
+                let outcome = match (&error, items.next()) {
+                    (Some(e), _) => Err(e.clone().map_failed(|never| match never {})),
+                    (None, Some(Item::Ok(value))) => Ok(value),
+                    (None, Some(Item::Failed(e))) => Err(TaskError::Failed(e)),
+                    (None, Some(Item::Panicked(info))) => Err(TaskError::Panicked(info)),
+                    (None, None) => Err(TaskError::Pool {
+                        task: (*task).to_owned(),
+                        message: "the worker returned fewer outcomes than the chunk had inputs"
+                            .to_owned(),
+                    }),
+                };
+                *left -= 1;
+                if *left == 0 {
+                    self.in_flight.pop_front();
+                }
+                self.in_flight_inputs -= 1;
                 outcome
             }
-            Err((task, message)) => Err(TaskError::Pool {
-                task: task.to_owned(),
-                message,
-            }),
-        })
+        };
+        if matches!(outcome, Err(TaskError::Timeout)) {
+            self.expire();
+        }
+        Some(outcome)
     }
 }
 
@@ -162,8 +324,8 @@ where
 {
     fn drop(&mut self) {
         // Python cancels the futures a dropped map iterator still holds.
-        for future in self.in_flight.iter().flatten() {
-            future.cancel();
+        for slot in &self.in_flight {
+            slot.cancel();
         }
     }
 }

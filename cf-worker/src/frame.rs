@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_FRAME: u32 = i32::MAX as u32;
 pub enum RequestKind {
     /// Run task `aux` on the payload's arguments; reply with the same `id`.
     Call = 1,
+    /// Run task `aux` on each of the payload's list of arguments; reply `Ok` with the list of
+    /// outcomes (`map` with a `chunksize`).
+    CallChunk = 2,
 }
 
 /// What a worker tells its parent.

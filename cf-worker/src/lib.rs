@@ -21,4 +21,4 @@ pub use codec::{CodecError, decode, encode_into};
 #[doc(hidden)]
 pub use linkme;
 pub use panic::{Location, PanicInfo, catch as catch_panic};
-pub use task::{Never, TASKS, Task, TaskEntry, TaskTable, invoke, table};
+pub use task::{Item, Never, TASKS, Task, TaskEntry, TaskTable, invoke, invoke_chunk, table};

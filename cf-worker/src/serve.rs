@@ -101,16 +101,20 @@ pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), 
         }
         let id = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
         let index = u32::from_le_bytes(body[9..13].try_into().expect("4 bytes"));
-        if body[0] != RequestKind::Call as u8 {
-            return Err(ServeError::Protocol(format!(
-                "unknown request kind {:#04x}",
-                body[0]
-            )));
-        }
+        let chunk = match body[0] {
+            k if k == RequestKind::Call as u8 => false,
+            k if k == RequestKind::CallChunk as u8 => true,
+            k => {
+                return Err(ServeError::Protocol(format!(
+                    "unknown request kind {k:#04x}"
+                )));
+            }
+        };
         out.clear();
         CURRENT.store(id, Ordering::Relaxed);
         let start = frame::begin(&mut out, id, index);
         let kind = match table.get(index) {
+            Some(entry) if chunk => entry.invoke_chunk(&body[frame::HEADER_LEN..], &mut out),
             Some(entry) => entry.invoke(&body[frame::HEADER_LEN..], &mut out),
             None => {
                 let msg = format!("this worker has no task at index {index}");

@@ -67,6 +67,7 @@ pub struct TaskEntry {
     /// The dispatch name.
     pub name: &'static str,
     invoke: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
+    invoke_chunk: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
 }
 
 impl TaskEntry {
@@ -75,12 +76,19 @@ impl TaskEntry {
         TaskEntry {
             name: T::NAME,
             invoke: invoke::<T>,
+            invoke_chunk: invoke_chunk::<T>,
         }
     }
 
     /// Decodes `args`, runs the task and appends the encoded outcome to `out`.
     pub fn invoke(&self, args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
         (self.invoke)(args, out)
+    }
+
+    /// Decodes a list of arguments, runs the task on each and appends the encoded list of
+    /// [`Item`]s to `out` (`map` with a `chunksize`).
+    pub fn invoke_chunk(&self, args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
+        (self.invoke_chunk)(args, out)
     }
 }
 
@@ -119,6 +127,52 @@ pub fn invoke<T: Task>(args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
     };
     match encoded {
         Ok(()) => kind,
+        Err(e) => {
+            out.truncate(mark);
+            out.extend_from_slice(
+                format!("failed to encode the result of task `{}`: {e}", T::NAME).as_bytes(),
+            );
+            ReplyKind::BadResult
+        }
+    }
+}
+
+/// The outcome of one input of a chunk. Not public API: it is how `map` with a `chunksize`
+/// carries many outcomes in one frame.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Item<O, E> {
+    /// The task's value.
+    Ok(O),
+    /// The task's own error.
+    Failed(E),
+    /// The task panicked.
+    Panicked(PanicInfo),
+}
+
+/// Runs task `T` on each of an encoded list of arguments, appending the encoded list of outcomes
+/// to `out`: the body of [`TaskEntry::invoke_chunk`]. A panic fails its own input only.
+pub fn invoke_chunk<T: Task>(args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
+    let mark = out.len();
+    let args: Vec<T::Args> = match codec::decode(args) {
+        Ok(args) => args,
+        Err(e) => {
+            out.extend_from_slice(
+                format!("failed to decode the arguments of task `{}`: {e}", T::NAME).as_bytes(),
+            );
+            return ReplyKind::BadArgs;
+        }
+    };
+    let items: Vec<Item<T::Output, T::Error>> = args
+        .into_iter()
+        .map(|args| match panic::catch(T::NAME, || T::call(args)) {
+            Ok(Ok(value)) => Item::Ok(value),
+            Ok(Err(error)) => Item::Failed(error),
+            Err(info) => Item::Panicked(info),
+        })
+        .collect();
+    match codec::encode_into(&items, out) {
+        Ok(()) => ReplyKind::Ok,
         Err(e) => {
             out.truncate(mark);
             out.extend_from_slice(

@@ -432,6 +432,7 @@ impl Dispatcher {
                     Some(init) => {
                         let job = Job {
                             id: 0,
+                            kind: RequestKind::Call,
                             task: init.task,
                             name: init.name,
                             args: init.args.clone(),
@@ -682,7 +683,7 @@ impl Dispatcher {
 fn send(worker: &mut Worker, job: Job, now: Instant) {
     worker
         .out
-        .push_call(RequestKind::Call as u8, job.id, job.task, &job.args);
+        .push_call(job.kind as u8, job.id, job.task, &job.args);
     if worker.inflight.is_empty() {
         worker.front_since = Some(now);
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cf_worker::frame::ReplyKind;
+use cf_worker::frame::{ReplyKind, RequestKind};
 use cf_worker::{Never, PanicInfo, decode};
 use serde::de::DeserializeOwned;
 
@@ -13,6 +13,8 @@ use crate::future::Completer;
 pub(crate) struct Job {
     /// Unique in the pool; replies name it. 0 is a worker's initializer.
     pub(crate) id: u64,
+    /// `Call`, or `CallChunk` for a list of inputs.
+    pub(crate) kind: RequestKind,
     pub(crate) task: u32,
     pub(crate) name: &'static str,
     pub(crate) args: Vec<u8>,

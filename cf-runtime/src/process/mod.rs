@@ -15,11 +15,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use cf_worker::{Task, encode_into, table};
+use cf_worker::frame::RequestKind;
+use cf_worker::{Item, Never, Task, encode_into, table};
 
 use crate::call::TaskMarker;
 use crate::error::{Error, ErrorKind, SubmitError};
-use crate::executor::{Executor, Map, Submit, shutdown_error};
+use crate::executor::{Chunked, Executor, Map, Submit, shutdown_error};
 use crate::future::{Future, Kill};
 use crate::sys;
 use job::Job;
@@ -269,6 +270,29 @@ impl ProcessPoolExecutor {
         options: TaskOptions,
     ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
         let _ = task;
+        let timeout = options.timeout.or(T::TIMEOUT);
+        self.enqueue::<T, _, _, _>(args, RequestKind::Call, timeout)
+    }
+
+    /// Submits one job that runs `T` on each of `args` in a worker (`map` with a `chunksize`).
+    /// A time limit applies to the whole chunk, as the task's limit times the chunk's length.
+    pub(crate) fn submit_chunk<T: Task>(&self, args: Vec<T::Args>) -> ChunkSubmit<T> {
+        let n = u32::try_from(args.len()).unwrap_or(u32::MAX);
+        let timeout = T::TIMEOUT.map(|limit| limit.saturating_mul(n));
+        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, timeout)
+    }
+
+    /// Encodes `args` and hands the job to the I/O thread.
+    fn enqueue<T: Task, A: serde::Serialize, O, E>(
+        &self,
+        args: A,
+        kind: RequestKind,
+        timeout: Option<Duration>,
+    ) -> Result<Future<O, E>, SubmitError<A>>
+    where
+        O: serde::de::DeserializeOwned + Send + Sync + 'static,
+        E: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(self.refusal(args));
         }
@@ -291,11 +315,12 @@ impl ProcessPoolExecutor {
         let (future, completer) = Future::with_killer(Some((killer, id)));
         let job = Job {
             id,
+            kind,
             task: index,
             name: T::NAME,
             args: bytes,
             sink: Box::new(completer),
-            timeout: options.timeout.or(T::TIMEOUT),
+            timeout,
         };
         let mut inbox = self.shared.lock();
         if inbox.shutdown || inbox.broken.is_some() {
@@ -429,6 +454,12 @@ impl<T: Task> Submit<T, T::Args, TaskMarker> for ProcessPoolExecutor {
     fn name_of(&self, _: &T) -> &'static str {
         T::NAME
     }
+    fn __submit_chunk(&self, _: &T, args: Vec<T::Args>) -> Chunked<T::Output, T::Error, T::Args> {
+        match self.submit_chunk::<T>(args) {
+            Ok(future) => Chunked::Submitted(future),
+            Err(e) => Chunked::Refused(e.to_string()),
+        }
+    }
 }
 
 impl Drop for ProcessPoolExecutor {
@@ -436,6 +467,12 @@ impl Drop for ProcessPoolExecutor {
         self.shutdown(true, false);
     }
 }
+
+/// What [`ProcessPoolExecutor::submit_chunk`] returns.
+pub(crate) type ChunkSubmit<T> = Result<
+    Future<Vec<Item<<T as Task>::Output, <T as Task>::Error>>, Never>,
+    SubmitError<Vec<<T as Task>::Args>>,
+>;
 
 /// Per-task options for [`ProcessPoolExecutor::submit_with`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

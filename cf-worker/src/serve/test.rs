@@ -87,8 +87,19 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
             codec::encode_into(&args, &mut out).unwrap();
             out
         }),
+        proptest::collection::vec(proptest::collection::vec(0u32..4, 0..3), 0..4).prop_map(
+            |args| {
+                let mut out = Vec::new();
+                codec::encode_into(&args, &mut out).unwrap();
+                out
+            }
+        ),
     ];
-    let kind = prop_oneof![9 => Just(RequestKind::Call as u8), 1 => any::<u8>()];
+    let kind = prop_oneof![
+        9 => Just(RequestKind::Call as u8),
+        3 => Just(RequestKind::CallChunk as u8),
+        1 => any::<u8>(),
+    ];
     let task = prop_oneof![8 => 0u32..4, 1 => any::<u32>()];
     (kind, any::<u64>(), task, payload).prop_map(|(kind, id, task, payload)| {
         let mut out = Vec::new();
@@ -151,7 +162,7 @@ proptest! {
         let mut calls = Vec::new();
         let mut input = &input[..];
         while let Ok(Some((call, used))) = frame::parse(input, frame::DEFAULT_MAX_FRAME) {
-            if call.kind != RequestKind::Call as u8 {
+            if call.kind != RequestKind::Call as u8 && call.kind != RequestKind::CallChunk as u8 {
                 break;
             }
             calls.push((call.id, call.aux));
