@@ -121,7 +121,6 @@ fn the_pool_traces_worker_lives_and_task_failures() {
     for needle in [
         "cf: starting a worker",
         "cf: worker exited",
-        "cf: spare worker takes over",
         "cf: worker started",
         "cf: task failed with its worker",
         "cf: task failed",

@@ -91,7 +91,7 @@ impl<O, E> Slot<O, E> {
 /// The iterator `map` returns: results in input order, submitted lazily.
 ///
 /// At most `buffersize` inputs are in flight ahead of the consumer (default: twice the number of
-/// workers, at least 16, and at least one chunk), so an endless input works and memory stays
+/// workers, at least 16, times the chunk size), so an endless input works and memory stays
 /// bounded. With a `chunksize` above one, a process pool sends that many inputs to a worker as
 /// one job (one frame each way); a panic still fails only its own input, but a worker that dies
 /// fails the whole chunk, as in Python. A thread pool submits them one by one.
@@ -105,7 +105,10 @@ where
     in_flight: VecDeque<Slot<S::Output, S::Error>>,
     /// Inputs in `in_flight`.
     in_flight_inputs: usize,
-    buffersize: usize,
+    /// Inputs in flight at most; `None`: `jobs` chunks.
+    buffersize: Option<usize>,
+    /// Jobs in flight by default (twice the workers, at least 16).
+    jobs: usize,
     chunksize: usize,
     /// When results stop being waited for (`timeout`).
     deadline: Option<Instant>,
@@ -128,7 +131,8 @@ where
             args,
             in_flight: VecDeque::new(),
             in_flight_inputs: 0,
-            buffersize: (2 * workers).max(16),
+            buffersize: None,
+            jobs: (2 * workers).max(16),
             chunksize: 1,
             deadline: None,
             expired: false,
@@ -144,7 +148,7 @@ where
     #[must_use]
     pub fn buffersize(mut self, n: usize) -> Self {
         assert!(n > 0, "buffersize must be at least 1");
-        self.buffersize = n;
+        self.buffersize = Some(n);
         self
     }
 
@@ -178,7 +182,11 @@ where
     }
 
     fn fill(&mut self) {
-        while self.in_flight_inputs + self.chunksize <= self.buffersize.max(self.chunksize) {
+        let limit = self
+            .buffersize
+            .unwrap_or(self.jobs * self.chunksize)
+            .max(self.chunksize);
+        while self.in_flight_inputs + self.chunksize <= limit {
             let batch: Vec<I::Item> = self.args.by_ref().take(self.chunksize).collect();
             let n = batch.len();
             if n == 0 {
@@ -338,7 +346,10 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
             .field("in_flight", &self.in_flight.len())
-            .field("buffersize", &self.buffersize)
+            .field(
+                "buffersize",
+                &self.buffersize.unwrap_or(self.jobs * self.chunksize),
+            )
             .field("chunksize", &self.chunksize)
             .finish_non_exhaustive()
     }
