@@ -57,6 +57,10 @@ struct State {
     idle: usize,
     /// Wake-ups sent and not yet taken by a thread.
     wakeups: usize,
+    /// Threads started and not yet returned.
+    live: usize,
+    /// Every thread this pool started.
+    ids: Vec<thread::ThreadId>,
     threads: Vec<JoinHandle<()>>,
     shutdown: bool,
 }
@@ -64,6 +68,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
+    /// Signalled as each thread returns after shutdown.
+    exited: Condvar,
     max_workers: usize,
     name: String,
 }
@@ -83,6 +89,8 @@ impl Shared {
                 work.run();
                 state = self.lock();
             } else if state.shutdown {
+                state.live -= 1;
+                self.exited.notify_all();
                 return;
             } else {
                 state.idle += 1;
@@ -195,6 +203,8 @@ impl ThreadPoolExecutor {
                 .name(name)
                 .spawn(move || shared.serve())
             {
+                state.ids.push(handle.thread().id());
+                state.live += 1;
                 state.threads.push(handle);
             } else if state.threads.is_empty() {
                 let work = state.queue.pop_back().expect("just pushed");
@@ -239,10 +249,24 @@ impl ThreadPoolExecutor {
             work.cancel();
         }
         let me = thread::current().id();
+        let mut mine = false;
         for handle in threads {
             // A task that shuts down its own pool must not wait for itself.
-            if handle.thread().id() != me {
+            if handle.thread().id() == me {
+                mine = true;
+            } else {
                 let _ = handle.join();
+            }
+        }
+        if wait && !mine {
+            // Another caller may hold the handles: wait for the threads themselves.
+            let mut state = self.shared.lock();
+            while state.live > usize::from(state.ids.contains(&me)) {
+                state = self
+                    .shared
+                    .exited
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         }
     }
@@ -313,10 +337,13 @@ impl ThreadPoolBuilder {
                     queue: VecDeque::new(),
                     idle: 0,
                     wakeups: 0,
+                    live: 0,
+                    ids: Vec::new(),
                     threads: Vec::new(),
                     shutdown: false,
                 }),
                 work: Condvar::new(),
+                exited: Condvar::new(),
                 max_workers: self.max_workers.unwrap_or((cores + 4).min(32)),
                 name: self
                     .thread_name_prefix

@@ -175,6 +175,7 @@ impl Shared {
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     io: Mutex<Option<JoinHandle<()>>>,
+    io_thread: thread::ThreadId,
     max_workers: usize,
 }
 
@@ -419,17 +420,28 @@ impl ProcessPoolExecutor {
             }
         }
         if wait {
+            if self.on_io_thread() {
+                // Shut down from a done-callback on the I/O thread: it finishes by itself.
+                return;
+            }
             let handle = self
                 .io
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
-            if let Some(handle) = handle {
-                if handle.thread().id() == thread::current().id() {
-                    // Shut down from a done-callback on the I/O thread: it finishes by itself.
-                    return;
+            match handle {
+                Some(handle) => drop(handle.join()),
+                // Another caller is joining the I/O thread: wait until it is gone too.
+                None => {
+                    let mut inbox = self.shared.lock();
+                    while !inbox.io_gone {
+                        inbox = self
+                            .shared
+                            .acked
+                            .wait(inbox)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    }
                 }
-                let _ = handle.join();
             }
         }
     }
@@ -712,6 +724,7 @@ impl ProcessPoolBuilder {
         }
         Ok(ProcessPoolExecutor {
             shared,
+            io_thread: handle.thread().id(),
             io: Mutex::new(Some(handle)),
             max_workers,
         })
