@@ -239,6 +239,35 @@ both!(
     }
 );
 
+// When the timeout runs out, the tasks the `map` submitted that have not started are cancelled.
+both!(
+    fn timeout_cancels_what_has_not_started(pool: 1) {
+        let dir = trace_dir();
+        {
+            let gate = Gate::new();
+            let inputs = (0..100).map(|x| (dir.to_str().unwrap().to_owned(), gate.path(), x));
+            let mut results = pool
+                .map(trace, inputs)
+                .buffersize(16)
+                .timeout(Duration::from_secs(2));
+            assert_eq!(results.next(), Some(Ok(())));
+            // Task 1 is held at the gate until the deadline has passed.
+            let entered = gate.entered();
+            let timeout = results.next().unwrap().unwrap_err();
+            assert_eq!(timeout, TaskError::Timeout);
+            assert_eq!(timeout.to_string(), "timed out waiting for the result");
+            assert_eq!(results.next(), None);
+            entered.release();
+        }
+        pool.shutdown(true, false);
+        let ran = traces(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(ran[..2], [0, 1]);
+        assert!(ran.len() <= 2 + 8, "{ran:?}");
+        assert!(ran.iter().all(|&x| x < 17), "{ran:?}");
+    }
+);
+
 // Submitting after shutdown fails; in a `map`, each input becomes an `Err` item.
 both!(
     fn map_after_shutdown(pool: 1) {
