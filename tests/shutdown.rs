@@ -249,6 +249,36 @@ both!(
     }
 );
 
+// Two threads call `shutdown(wait = true)` at once: neither returns before every task is done.
+both!(
+    fn concurrent_shutdowns_both_wait(pool: 1) {
+        let (_serial, pool) = pool.split();
+        let pool = Arc::new(pool);
+        let gate = Gate::new();
+        let held = pool.submit(gated, (gate.path(), 1)).unwrap();
+        let entered = gate.entered();
+        let first = {
+            let pool = pool.clone();
+            let held = held.clone();
+            std::thread::spawn(move || {
+                pool.shutdown(true, false);
+                held.done()
+            })
+        };
+        // Wait until the first shutdown has begun: from then on, submitting fails.
+        let deadline = std::time::Instant::now() + LONG;
+        while pool.submit(echo, 0).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the first shutdown never began");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let release = later(SHORT, move || entered.release());
+        pool.shutdown(true, false);
+        assert!(held.done(), "the second shutdown(wait = true) returned before the task was done");
+        assert!(first.join().unwrap(), "the first shutdown(wait = true) returned early");
+        release.join().unwrap();
+    }
+);
+
 // A shutdown with nothing submitted returns at once.
 both!(
     fn shutdown_idle_pool(pool: 2) {
