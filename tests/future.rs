@@ -463,3 +463,52 @@ fn poll_ready_at_once_when_done() {
         Poll::Ready(Ok(&11))
     );
 }
+
+// A callback may add another callback to the done future it is given: that one runs at once.
+both!(
+    fn callback_added_from_a_callback(pool) {
+        let (tx, rx) = mpsc::channel();
+        let gate = Gate::new();
+        let future = pool.submit(gated, (gate.path(), 3)).unwrap();
+        let entered = gate.entered();
+        future.add_done_callback(move |f| {
+            let tx2 = tx.clone();
+            f.add_done_callback(move |g| {
+                let _ = tx2.send(("inner", *g.result().unwrap()));
+            });
+            let _ = tx.send(("outer", *f.result().unwrap()));
+        });
+        entered.release();
+        assert_eq!(rx.recv_timeout(LONG).unwrap(), ("inner", 3));
+        assert_eq!(rx.recv_timeout(LONG).unwrap(), ("outer", 3));
+    }
+);
+
+// Timeouts too large to add to now mean "no deadline", not a panic.
+both!(
+    fn huge_timeouts(pool) {
+        let future = pool.submit(echo, 5).unwrap();
+        assert_eq!(future.result_timeout(std::time::Duration::MAX), Ok(Ok(&5)));
+        assert_eq!(future.exception_timeout(std::time::Duration::MAX), Ok(None));
+        assert!(future.wait_timeout(std::time::Duration::MAX));
+        let r = cf::wait([&future], std::time::Duration::MAX, cf::ReturnWhen::AllCompleted);
+        assert_eq!(r.done.len(), 1);
+        assert_eq!(cf::as_completed([&future], std::time::Duration::MAX).count(), 1);
+    }
+);
+
+/// Panics with a payload that is not a string.
+#[cf::task]
+fn odd_panic() -> u64 {
+    std::panic::panic_any(42_u8)
+}
+
+both!(
+    fn panic_with_a_non_string_payload(pool) {
+        let future = pool.submit(odd_panic, ()).unwrap();
+        let info = future.result().unwrap_err().panic_info().unwrap();
+        assert_eq!(info.message, "Box<dyn Any>");
+        assert!(info.task.ends_with("odd_panic"), "{}", info.task);
+        assert_eq!(pool.submit(echo, 1).unwrap().result(), Ok(&1));
+    }
+);

@@ -279,6 +279,39 @@ both!(
     }
 );
 
+// The last handle on the executor, dropped in a done-callback on the executor's own thread:
+// dropping waits for the tasks, but not for the thread it runs on.
+both!(
+    fn last_handle_dropped_in_a_done_callback(pool: 1) {
+        let (_serial, pool) = pool.split();
+        let pool = Arc::new(pool);
+        let worker = pool.submit(util::worker_pid, ()).unwrap().into_result().unwrap();
+        let gate = Gate::new();
+        let held = pool.submit(gated, (gate.path(), 1)).unwrap();
+        let entered = gate.entered();
+        let (tx, rx) = mpsc::channel();
+        {
+            let pool = pool.clone();
+            held.add_done_callback(move |_| {
+                drop(pool);
+                let _ = tx.send(());
+            });
+        }
+        drop(pool);
+        entered.release();
+        assert!(rx.recv_timeout(LONG).is_ok(), "dropping the pool in a done-callback hung");
+        assert_eq!(held.result(), Ok(&1));
+        // A process pool's workers end; in a thread pool, the worker is this process.
+        if worker != std::process::id() {
+            let deadline = std::time::Instant::now() + LONG;
+            while alive(worker) {
+                assert!(std::time::Instant::now() < deadline, "worker {worker} lives on");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+);
+
 // A shutdown with nothing submitted returns at once.
 both!(
     fn shutdown_idle_pool(pool: 2) {
