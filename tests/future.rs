@@ -512,3 +512,35 @@ both!(
         assert_eq!(pool.submit(echo, 1).unwrap().result(), Ok(&1));
     }
 );
+
+// Cancelling from one thread while the pool completes the same futures: every callback runs
+// exactly once, whichever wins.
+both!(
+    fn callbacks_run_once_when_cancel_races_completion(pool: 2) {
+        let n = 2000;
+        let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+        let futures: Vec<Future<u64>> = (0..n as u64).map(|i| pool.submit(echo, i).unwrap()).collect();
+        thread::scope(|s| {
+            let futures = &futures;
+            s.spawn(move || {
+                for f in futures.iter().rev() {
+                    f.cancel();
+                }
+            });
+            for (i, f) in futures.iter().enumerate() {
+                let counts = counts.clone();
+                f.add_done_callback(move |_| {
+                    counts[i].fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        // Callbacks run in the thread that completes a future: once the pool has shut down,
+        // waiting, they all have run.
+        pool.shutdown(true, false);
+        for (i, (c, f)) in counts.iter().zip(&futures).enumerate() {
+            assert_eq!(c.load(Ordering::SeqCst), 1, "future {i}: {f:?}");
+            assert!(f.done());
+            assert_eq!(f.cancelled(), f.result() == Err(&TaskError::Cancelled));
+        }
+    }
+);

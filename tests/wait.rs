@@ -524,3 +524,34 @@ fn cancel_races_wait() {
     drop(entered);
     assert_eq!(blocker.result(), Ok(&0));
 }
+
+// Many threads wait on the same futures, with `wait` and `as_completed`, while the pool
+// completes them and another thread cancels some: every waiter sees every future done.
+both!(
+    fn many_waiters(pool: WORKERS) {
+        let futures: Vec<F> = (0..2000).map(|i| pool.submit(ok, i).unwrap()).collect();
+        thread::scope(|s| {
+            for k in 0..4 {
+                let futures = &futures;
+                s.spawn(move || {
+                    if k % 2 == 0 {
+                        assert_eq!(as_completed_count(futures), 2000);
+                    } else {
+                        let r = wait(futures, LONG, ReturnWhen::AllCompleted);
+                        assert_eq!(r.done.len(), 2000);
+                    }
+                });
+            }
+            for f in futures.iter().rev().step_by(7) {
+                let _ = f.cancel();
+            }
+        });
+    }
+);
+
+fn as_completed_count(futures: &[F]) -> usize {
+    let mut it = cf::as_completed(futures, LONG);
+    let n = it.by_ref().count();
+    assert!(!it.timed_out());
+    n
+}
