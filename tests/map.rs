@@ -154,11 +154,34 @@ both!(
     }
 );
 
+/// The outcomes with the pid of every panic set to 0 (which worker ran a task may vary).
+fn without_pids(results: &[Result<u64, TaskError<String>>]) -> Vec<Result<u64, TaskError<String>>> {
+    results
+        .iter()
+        .cloned()
+        .map(|r| {
+            r.map_err(|e| match e {
+                TaskError::Panicked(mut info) => {
+                    info.pid = 0;
+                    TaskError::Panicked(info)
+                }
+                other => other,
+            })
+        })
+        .collect()
+}
+
 // test_map_exception: errors and panics are `Err` items in their place, and the ones after them
 // still come.
 both!(
     fn errors_in_place(pool: 2) {
         let results: Vec<_> = pool.map(picky, 0..12).collect();
+        // In chunks (a process pool sends each chunk as one job), each input keeps its own
+        // outcome.
+        for chunksize in [4, 5, 12] {
+            let chunked: Vec<_> = pool.map(picky, 0..12).chunksize(chunksize).collect();
+            assert_eq!(without_pids(&chunked), without_pids(&results), "chunksize {chunksize}");
+        }
         assert_eq!(results.len(), 12);
         for (x, result) in (0..12u64).zip(&results) {
             match result {
