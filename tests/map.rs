@@ -298,9 +298,15 @@ both!(
         let results: Vec<_> = pool.map(square, 0..3).collect();
         assert_eq!(results.len(), 3);
         for result in results {
-            match result {
-                Err(TaskError::Pool { message, .. }) => {
+            let error = result.unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                "task `map::square` did not run: cannot submit after shutdown"
+            );
+            match error {
+                TaskError::Pool { message, task } => {
                     assert_eq!(message, "cannot submit after shutdown");
+                    assert_eq!(task, "map::square");
                 }
                 other => panic!("{other:?}"),
             }
