@@ -565,13 +565,25 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
     type Output = Outcome<T, E>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.core.signal().poll_done(cx) {
-            Poll::Ready(self.clone().into_result())
-        } else {
-            Poll::Pending
+        let me = self.get_mut();
+        if !me.core.signal().poll_done(cx) {
+            return Poll::Pending;
         }
+        if me.cancelled() {
+            return Poll::Ready(Err(TaskError::Cancelled));
+        }
+        // The last handle gives its outcome up; otherwise the others keep theirs.
+        Poll::Ready(
+            match Arc::get_mut(&mut me.core).and_then(|core| core.take()) {
+                Some(outcome) => outcome,
+                None => me.outcome().clone(),
+            },
+        )
     }
 }
+
+// A `Future` holds no self-references: moving it while polled is fine.
+impl<T, E> Unpin for Future<T, E> {}
 
 /// The one handle that finishes a future: held by whoever runs the task.
 pub(crate) struct Completer<T, E> {
