@@ -49,8 +49,8 @@ async fn select_takes_the_first_to_finish() {
     let slow = pool.submit(nap, 5_000).unwrap();
     let fast = pool.submit(nap, 0).unwrap();
     let winner = tokio::select! {
-        r = &slow => r.map(|v| *v),
-        r = &fast => r.map(|v| *v),
+        r = &slow => r.copied(),
+        r = &fast => r.copied(),
     };
     assert_eq!(winner, Ok(0));
     assert!(!slow.done());

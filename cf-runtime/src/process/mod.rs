@@ -389,12 +389,7 @@ impl ProcessPoolExecutor {
 
     /// Whether this is the pool's I/O thread (in a done-callback), which must not wait for itself.
     fn on_io_thread(&self) -> bool {
-        let io = self
-            .io
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        io.as_ref()
-            .is_some_and(|handle| handle.thread().id() == thread::current().id())
+        self.io_thread == thread::current().id()
     }
 
     fn stop(&self, wait: bool, cancel_futures: bool, signal: Option<i32>) {
