@@ -31,5 +31,9 @@ fn await_by_value_of_the_only_handle_does_not_clone() {
     future.wait_timeout(util::LONG);
     let before = CLONES.load(Ordering::SeqCst);
     assert_eq!(util::block_on(future), Ok(Counted(7)));
-    assert_eq!(CLONES.load(Ordering::SeqCst) - before, 0, "the only handle's value was cloned");
+    assert_eq!(
+        CLONES.load(Ordering::SeqCst) - before,
+        0,
+        "the only handle's value was cloned"
+    );
 }
