@@ -17,7 +17,7 @@ use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use cf_worker::{PanicInfo, decode, table};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::job::{Job, NoSink, Tombstone};
+use super::job::{Job, NoFuture};
 use super::spawner::Spawner;
 use super::worker::{Poison, Worker};
 use super::{Inbox, Shared};
@@ -212,7 +212,7 @@ impl Dispatcher {
                     // Sent ahead but not started. Its frame is in the pipe, so the worker will
                     // run it and reply: keep its place in the FIFO and drop that reply.
                     let job = &mut worker.inflight[at];
-                    std::mem::replace(&mut job.sink, Box::new(Tombstone)).cancel_running();
+                    std::mem::replace(&mut job.sink, Box::new(NoFuture)).cancel_running();
                     self.shared.stats.running_cancelled();
                 }
                 None => continue,
@@ -244,7 +244,7 @@ impl Dispatcher {
                 }
                 while let Some(job) = self.queue.pop_front() {
                     if !job.sink.set_running() {
-                        // Cancelled while queued (a tombstone was counted when it was made).
+                        // Cancelled while queued (a job cancelled after it was sent was counted then).
                         if job.has_future() {
                             self.shared.stats.dequeued_cancelled();
                         }
@@ -436,7 +436,7 @@ impl Dispatcher {
                             task: init.task,
                             name: init.name,
                             args: init.args.clone(),
-                            sink: Box::new(NoSink),
+                            sink: Box::new(NoFuture),
                             timeout: None,
                         };
                         send(worker, job, now);

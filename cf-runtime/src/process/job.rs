@@ -29,35 +29,20 @@ impl Job {
         self.id == 0
     }
 
-    /// Whether a future waits on this job: not an initializer, not a [`Tombstone`].
+    /// Whether a future waits on this job: not an initializer, not a cancelled one ([`NoFuture`]).
     pub(crate) fn has_future(&self) -> bool {
         self.sink.has_future()
     }
 }
 
-/// What is left of a job that was cancelled after its frame went to a worker: its reply is
-/// dropped when it comes, and it is never sent again.
-pub(crate) struct Tombstone;
+/// The sink of a job that no future waits on: a worker's initializer, or what is left of a job
+/// cancelled after its frame went to a worker (its reply is dropped when it comes). Such a job is
+/// never dispatched again.
+pub(crate) struct NoFuture;
 
-impl Sink for Tombstone {
+impl Sink for NoFuture {
     fn set_running(&self) -> bool {
         false
-    }
-    fn has_future(&self) -> bool {
-        false
-    }
-    fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
-    fn fail(self: Box<Self>, _: TaskError<Never>) {}
-    fn cancel(self: Box<Self>) {}
-    fn cancel_running(self: Box<Self>) {}
-}
-
-/// The sink of an initializer: nobody waits on it.
-pub(crate) struct NoSink;
-
-impl Sink for NoSink {
-    fn set_running(&self) -> bool {
-        true
     }
     fn has_future(&self) -> bool {
         false
