@@ -3,6 +3,10 @@
 //! The parent re-executes its own binary with [`ENV_MARKER`] set and the request and result pipes
 //! on fds [`REQUEST_FD`] and [`RESULT_FD`]. A constructor in `.init_array` sees the marker and
 //! serves until the request pipe closes, then exits: control never reaches the user's `main`.
+//!
+//! The marker's value is `PARENT_PID:MEMORY_LIMIT` (bytes, 0 for none): before serving, the
+//! worker arranges to be killed when its parent dies and limits its own address space, so that
+//! the parent can start it with a plain `posix_spawn`.
 
 use crate::{serve, sys};
 
@@ -30,9 +34,25 @@ pub fn is_worker() -> bool {
     std::env::var_os(ENV_MARKER).is_some()
 }
 
+/// The marker's value for a worker of `parent` with an optional memory limit.
+pub fn marker(parent: u32, memory_limit: Option<u64>) -> String {
+    format!("{parent}:{}", memory_limit.unwrap_or(0))
+}
+
 fn run() -> ! {
+    let marker = std::env::var(ENV_MARKER).unwrap_or_default();
     // Children that a task starts must not take themselves for workers.
     sys::remove_marker();
+    let mut fields = marker.split(':').map(str::parse::<u64>);
+    let (Some(Ok(parent)), Some(Ok(memory))) = (fields.next(), fields.next()) else {
+        std::process::exit(EXIT_STARTUP);
+    };
+    if !sys::die_with_parent(parent) {
+        std::process::exit(EXIT_STARTUP);
+    }
+    if memory > 0 && !sys::limit_memory(memory) {
+        std::process::exit(EXIT_STARTUP);
+    }
     let Some((input, output)) = sys::protocol_fds() else {
         std::process::exit(EXIT_STARTUP);
     };

@@ -190,7 +190,7 @@ impl Dispatcher {
             self.terminated = true;
             for worker in &mut self.workers {
                 worker.poison.get_or_insert(Poison::Terminated);
-                crate::sys::signal(worker.pid, signal);
+                worker.signal(signal);
             }
         }
         if let Some(why) = &self.broken {
@@ -752,7 +752,7 @@ impl Drop for Dispatcher {
                 });
             }
             if std::thread::panicking() {
-                let _ = worker.child.kill();
+                worker.signal(9);
             }
             let _ = worker.reap();
             worker.drain_stderr();

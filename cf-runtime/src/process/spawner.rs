@@ -97,7 +97,7 @@ impl Drop for Spawner {
         for (_, started) in self.results.try_iter() {
             if let Ok(mut worker) = started {
                 worker.req = None;
-                let _ = worker.child.kill();
+                worker.signal(9);
                 let _ = worker.reap();
             }
         }

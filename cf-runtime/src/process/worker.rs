@@ -3,9 +3,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::error::Exit;
@@ -38,8 +36,9 @@ pub(crate) enum Poison {
 }
 
 pub(crate) struct Worker {
-    pub(crate) child: Child,
     pub(crate) pid: u32,
+    /// How it ended, once reaped.
+    pub(crate) exit: Option<Exit>,
     /// Request pipe, write end (non-blocking); `None` once closed.
     pub(crate) req: Option<OwnedFd>,
     /// Result pipe, read end (non-blocking).
@@ -82,7 +81,7 @@ impl Worker {
         }
         sys::grow_pipe(&req_tx, PIPE_SIZE);
         sys::grow_pipe(&res_rx, PIPE_SIZE);
-        let mut child = sys::spawn_worker(sys::Spawn {
+        let pid = sys::spawn_worker(sys::Spawn {
             exe,
             request: &req_rx,
             result: &res_tx,
@@ -90,18 +89,17 @@ impl Worker {
             memory_limit,
         })?;
         drop((req_rx, res_tx));
-        let pid = child.id();
         let pidfd = match sys::pidfd(pid) {
             Ok(fd) => fd,
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                sys::signal(pid, 9);
+                let _ = sys::reap(pid);
                 return Err(e);
             }
         };
         Ok(Worker {
-            child,
             pid,
+            exit: None,
             req: Some(req_tx),
             res: res_rx,
             res_open: true,
@@ -186,18 +184,22 @@ impl Worker {
     /// Kills the process (it is reaped when its pidfd fires); the first reason sticks.
     pub(crate) fn kill(&mut self, why: Poison) {
         self.poison.get_or_insert(why);
-        let _ = self.child.kill();
+        self.signal(9);
     }
 
-    /// Waits for the exited process and says how it ended.
-    pub(crate) fn reap(&mut self) -> Exit {
-        match self.child.wait() {
-            Ok(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => Exit::Code(code),
-                (None, Some(signal)) => Exit::Signal(signal),
-                (None, None) => Exit::Unknown,
-            },
-            Err(_) => Exit::Unknown,
+    /// Sends signal `n`, unless the process is already reaped (its pid may be another's now).
+    pub(crate) fn signal(&self, n: i32) {
+        if self.exit.is_none() {
+            sys::signal(self.pid, n);
         }
+    }
+
+    /// Waits for the process to exit, once, and says how it ended.
+    pub(crate) fn reap(&mut self) -> Exit {
+        *self.exit.get_or_insert_with(|| match sys::reap(self.pid) {
+            Ok((Some(code), _)) => Exit::Code(code),
+            Ok((None, Some(signal))) => Exit::Signal(signal),
+            _ => Exit::Unknown,
+        })
     }
 }

@@ -1,6 +1,5 @@
 use std::io;
 use std::os::fd::OwnedFd;
-use std::process::Child;
 
 fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "cf worker processes need Linux")
@@ -24,7 +23,11 @@ pub(crate) fn set_nonblocking(_: &OwnedFd) -> io::Result<()> {
 
 pub(crate) fn grow_pipe(_: &OwnedFd, _: usize) {}
 
-pub(crate) fn spawn_worker(_: Spawn<'_>) -> io::Result<Child> {
+pub(crate) fn spawn_worker(_: Spawn<'_>) -> io::Result<u32> {
+    Err(unsupported())
+}
+
+pub(crate) fn reap(_: u32) -> io::Result<(Option<i32>, Option<i32>)> {
     Err(unsupported())
 }
 

@@ -1,11 +1,15 @@
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use cf_worker::start::{ENV_MARKER, REQUEST_FD, RESULT_FD};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 /// Maps "-1 plus errno" to `io::Result`.
 macro_rules! syscall {
@@ -61,45 +65,73 @@ pub(crate) struct Spawn<'a> {
     pub(crate) memory_limit: Option<u64>,
 }
 
-/// Starts a worker: stdin from /dev/null, the protocol pipes on their fixed fds, stderr into
-/// our pipe, an optional address-space limit, and SIGKILL when the spawning thread goes away.
-pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<Child> {
+fn nix_io(e: nix::errno::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Starts a worker with `posix_spawn` (a `vfork`, so the cost does not grow with this process's
+/// memory): stdin from /dev/null, the protocol pipes on their fixed fds, stderr into our pipe,
+/// stdout shared with us. The worker itself asks to die with its parent and applies its memory
+/// limit, from the marker's value.
+pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
     let request = dup_high(spawn.request)?;
     let result = dup_high(spawn.result)?;
-    let (request_raw, result_raw) = (request.as_raw_fd(), result.as_raw_fd());
-    let limit = spawn.memory_limit.map(|bytes| libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
-    });
-    let parent = std::process::id();
-    let mut command = Command::new(spawn.exe);
-    command
-        .env(ENV_MARKER, "1")
-        .stdin(Stdio::null())
-        .stderr(Stdio::from(spawn.stderr));
-    // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (dup2(2), setrlimit(2), prctl(2), getppid(2); signal-safety(7))
-    // on fds that the parent keeps open until `spawn` returns (`request` and `result` live to the
-    // end of this function) and on `limit`, a plain value moved into the closure. It allocates
-    // nothing and takes no lock.
-    unsafe {
-        command.pre_exec(move || {
-            syscall!(libc::dup2(request_raw, REQUEST_FD))?;
-            syscall!(libc::dup2(result_raw, RESULT_FD))?;
-            if let Some(limit) = &limit {
-                syscall!(libc::setrlimit(libc::RLIMIT_AS, limit))?;
-            }
-            syscall!(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
-            // The parent may have died before prctl: then nobody would kill us later.
-            if libc::getppid() != parent as libc::pid_t {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
+    let stderr = dup_high(&spawn.stderr)?;
+    let null = dup_high(&OwnedFd::from(std::fs::File::open("/dev/null")?))?;
+    let mut actions = PosixSpawnFileActions::init().map_err(nix_io)?;
+    actions.add_dup2(null.as_raw_fd(), 0).map_err(nix_io)?;
+    actions
+        .add_dup2(request.as_raw_fd(), REQUEST_FD)
+        .map_err(nix_io)?;
+    actions
+        .add_dup2(result.as_raw_fd(), RESULT_FD)
+        .map_err(nix_io)?;
+    actions.add_dup2(stderr.as_raw_fd(), 2).map_err(nix_io)?;
+    let mut attr = PosixSpawnAttr::init().map_err(nix_io)?;
+    // A clean signal state, as `std::process::Command` gives: Rust ignores SIGPIPE in its own
+    // processes, and an ignored signal would stay ignored across exec.
+    let mut defaults = SigSet::empty();
+    defaults.add(Signal::SIGPIPE);
+    attr.set_sigdefault(&defaults).map_err(nix_io)?;
+    attr.set_sigmask(&SigSet::empty()).map_err(nix_io)?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
+    )
+    .map_err(nix_io)?;
+    let exe = c_string(spawn.exe.as_os_str().as_bytes())?;
+    let marker = cf_worker::start::marker(std::process::id(), spawn.memory_limit);
+    let mut env = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        if key != ENV_MARKER {
+            let mut entry = key.into_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            env.push(c_string(&entry)?);
+        }
     }
-    let child = command.spawn();
-    drop((request, result));
-    child
+    env.push(c_string(format!("{ENV_MARKER}={marker}").as_bytes())?);
+    let pid =
+        posix_spawn(exe.as_c_str(), &actions, &attr, &[exe.as_c_str()], &env).map_err(nix_io)?;
+    drop((request, result, stderr, null));
+    u32::try_from(pid.as_raw()).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))
+}
+
+/// How a child exited, once it has: (exit code, signal).
+pub(crate) fn reap(pid: u32) -> io::Result<(Option<i32>, Option<i32>)> {
+    let pid =
+        Pid::from_raw(i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?);
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok((Some(code), None)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok((None, Some(signal as i32))),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// An fd that becomes readable when the child `pid` exits (pidfd_open(2)).

@@ -7,3 +7,13 @@ pub(crate) fn remove_marker() {}
 pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     None
 }
+
+/// Workers are not supported here.
+pub(crate) fn die_with_parent(_: u64) -> bool {
+    false
+}
+
+/// Workers are not supported here.
+pub(crate) fn limit_memory(_: u64) -> bool {
+    false
+}

@@ -31,3 +31,18 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     }
     Some((input, output))
 }
+
+/// Asks for SIGKILL when the parent dies, and checks that `parent` is still the parent (it may
+/// have died before the request). False if it is not.
+pub(crate) fn die_with_parent(parent: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
+        return false;
+    }
+    u64::try_from(nix::unistd::getppid().as_raw()).is_ok_and(|ppid| ppid == parent)
+}
+
+/// Limits this process's address space to `bytes` (`RLIMIT_AS`).
+pub(crate) fn limit_memory(bytes: u64) -> bool {
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes).is_ok()
+}
