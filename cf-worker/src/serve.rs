@@ -12,6 +12,9 @@ use crate::{codec, panic, table};
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
 
+/// The most buffer memory a worker keeps between frames.
+const IDLE_BUFFER: usize = 1 << 20;
+
 /// The job a worker is running, for the report of a panic under `panic = "abort"`.
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 
@@ -91,6 +94,13 @@ pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), 
             return Err(ServeError::Protocol(format!(
                 "request frame of {len} bytes"
             )));
+        }
+        // Memory taken by a large frame goes back once it is served.
+        if body.capacity() > IDLE_BUFFER {
+            body = Vec::new();
+        }
+        if out.capacity() > IDLE_BUFFER {
+            out = Vec::new();
         }
         body.clear();
         let read = (&mut input).take(u64::from(len)).read_to_end(&mut body)?;
