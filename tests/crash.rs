@@ -342,13 +342,16 @@ fn stack_overflow() {
     let _serial = serial();
     let pool = pool2();
     let row = row(&pool, |p, x| p.submit(overflows, x).unwrap());
-    let (_, exit, stderr) = died(&row, overflows);
-    // Workers serve from a constructor, before std's `main` set-up installs its stack-overflow
-    // handler, so the kernel's SIGSEGV ends them; with that handler it would be SIGABRT.
-    eprintln!("stack overflow ended the worker with {exit}; stderr: {stderr:?}");
-    assert!(
-        matches!(exit.signal_name(), Some("SIGSEGV" | "SIGABRT")),
-        "{exit}"
+    // Workers serve from a constructor, before std's `main` set-up would install its handler;
+    // cf's own handler says what happened, and the fault ends the worker with SIGSEGV.
+    let TaskError::StackOverflow { task, pid } = &row.error else {
+        panic!("expected StackOverflow, got {:?}", row.error)
+    };
+    assert_eq!(task, <overflows as Task>::NAME);
+    replaced(&row, *pid);
+    assert_eq!(
+        row.error.to_string(),
+        format!("task `crash::overflows` overflowed its stack (worker pid {pid} died)")
     );
 }
 

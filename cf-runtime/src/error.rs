@@ -229,6 +229,13 @@ pub enum TaskError<E = cf_worker::Never> {
         /// The limit it ran past.
         limit: Duration,
     },
+    /// The task overflowed its stack; its worker died (with SIGSEGV).
+    StackOverflow {
+        /// The task.
+        task: String,
+        /// The worker's pid.
+        pid: u32,
+    },
     /// The task allocated past the worker's memory limit; its worker died.
     MemoryLimit {
         /// The task.
@@ -337,6 +344,7 @@ impl<E> TaskError<E> {
             TaskError::MemoryLimit { task, pid, limit } => {
                 TaskError::MemoryLimit { task, pid, limit }
             }
+            TaskError::StackOverflow { task, pid } => TaskError::StackOverflow { task, pid },
             TaskError::Cancelled => TaskError::Cancelled,
             TaskError::Timeout => TaskError::Timeout,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
@@ -373,6 +381,12 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 "task `{task}` exceeded its time limit of {} (worker pid {pid} was killed)",
                 HumanDuration(*limit)
             ),
+            TaskError::StackOverflow { task, pid } => {
+                write!(
+                    f,
+                    "task `{task}` overflowed its stack (worker pid {pid} died)"
+                )
+            }
             TaskError::MemoryLimit { task, pid, limit } => write!(
                 f,
                 "task `{task}` exceeded the memory limit of {} (worker pid {pid})",

@@ -19,6 +19,9 @@ pub const REQUEST_FD: i32 = 3;
 /// The fd a worker writes replies to.
 pub const RESULT_FD: i32 = 4;
 
+/// The line a worker writes to stderr when its task overflows the stack.
+pub const STACK_OVERFLOW: &str = sys::STACK_OVERFLOW;
+
 /// Exit code of a worker whose start-up failed (bad fds, duplicate task names).
 pub const EXIT_STARTUP: i32 = 71;
 
@@ -53,6 +56,7 @@ fn run() -> ! {
     if memory > 0 && !sys::limit_memory(memory) {
         std::process::exit(EXIT_STARTUP);
     }
+    sys::watch_stack_overflow();
     let Some((input, output)) = sys::protocol_fds() else {
         std::process::exit(EXIT_STARTUP);
     };

@@ -14,6 +14,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
+use cf_worker::start::STACK_OVERFLOW;
 use cf_worker::{PanicInfo, decode, table};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -601,6 +602,9 @@ impl Dispatcher {
                 match self.config.memory_limit {
                     Some(limit) if ran_out_of_memory(exit, &stderr) => {
                         TaskError::MemoryLimit { task, pid, limit }
+                    }
+                    _ if exit == Exit::Signal(11) && stderr.contains(STACK_OVERFLOW) => {
+                        TaskError::StackOverflow { task, pid }
                     }
                     _ => TaskError::WorkerDied {
                         task,

@@ -1,4 +1,5 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
@@ -45,4 +46,83 @@ pub(crate) fn die_with_parent(parent: u64) -> bool {
 /// Limits this process's address space to `bytes` (`RLIMIT_AS`).
 pub(crate) fn limit_memory(bytes: u64) -> bool {
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes).is_ok()
+}
+
+/// What a worker writes to stderr when its task overflows the stack; the parent looks for it.
+pub(crate) const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
+
+/// The addresses where a fault means the main thread's stack overflowed.
+static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+/// Tasks run on the main thread, started before std's own stack-overflow handler would be
+/// installed. This handler says that the stack overflowed (on an alternate stack, with one
+/// `write`), then lets the fault kill the process with SIGSEGV as before.
+pub(crate) fn watch_stack_overflow() {
+    let Some(top) = std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            let line = maps.lines().find(|l| l.ends_with("[stack]"))?;
+            let range = line.split_whitespace().next()?;
+            usize::from_str_radix(range.split('-').nth(1)?, 16).ok()
+        })
+    else {
+        return;
+    };
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .map_or(8 << 20, |(soft, _)| {
+            usize::try_from(soft).unwrap_or(usize::MAX)
+        });
+    // The stack may grow to `limit` below its top; a fault from there down to a guard gap (and
+    // a large frame's reach) below it is an overflow.
+    STACK_LOW.store(
+        top.saturating_sub(limit).saturating_sub(64 << 20),
+        Ordering::Relaxed,
+    );
+    STACK_HIGH.store(top, Ordering::Relaxed);
+    let alternate: &'static mut [u8] = Box::leak(vec![0u8; 64 << 10].into_boxed_slice());
+    let stack = nix::libc::stack_t {
+        ss_sp: alternate.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: alternate.len(),
+    };
+    // SAFETY: `stack` describes a leaked, never-freed 64 KiB buffer that nothing else uses, as
+    // sigaltstack(2) requires for as long as the handler may run.
+    if unsafe { nix::libc::sigaltstack(&stack, std::ptr::null_mut()) } != 0 {
+        return;
+    }
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::SigAction(on_fault),
+        nix::sys::signal::SaFlags::SA_SIGINFO
+            | nix::sys::signal::SaFlags::SA_ONSTACK
+            | nix::sys::signal::SaFlags::SA_RESETHAND,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: `on_fault` only reads two atomics and calls write(2), both async-signal-safe
+    // (signal-safety(7)); it runs on the alternate stack set up above.
+    let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGSEGV, &action) };
+}
+
+extern "C" fn on_fault(
+    _: nix::libc::c_int,
+    info: *mut nix::libc::siginfo_t,
+    _: *mut std::ffi::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler; for SIGSEGV its
+    // address field is the faulting address.
+    let address = unsafe { (*info).si_addr() } as usize;
+    let (low, high) = (
+        STACK_LOW.load(Ordering::Relaxed),
+        STACK_HIGH.load(Ordering::Relaxed),
+    );
+    if (low..high).contains(&address) {
+        let message = b"cf worker: the task overflowed its stack\n";
+        // SAFETY: write(2) on fd 2 with a static buffer; async-signal-safe.
+        let _ = unsafe { nix::libc::write(2, message.as_ptr().cast(), message.len()) };
+    }
+    // SA_RESETHAND restored the default action. A SIGSEGV sent by raise(3) or kill(2) would not
+    // come back when the handler returns (a real fault would): send it again. It is blocked until
+    // the handler returns, then ends the process.
+    // SAFETY: raise(3) is async-signal-safe (signal-safety(7)).
+    let _ = unsafe { nix::libc::raise(nix::libc::SIGSEGV) };
 }
