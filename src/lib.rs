@@ -55,8 +55,8 @@
 //! [`TaskError`] is about one task, and keeps the causes apart: the task's own error
 //! ([`TaskError::Failed`], for a task that returns `Result<T, E>`), a panic with its message and
 //! location ([`TaskError::Panicked`]), a worker that died with its pid and exit code or signal
-//! ([`TaskError::WorkerDied`]), cancellation, and values that failed to cross the process
-//! boundary.
+//! ([`TaskError::WorkerDied`], with the last lines it wrote to stderr), a stack overflow, a time
+//! or memory limit, cancellation, and values or frames that failed to cross the process boundary.
 //!
 //! # Crash isolation
 //!
