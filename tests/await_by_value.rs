@@ -1,5 +1,5 @@
-//! Regression: `fut.await` on the only handle of a future moves the value out, as documented;
-//! it used to clone it always (the poll cloned the handle before `into_result`).
+//! `fut.await` leaves the future usable (a `select!` on `&mut fut` may be followed by
+//! `fut.result()`), so it clones the value; `into_result` on the last handle moves it.
 
 mod util;
 
@@ -25,12 +25,21 @@ fn counted(x: u64) -> Counted {
 }
 
 #[test]
-fn await_by_value_of_the_only_handle_does_not_clone() {
+fn awaiting_through_a_mutable_reference_leaves_the_future_usable() {
+    let pool = cf::ThreadPoolExecutor::with_max_workers(1);
+    let mut future = pool.submit(counted, 7).unwrap();
+    assert_eq!(util::block_on(&mut future), Ok(Counted(7)));
+    assert_eq!(future.result(), Ok(&Counted(7)));
+    assert_eq!(util::block_on(future), Ok(Counted(7)));
+}
+
+#[test]
+fn into_result_of_the_only_handle_does_not_clone() {
     let pool = cf::ThreadPoolExecutor::with_max_workers(1);
     let future = pool.submit(counted, 7).unwrap();
     future.wait_timeout(util::LONG);
     let before = CLONES.load(Ordering::SeqCst);
-    assert_eq!(util::block_on(future), Ok(Counted(7)));
+    assert_eq!(future.into_result(), Ok(Counted(7)));
     assert_eq!(
         CLONES.load(Ordering::SeqCst) - before,
         0,

@@ -43,9 +43,10 @@ type Callback = Box<dyn FnOnce() + Send>;
 /// Whoever can stop a running task (the process pool, by killing its worker), and the task's id.
 pub(crate) type Killer = (std::sync::Weak<dyn Kill>, u64);
 
-/// Stops the running task with this id.
+/// Stops the running task with this id; false when the caller must not wait for that (it is
+/// the thread that would do it).
 pub(crate) trait Kill: Send + std::marker::Sync {
-    fn kill(&self, id: u64);
+    fn kill(&self, id: u64) -> bool;
 }
 
 struct State {
@@ -298,7 +299,8 @@ impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> CoreApi<T, E> for
 /// value, `E` the task's own error type ([`Never`] for a task that cannot fail).
 ///
 /// A future is also a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await`
-/// moves it out (cloning only when other handles still exist).
+/// (which needs `T: Clone`) clones it, and [`Future::into_result`] moves it out of the last
+/// handle.
 pub struct Future<T, E = Never> {
     core: Arc<dyn CoreApi<T, E>>,
 }
@@ -355,7 +357,10 @@ impl<T: Send + std::marker::Sync + 'static, E: Send + std::marker::Sync + 'stati
             outcome: OnceLock::new(),
             sync: Arc::new(signal),
         });
-        (Future { core: core.clone() }, Completer { core })
+        (
+            Future { core: core.clone() },
+            Completer { core: Some(core) },
+        )
     }
 }
 
@@ -382,7 +387,8 @@ impl<T, E> Future<T, E> {
     /// On a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) a running task is stopped by
     /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost.
     /// Elsewhere (a [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) cannot stop a thread) this is
-    /// [`cancel`](Self::cancel) and returns `false` for a running task.
+    /// [`cancel`](Self::cancel) and returns `false` for a running task. In a done-callback of a
+    /// process pool (which runs on the pool's own thread) the kill is requested, not awaited.
     pub fn kill(&self) -> bool {
         if self.cancel() {
             return true;
@@ -397,8 +403,9 @@ impl<T, E> Future<T, E> {
         let Some(pool) = killer.as_ref().and_then(|(pool, _)| pool.upgrade()) else {
             return false;
         };
-        pool.kill(killer.map_or(0, |(_, id)| id));
-        self.core.signal().wait_until(None);
+        if pool.kill(killer.map_or(0, |(_, id)| id)) {
+            self.core.signal().wait_until(None);
+        }
         self.cancelled()
     }
 
@@ -569,16 +576,9 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
         if !me.core.signal().poll_done(cx) {
             return Poll::Pending;
         }
-        if me.cancelled() {
-            return Poll::Ready(Err(TaskError::Cancelled));
-        }
-        // The last handle gives its outcome up; otherwise the others keep theirs.
-        Poll::Ready(
-            match Arc::get_mut(&mut me.core).and_then(|core| core.take()) {
-                Some(outcome) => outcome,
-                None => me.outcome().clone(),
-            },
-        )
+        // The future stays usable after it is polled (`select!` on `&mut fut`, then
+        // `fut.result()`), so the outcome is cloned, never moved out: `into_result` moves.
+        Poll::Ready(me.outcome().clone())
     }
 }
 
@@ -587,13 +587,18 @@ impl<T, E> Unpin for Future<T, E> {}
 
 /// The one handle that finishes a future: held by whoever runs the task.
 pub(crate) struct Completer<T, E> {
-    core: Arc<Core<T, E>>,
+    /// `None` once used: each completer finishes its future at most once.
+    core: Option<Arc<Core<T, E>>>,
 }
 
 impl<T, E> Completer<T, E> {
+    fn core(&self) -> &Arc<Core<T, E>> {
+        self.core.as_ref().expect("a completer is used once")
+    }
+
     /// Python's `set_running_or_notify_cancel`: false if the future was cancelled.
     pub(crate) fn set_running(&self) -> bool {
-        let mut state = lock(&self.core.sync.state);
+        let mut state = lock(&self.core().sync.state);
         match state.status {
             Status::Pending => {
                 state.status = Status::Running;
@@ -604,31 +609,37 @@ impl<T, E> Completer<T, E> {
         }
     }
 
+    /// Whether the task has not started (so that cancelling it is Python's `cancel`).
+    pub(crate) fn pending(&self) -> bool {
+        self.core().sync.status() == Status::Pending
+    }
+
+    /// Moves to `to`, if `allowed`, with `outcome`; the core handle is dropped under the state
+    /// lock, before the new state can be seen (see the module docs).
+    fn finish(mut self, to: Status, allowed: fn(Status) -> bool, outcome: Outcome<T, E>) {
+        let core = self.core.take().expect("a completer is used once");
+        let sync = core.sync.clone();
+        sync.finish(to, allowed, move || {
+            let _ = core.outcome.set(outcome);
+            drop(core);
+        });
+    }
+
     /// Cancels the future if it is still pending (the task will not run).
     pub(crate) fn cancel(self) {
-        let sync = self.core.sync.clone();
-        let core = self.core;
-        sync.finish(
+        self.finish(
             Status::Cancelled,
             |s| s == Status::Pending,
-            move || {
-                let _ = core.outcome.set(Err(TaskError::Cancelled));
-                drop(core);
-            },
+            Err(TaskError::Cancelled),
         );
     }
 
     /// Cancels the future even though it is running (its worker was killed for it).
     pub(crate) fn cancel_running(self) {
-        let sync = self.core.sync.clone();
-        let core = self.core;
-        sync.finish(
+        self.finish(
             Status::Cancelled,
             |s| !s.is_done(),
-            move || {
-                let _ = core.outcome.set(Err(TaskError::Cancelled));
-                drop(core);
-            },
+            Err(TaskError::Cancelled),
         );
     }
 
@@ -639,17 +650,28 @@ impl<T, E> Completer<T, E> {
         } else {
             Status::Failed
         };
-        let sync = self.core.sync.clone();
-        let core = self.core;
-        // The core handle is dropped under the state lock, before the new state can be seen.
-        sync.finish(
-            status,
-            |s| !s.is_done(),
-            move || {
-                let _ = core.outcome.set(outcome);
-                drop(core);
-            },
-        );
+        self.finish(status, |s| !s.is_done(), outcome);
+    }
+}
+
+impl<T, E> Drop for Completer<T, E> {
+    fn drop(&mut self) {
+        // A completer dropped unused is a bug of the pool's; its future must not wait forever.
+        if let Some(core) = self.core.take() {
+            let sync = core.sync.clone();
+            sync.finish(
+                Status::Failed,
+                |s| !s.is_done(),
+                move || {
+                    let message = "the pool dropped this task without running it".to_owned();
+                    let _ = core.outcome.set(Err(TaskError::Pool {
+                        task: String::new(),
+                        message,
+                    }));
+                    drop(core);
+                },
+            );
+        }
     }
 }
 

@@ -12,6 +12,9 @@ use crate::{codec, panic, table};
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
 
+/// The largest reply a frame can carry, length field included.
+const MAX_REPLY: usize = u32::MAX as usize;
+
 /// The most buffer memory a worker keeps between frames.
 const IDLE_BUFFER: usize = 1 << 20;
 
@@ -77,7 +80,12 @@ pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), 
     loop {
         // The input may end between frames, and only there.
         let mut len = [0; 4];
-        let got = (&mut input).take(4).read(&mut len)?;
+        let got = loop {
+            match (&mut input).take(4).read(&mut len) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
         if got == 0 {
             return Ok(());
         }
@@ -131,6 +139,20 @@ pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), 
                 out.extend_from_slice(msg.as_bytes());
                 ReplyKind::UnknownTask
             }
+        };
+        let kind = if out.len() - start > MAX_REPLY {
+            // Over what a frame can carry: say so instead of sending it.
+            let size = out.len() - start;
+            out.truncate(start + 4 + frame::HEADER_LEN);
+            let name = table.get(index).map_or("?", |entry| entry.name);
+            let message = format!(
+                "failed to encode the result of task `{name}`: {size} bytes are over the frame \
+                 limit of {MAX_REPLY} bytes"
+            );
+            out.extend_from_slice(message.as_bytes());
+            ReplyKind::BadResult
+        } else {
+            kind
         };
         frame::finish(&mut out, start, kind as u8);
         output.write_all(&out)?;

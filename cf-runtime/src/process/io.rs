@@ -52,7 +52,6 @@ pub(crate) struct Config {
 
 struct Dispatcher {
     shared: Arc<Shared>,
-    wake: OwnedFd,
     config: Config,
     workers: Vec<Worker>,
     spawner: Spawner,
@@ -64,6 +63,9 @@ struct Dispatcher {
     broken: Option<String>,
     /// Moving average of how long tasks run, in seconds.
     average_run: f64,
+    /// The read end of the wake pipe; declared last, so that it closes after the spawner thread
+    /// (which writes to the pipe) has ended.
+    wake: OwnedFd,
 }
 
 /// How long the I/O thread looks for replies before it sleeps, while tasks are in flight.
@@ -81,6 +83,7 @@ pub(crate) fn run(
     config: Config,
     started: &Sender<io::Result<()>>,
 ) {
+    let _ = shared.io_thread.set(std::thread::current().id());
     let spawner = match Spawner::new(config.exe.clone(), config.memory_limit, shared.clone()) {
         Ok(spawner) => spawner,
         Err(e) => {
@@ -174,10 +177,21 @@ impl Dispatcher {
         self.collect_started();
         self.queue.extend(jobs);
         if cancel {
+            // Python cancels what has not started. A job put back in the queue after its worker
+            // died was running: it stays queued, to run again.
+            let mut kept = VecDeque::new();
             for job in self.queue.drain(..) {
-                self.shared.stats.dequeued_cancelled();
-                job.sink.cancel();
+                if !job.has_future() {
+                    continue;
+                }
+                if job.sink.pending() {
+                    self.shared.stats.dequeued_cancelled();
+                    job.sink.cancel();
+                } else {
+                    kept.push_back(job);
+                }
             }
+            self.queue = kept;
             let mut inbox = self.shared.lock();
             if !inbox.cancel_done {
                 inbox.cancel_done = true;
@@ -193,9 +207,23 @@ impl Dispatcher {
                 worker.poison.get_or_insert(Poison::Terminated);
                 worker.signal(signal);
             }
+            // No worker will run what is still queued (jobs put back after a death).
+            for job in self.queue.drain(..) {
+                if job.has_future() {
+                    self.shared.stats.dequeued_failed();
+                    let message = "the pool's workers were terminated".to_owned();
+                    job.sink.fail(TaskError::Pool {
+                        task: job.name.to_owned(),
+                        message,
+                    });
+                }
+            }
         }
         if let Some(why) = &self.broken {
             for job in self.queue.drain(..) {
+                if !job.has_future() {
+                    continue;
+                }
                 let task = job.name.to_owned();
                 let message = format!("the pool is broken: {why}");
                 self.shared.stats.dequeued_failed();
@@ -208,7 +236,7 @@ impl Dispatcher {
     fn kill_job(&mut self, id: u64) {
         for worker in &mut self.workers {
             match worker.inflight.iter().position(|job| job.id == id) {
-                Some(0) => worker.kill(Poison::Cancelled),
+                Some(0) => worker.kill(Poison::Cancelled { id }),
                 Some(at) => {
                     // Sent ahead but not started. Its frame is in the pipe, so the worker will
                     // run it and reply: keep its place in the FIFO and drop that reply.
@@ -219,6 +247,12 @@ impl Dispatcher {
                 None => continue,
             }
             return;
+        }
+        // Back in the queue after its worker died: it never runs again.
+        if let Some(at) = self.queue.iter().position(|job| job.id == id) {
+            let job = self.queue.remove(at).expect("found above");
+            self.shared.stats.dequeued_cancelled();
+            job.sink.cancel_running();
         }
     }
 
@@ -273,24 +307,24 @@ impl Dispatcher {
             .iter()
             .filter(|w| w.poison.is_none())
             .filter_map(|w| {
-                let job = w.inflight.front()?;
-                let limit = job.timeout.or(self.config.timeout)?;
-                w.front_since?.checked_add(limit)
+                let job = w.inflight.front().filter(|job| !job.is_init())?;
+                w.front_since?.checked_add(job.limit(self.config.timeout)?)
             })
             .min()
     }
 
-    /// Kills the workers whose running task is past its limit.
+    /// Kills the workers whose running task is past its limit (an initializer has none).
     fn enforce_deadlines(&mut self, now: Instant) {
         for worker in &mut self.workers {
             let (Some(job), Some(since)) = (worker.inflight.front(), worker.front_since) else {
                 continue;
             };
-            let Some(limit) = job.timeout.or(self.config.timeout) else {
+            let Some(limit) = job.limit(self.config.timeout).filter(|_| !job.is_init()) else {
                 continue;
             };
             if worker.poison.is_none() && since.checked_add(limit).is_some_and(|d| d <= now) {
-                worker.kill(Poison::TimedOut(limit));
+                let id = job.id;
+                worker.kill(Poison::TimedOut { id, limit });
             }
         }
     }
@@ -439,6 +473,7 @@ impl Dispatcher {
                             args: init.args.clone(),
                             sink: Box::new(NoFuture),
                             timeout: None,
+                            inputs: 1,
                         };
                         send(worker, job, now);
                         worker.flush();
@@ -578,14 +613,24 @@ impl Dispatcher {
         }
         let task = job.name.to_owned();
         let pid = worker.pid;
+        // A kill meant for a job whose reply came first hit the job behind it: that one was not
+        // at fault, and runs again elsewhere.
+        let meant_for = match worker.poison {
+            Some(Poison::Cancelled { id } | Poison::TimedOut { id, .. }) => Some(id),
+            _ => None,
+        };
+        if meant_for.is_some_and(|id| id != job.id) {
+            worker.inflight.push_front(job);
+            return;
+        }
         let error = match worker.poison.take() {
-            Some(Poison::Cancelled) => {
+            Some(Poison::Cancelled { .. }) => {
                 self.shared.stats.running_cancelled();
                 return job.sink.cancel_running();
             }
             Some(Poison::Protocol(message)) => TaskError::Protocol { task, pid, message },
             Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
-            Some(Poison::TimedOut(limit)) => TaskError::TimedOut { task, pid, limit },
+            Some(Poison::TimedOut { limit, .. }) => TaskError::TimedOut { task, pid, limit },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
                 let message = match frame::wanted(worker.inbuf.data()) {
@@ -662,14 +707,19 @@ impl Dispatcher {
                     self.workers.push(worker);
                 }
                 Err(e) => {
+                    tracing::warn!(error = %e, "cf: failed to start a worker");
                     self.startup_failures += 1;
                     self.last_startup_failure = format!("failed to start a worker process: {e}");
-                    if self.broken.is_none()
-                        && (self.startup_failures >= MAX_STARTUP_FAILURES
-                            || (self.workers.iter().all(|w| w.spare) && self.spawner.pending == 0))
-                    {
+                    if self.broken.is_some() {
+                        continue;
+                    }
+                    if self.startup_failures >= MAX_STARTUP_FAILURES {
                         self.broken = Some(self.last_startup_failure.clone());
                         self.shared.lock().broken.clone_from(&self.broken);
+                    } else if !(self.terminated || self.shutdown && self.queue.is_empty()) {
+                        // Perhaps a passing shortage (EAGAIN, EMFILE): try again, a bounded
+                        // number of times.
+                        self.start(spare);
                     }
                 }
             }

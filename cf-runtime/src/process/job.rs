@@ -21,12 +21,22 @@ pub(crate) struct Job {
     pub(crate) sink: Box<dyn Sink>,
     /// The time limit given at submit or by the task; the pool's default applies otherwise.
     pub(crate) timeout: Option<Duration>,
+    /// How many inputs the job runs (a chunk of `map`): its time limit is this many times one
+    /// input's.
+    pub(crate) inputs: u32,
 }
 
 impl Job {
     /// Whether this is a worker's initializer rather than a submitted task.
     pub(crate) fn is_init(&self) -> bool {
         self.id == 0
+    }
+
+    /// The job's time limit: its own or the pool's, times its inputs.
+    pub(crate) fn limit(&self, pool: Option<Duration>) -> Option<Duration> {
+        self.timeout
+            .or(pool)
+            .map(|limit| limit.saturating_mul(self.inputs))
     }
 
     /// Whether a future waits on this job: not an initializer, not a cancelled one ([`NoFuture`]).
@@ -47,6 +57,9 @@ impl Sink for NoFuture {
     fn has_future(&self) -> bool {
         false
     }
+    fn pending(&self) -> bool {
+        false
+    }
     fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
     fn fail(self: Box<Self>, _: TaskError<Never>) {}
     fn cancel(self: Box<Self>) {}
@@ -57,6 +70,9 @@ impl Sink for NoFuture {
 pub(crate) trait Sink: Send {
     /// Python's `set_running_or_notify_cancel`.
     fn set_running(&self) -> bool;
+    /// Whether the task has not started. A job put back in the queue after its worker died was
+    /// running: it is not pending, and `cancel_futures` does not cancel it.
+    fn pending(&self) -> bool;
     /// False for the stand-ins that no future waits on.
     fn has_future(&self) -> bool {
         true
@@ -78,6 +94,10 @@ where
 {
     fn set_running(&self) -> bool {
         Completer::set_running(self)
+    }
+
+    fn pending(&self) -> bool {
+        Completer::pending(self)
     }
 
     fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str) {

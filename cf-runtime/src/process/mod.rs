@@ -129,6 +129,8 @@ pub struct PoolStats {
 
 pub(crate) struct Shared {
     pub(crate) stats: Counters,
+    /// The I/O thread, once started.
+    pub(crate) io_thread: std::sync::OnceLock<thread::ThreadId>,
     inbox: Mutex<Inbox>,
     /// Signalled when the I/O thread sets `cancel_done` or `io_gone`.
     acked: Condvar,
@@ -138,10 +140,12 @@ pub(crate) struct Shared {
 }
 
 impl Kill for Shared {
-    fn kill(&self, id: u64) {
+    fn kill(&self, id: u64) -> bool {
         let mut inbox = self.lock();
         inbox.kills.push(id);
         self.wake(&mut inbox);
+        // The I/O thread (a done-callback) must not wait for itself.
+        self.io_thread.get() != Some(&thread::current().id())
     }
 }
 
@@ -152,7 +156,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Wakes the I/O thread, whatever it is doing.
+    /// Wakes the I/O thread, whatever it is doing (the spawner, without the inbox lock).
     fn poke(&self) {
         // A full wake pipe already wakes the thread: EAGAIN is fine.
         let _ = nix::unistd::write(&self.wake, &[1]);
@@ -160,7 +164,7 @@ impl Shared {
 
     /// Wakes the I/O thread unless a wake-up is already pending. Call with the inbox locked.
     fn wake(&self, inbox: &mut Inbox) {
-        if !inbox.notified {
+        if !inbox.notified && !inbox.io_gone {
             inbox.notified = true;
             // A full wake pipe already wakes the thread: EAGAIN is fine.
             let _ = nix::unistd::write(&self.wake, &[1]);
@@ -272,15 +276,14 @@ impl ProcessPoolExecutor {
     ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
         let _ = task;
         let timeout = options.timeout.or(T::TIMEOUT);
-        self.enqueue::<T, _, _, _>(args, RequestKind::Call, timeout)
+        self.enqueue::<T, _, _, _>(args, RequestKind::Call, timeout, 1)
     }
 
     /// Submits one job that runs `T` on each of `args` in a worker (`map` with a `chunksize`).
-    /// A time limit applies to the whole chunk, as the task's limit times the chunk's length.
+    /// A time limit applies to the whole chunk: one input's limit times the chunk's length.
     pub(crate) fn submit_chunk<T: Task>(&self, args: Vec<T::Args>) -> ChunkSubmit<T> {
         let n = u32::try_from(args.len()).unwrap_or(u32::MAX);
-        let timeout = T::TIMEOUT.map(|limit| limit.saturating_mul(n));
-        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, timeout)
+        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, T::TIMEOUT, n)
     }
 
     /// Encodes `args` and hands the job to the I/O thread.
@@ -289,6 +292,7 @@ impl ProcessPoolExecutor {
         args: A,
         kind: RequestKind,
         timeout: Option<Duration>,
+        inputs: u32,
     ) -> Result<Future<O, E>, SubmitError<A>>
     where
         O: serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -311,6 +315,19 @@ impl ProcessPoolExecutor {
                 },
             ));
         }
+        if bytes.len() > MAX_ARGS {
+            let message = format!(
+                "{} bytes of arguments are over the frame limit of {MAX_ARGS} bytes",
+                bytes.len()
+            );
+            return Err(SubmitError::new(
+                args,
+                ErrorKind::Encode {
+                    task: T::NAME,
+                    message,
+                },
+            ));
+        }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let killer = Arc::downgrade(&self.shared) as std::sync::Weak<dyn Kill>;
         let (future, completer) = Future::with_killer(Some((killer, id)));
@@ -322,6 +339,7 @@ impl ProcessPoolExecutor {
             args: bytes,
             sink: Box::new(completer),
             timeout,
+            inputs,
         };
         let mut inbox = self.shared.lock();
         if inbox.shutdown || inbox.broken.is_some() {
@@ -474,6 +492,9 @@ impl Drop for ProcessPoolExecutor {
         self.shutdown(true, false);
     }
 }
+
+/// The largest encoded arguments a frame can carry.
+const MAX_ARGS: usize = u32::MAX as usize - cf_worker::frame::HEADER_LEN;
 
 /// What [`ProcessPoolExecutor::submit_chunk`] returns.
 pub(crate) type ChunkSubmit<T> = Result<
@@ -670,6 +691,7 @@ impl ProcessPoolBuilder {
         }
         let shared = Arc::new(Shared {
             stats: Counters::default(),
+            io_thread: std::sync::OnceLock::new(),
             acked: Condvar::new(),
             inbox: Mutex::new(Inbox {
                 jobs: Vec::new(),

@@ -23,10 +23,10 @@ const TAIL: usize = 4096;
 pub(crate) enum Poison {
     /// It sent something the protocol does not allow.
     Protocol(String),
-    /// Its running task passed its time limit.
-    TimedOut(Duration),
-    /// Its running task was cancelled with `kill`.
-    Cancelled,
+    /// Its running task, job `id`, passed its time limit.
+    TimedOut { id: u64, limit: Duration },
+    /// Its running task, job `id`, was cancelled with `kill`.
+    Cancelled { id: u64 },
     /// `terminate_workers` or `kill_workers`.
     Terminated,
     /// Its initializer failed.
