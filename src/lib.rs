@@ -80,8 +80,8 @@
 //!
 //! # Async
 //!
-//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await` moves
-//! it out, and both work from any executor (tokio, async-std, `futures::executor`), with
+//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await` clones
+//! it ([`Future::into_result`] moves it out of the last handle), and both work from any executor (tokio, async-std, `futures::executor`), with
 //! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
 //! `Stream` (feature `stream`, on by default).
 //!
