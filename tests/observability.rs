@@ -2,19 +2,13 @@
 //! bounded, lazy submission.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
+mod util;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cf::{ProcessPoolExecutor, TaskError, task};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 #[task]
 fn square(x: u64) -> u64 {
@@ -39,7 +33,7 @@ fn fail(x: u64) -> Result<u64, String> {
 
 #[test]
 fn stats_count_what_happened() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
     assert_eq!(pool.stats().submitted, 0);
     let ok: Vec<_> = (0..10).map(|x| pool.submit(square, x).unwrap()).collect();
@@ -66,7 +60,7 @@ fn stats_count_what_happened() {
 
 #[test]
 fn stats_count_cancellations() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .prefetch(1)
@@ -102,7 +96,7 @@ impl Write for Captured {
 
 #[test]
 fn the_pool_traces_worker_lives_and_task_failures() {
-    let _serial = serial();
+    let _serial = util::serial();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -132,7 +126,7 @@ fn the_pool_traces_worker_lives_and_task_failures() {
 
 #[test]
 fn map_gives_up_at_its_timeout() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
     let results: Vec<_> = pool
         .map(nap, [0, 0, 10_000, 0])
@@ -149,7 +143,7 @@ fn map_gives_up_at_its_timeout() {
 
 #[test]
 fn map_over_an_endless_input_keeps_a_bounded_number_in_flight() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::with_max_workers(2).unwrap();
     let mut results = pool.map(square, 0..).buffersize(8);
     for x in 0..1000 {

@@ -6,21 +6,13 @@
 //! `/proc/self/fd/4`.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
+mod util;
+
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::Mutex;
 
 use cf::{ProcessPoolExecutor, TaskError, task};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// Process-pool tests here run one at a time on the two-core machines.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Writes `bytes` to this worker's result pipe, as a broken worker would.
 fn write_result_pipe(bytes: &[u8]) {
@@ -144,7 +136,7 @@ fn protocol_error(pool: &ProcessPoolExecutor, task: impl FnOnce() -> cf::Future<
 
 #[test]
 fn bad_frames_fail_only_the_task_that_was_running() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .max_frame(1024)
@@ -181,7 +173,7 @@ fn bad_frames_fail_only_the_task_that_was_running() {
 
 #[test]
 fn protocol_errors_say_who_and_what() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
     let future = pool.submit(unknown_kind, ()).unwrap();
     let error = future.result().unwrap_err();
@@ -200,7 +192,7 @@ fn protocol_errors_say_who_and_what() {
 
 #[test]
 fn arguments_that_fail_to_decode_fail_one_future() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
     let worker = *pool.submit(worker_pid, ()).unwrap().result().unwrap();
     let error = among_good_ones(&pool, || {
@@ -221,7 +213,7 @@ fn arguments_that_fail_to_decode_fail_one_future() {
 
 #[test]
 fn results_that_fail_to_encode_fail_one_future() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
     let worker = *pool.submit(worker_pid, ()).unwrap().result().unwrap();
     let error = among_good_ones(&pool, || {
@@ -242,7 +234,7 @@ fn results_that_fail_to_encode_fail_one_future() {
 
 #[test]
 fn arguments_that_fail_to_encode_come_back() {
-    let _serial = serial();
+    let _serial = util::serial();
 
     #[task]
     fn take_unsendable(_: Unsendable) {}
@@ -260,7 +252,7 @@ fn arguments_that_fail_to_encode_come_back() {
 
 #[test]
 fn workers_open_no_socket() {
-    let _serial = serial();
+    let _serial = util::serial();
 
     #[task]
     fn fd_targets() -> Vec<String> {

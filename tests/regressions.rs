@@ -2,26 +2,21 @@
 //! forever, gave a task the wrong outcome, or hung the pool.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
-use std::sync::Mutex;
+mod util;
+
 use std::time::{Duration, Instant};
 
 use cf::{ProcessPoolExecutor, TaskError, TaskOptions, task};
 
-const LONG: Duration = Duration::from_secs(30);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Waits (bounded) for something another process or thread does.
 fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + LONG;
+    let deadline = Instant::now() + util::LONG;
     while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {LONG:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {:?}",
+            util::LONG
+        );
         std::thread::yield_now();
     }
 }
@@ -63,33 +58,33 @@ fn one_worker_holding_two() -> ProcessPoolExecutor {
 /// `cancel_futures` must let it run again, not drop it (its future stayed pending forever).
 #[test]
 fn cancel_futures_keeps_a_requeued_task() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = one_worker_holding_two();
     let a = pool.submit(sleep_then_abort, 300).unwrap();
     let b = pool.submit(sleep_ms, 1).unwrap();
     until("both sent to the worker", || a.running() && b.running());
     pool.shutdown(false, true);
     assert!(
-        a.result_timeout(LONG)
+        a.result_timeout(util::LONG)
             .unwrap()
             .unwrap_err()
             .is_worker_died()
     );
-    assert_eq!(b.result_timeout(LONG).expect("b completes"), Ok(&1));
+    assert_eq!(b.result_timeout(util::LONG).expect("b completes"), Ok(&1));
 }
 
 /// A time limit aimed at a task whose reply was already on its way hit the task behind it; that
 /// one must run again, not fail with a limit it never had.
 #[test]
 fn a_time_limit_never_lands_on_the_next_task() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = one_worker_holding_two();
     for trial in 0..30 {
         let limited = TaskOptions::new().timeout(Duration::from_millis(20));
         let a = pool.submit_with(sleep_ms, 20, limited).unwrap();
         let b = pool.submit(sleep_ms, 40).unwrap();
-        let a = a.result_timeout(LONG).unwrap().cloned();
-        let b = b.result_timeout(LONG).unwrap().cloned();
+        let a = a.result_timeout(util::LONG).unwrap().cloned();
+        let b = b.result_timeout(util::LONG).unwrap().cloned();
         assert!(
             a == Ok(20) || matches!(a, Err(TaskError::TimedOut { .. })),
             "trial {trial}: {a:?}"
@@ -102,12 +97,12 @@ fn a_time_limit_never_lands_on_the_next_task() {
 /// waited for a task that runs forever).
 #[test]
 fn kill_reaches_a_requeued_task() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = one_worker_holding_two();
     let a = pool.submit(sleep_then_abort, 200).unwrap();
     let b = pool.submit(forever, ()).unwrap();
     until("both sent to the worker", || a.running() && b.running());
-    a.result_timeout(LONG).unwrap().unwrap_err();
+    a.result_timeout(util::LONG).unwrap().unwrap_err();
     let killer = {
         let b = b.clone();
         std::thread::spawn(move || b.kill())
@@ -120,7 +115,7 @@ fn kill_reaches_a_requeued_task() {
 /// `kill` from a done-callback runs on the pool's own thread: it must not wait for itself.
 #[test]
 fn kill_from_a_done_callback_does_not_hang_the_pool() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(2)
         .spare_worker(false)
@@ -134,13 +129,13 @@ fn kill_from_a_done_callback_does_not_hang_the_pool() {
     });
     assert!(
         sibling
-            .result_timeout(LONG)
+            .result_timeout(util::LONG)
             .expect("the sibling is killed")
             .unwrap_err()
             .is_cancelled()
     );
     assert_eq!(
-        pool.submit(sleep_ms, 1).unwrap().result_timeout(LONG),
+        pool.submit(sleep_ms, 1).unwrap().result_timeout(util::LONG),
         Ok(Ok(&1))
     );
 }
@@ -148,7 +143,7 @@ fn kill_from_a_done_callback_does_not_hang_the_pool() {
 /// The pool's default time limit is for tasks, not for a worker's initializer.
 #[test]
 fn the_task_time_limit_spares_the_initializer() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .initializer(slow_init, ())
@@ -156,7 +151,7 @@ fn the_task_time_limit_spares_the_initializer() {
         .build()
         .unwrap();
     assert_eq!(
-        pool.submit(sleep_ms, 1).unwrap().result_timeout(LONG),
+        pool.submit(sleep_ms, 1).unwrap().result_timeout(util::LONG),
         Ok(Ok(&1))
     );
 }
@@ -164,7 +159,7 @@ fn the_task_time_limit_spares_the_initializer() {
 /// A chunk's time limit is one input's limit, the pool's default included, times its inputs.
 #[test]
 fn a_chunk_gets_the_pool_limit_per_input() {
-    let _serial = serial();
+    let _serial = util::serial();
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .task_timeout(Duration::from_millis(200))
