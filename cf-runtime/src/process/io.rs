@@ -696,13 +696,17 @@ impl Dispatcher {
 
     /// Takes in the workers the spawner started.
     fn collect_started(&mut self) {
-        for (spare, started) in self.spawner.collect() {
+        while let Some((spare, started)) = self.spawner.try_next() {
             match started {
                 Ok(mut worker) => {
                     tracing::info!(pid = worker.pid, spare, "cf: worker started");
-                    // Asked for as the spare, but a worker died meanwhile: it works at once.
-                    if spare && self.working() < self.config.max_workers {
+                    // Asked for as the spare, but a worker died meanwhile: it works at once. And
+                    // never more than `max_workers` take tasks.
+                    let working = self.working();
+                    if spare && working < self.config.max_workers {
                         worker.spare = false;
+                    } else if !spare && working > self.config.max_workers {
+                        worker.spare = true;
                     }
                     self.workers.push(worker);
                 }

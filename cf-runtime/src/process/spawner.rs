@@ -69,13 +69,12 @@ impl Spawner {
         self.pending_spares -= usize::from(started.0);
     }
 
-    /// The workers started since the last call, without waiting.
-    pub(crate) fn collect(&mut self) -> Vec<Started> {
-        let started: Vec<Started> = self.results.try_iter().collect();
-        for one in &started {
-            self.taken(one);
-        }
-        started
+    /// The next worker started, without waiting. Each is counted out of `pending` as it is
+    /// taken, so that deciding about one still counts those behind it as pending.
+    pub(crate) fn try_next(&mut self) -> Option<Started> {
+        let started = self.results.try_recv().ok()?;
+        self.taken(&started);
+        Some(started)
     }
 
     /// Waits for the next worker to start.
