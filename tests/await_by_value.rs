@@ -26,6 +26,8 @@ fn counted(x: u64) -> Counted {
 
 #[test]
 fn awaiting_through_a_mutable_reference_leaves_the_future_usable() {
+    // The clone counter is shared: one test at a time.
+    let _serial = util::serial();
     let pool = cf::ThreadPoolExecutor::with_max_workers(1);
     let mut future = pool.submit(counted, 7).unwrap();
     assert_eq!(util::block_on(&mut future), Ok(Counted(7)));
@@ -35,6 +37,7 @@ fn awaiting_through_a_mutable_reference_leaves_the_future_usable() {
 
 #[test]
 fn into_result_of_the_only_handle_does_not_clone() {
+    let _serial = util::serial();
     let pool = cf::ThreadPoolExecutor::with_max_workers(1);
     let future = pool.submit(counted, 7).unwrap();
     future.wait_timeout(util::LONG);
