@@ -1,7 +1,7 @@
 //! [`Future`]: the handle to one submitted task.
 //!
 //! A future is two allocations: the typed [`Core`] that holds the outcome, and the untyped
-//! [`Sync`] that holds the state, the waiters, the wakers and the callbacks. Completing drops the
+//! [`Signal`] that holds the state, the waiters, the wakers and the callbacks. Completing drops the
 //! completer's handle on the core *before* the new state is published, so that whoever sees a
 //! finished future and holds the only handle can move the outcome out (this is how `map` hands
 //! out owned results).
@@ -164,11 +164,7 @@ impl Signal {
 
 fn run_callback(callback: Callback) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+        let message = cf_worker::panic_message(&*payload);
         let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
         crate::callback::report_panic(&message);
     }

@@ -20,5 +20,5 @@ mod task;
 pub use codec::{CodecError, decode, encode_into};
 #[doc(hidden)]
 pub use linkme;
-pub use panic::{Location, PanicInfo, catch as catch_panic};
+pub use panic::{Location, PanicInfo, catch as catch_panic, message as panic_message};
 pub use task::{Item, Never, TASKS, Task, TaskEntry, TaskTable, invoke, invoke_chunk, table};

@@ -62,7 +62,8 @@ pub(crate) fn on_abort(f: impl Fn(&PanicInfo) + Send + Sync + 'static) {
     let _ = LAST_WORDS.set(Box::new(f));
 }
 
-fn message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic payload (`"Box<dyn Any>"` when it is not a string).
+pub fn message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
