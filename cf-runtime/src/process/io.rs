@@ -208,26 +208,23 @@ impl Dispatcher {
                 worker.signal(signal);
             }
             // No worker will run what is still queued (jobs put back after a death).
-            for job in self.queue.drain(..) {
-                if job.has_future() {
-                    self.shared.stats.dequeued_failed();
-                    let message = "the pool's workers were terminated".to_owned();
-                    job.sink.fail(TaskError::Pool {
-                        task: job.name.to_owned(),
-                        message,
-                    });
-                }
-            }
+            self.fail_queue("the pool's workers were terminated");
         }
-        if let Some(why) = &self.broken {
-            for job in self.queue.drain(..) {
-                if !job.has_future() {
-                    continue;
-                }
-                let task = job.name.to_owned();
-                let message = format!("the pool is broken: {why}");
+        if let Some(why) = self.broken.clone() {
+            self.fail_queue(&format!("the pool is broken: {why}"));
+        }
+    }
+
+    /// Fails every queued job with `message`.
+    fn fail_queue(&mut self, message: &str) {
+        for job in self.queue.drain(..) {
+            if job.has_future() {
                 self.shared.stats.dequeued_failed();
-                job.sink.fail(TaskError::Pool { task, message });
+                let task = job.name.to_owned();
+                job.sink.fail(TaskError::Pool {
+                    task,
+                    message: message.to_owned(),
+                });
             }
         }
     }
