@@ -43,7 +43,12 @@ fn child_parent() {
     }
     // ...and one is busy with a long task when the parent dies.
     let _busy = pool.submit(sleep_ms, 60_000).unwrap();
-    // Every worker, the spare too: all children of this process.
+    // Every worker, the spare too: all children of this process. The spare starts in the
+    // background, so it may come after the first results.
+    let deadline = Instant::now() + LONG;
+    while children().len() < 3 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     let workers: Vec<String> = children().iter().map(u32::to_string).collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{WORKERS} {}", workers.join(" ")).expect("write the pids");

@@ -1,14 +1,13 @@
 //! The parent's buffers for one worker: bytes on their way out, bytes read and not yet parsed.
+//! Pure: the driver does the reads and writes, into [`InBuf::space`] and from [`Outbox::front`].
 //!
 //! Small frames are copied together so that one `write` carries many; a large argument is
 //! written in place from its job, never copied. The read buffer grows to the frame in progress,
 //! zeroes new space once, and gives memory back after a large frame.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 
 use cf_worker::frame;
-use nix::errno::Errno;
 
 /// Payloads at least this large are written from their job instead of being copied.
 const IN_PLACE: usize = 64 << 10;
@@ -60,28 +59,33 @@ impl Outbox {
         }
     }
 
-    /// Writes what it can without blocking. `args` finds a job's argument bytes by id.
-    pub(crate) fn write<'a>(&mut self, fd: &OwnedFd, args: impl Fn(u64) -> Option<&'a [u8]>) {
-        while let Some(segment) = self.segments.front() {
-            let bytes = match segment {
-                Segment::Bytes(bytes) => &bytes[..],
+    /// The bytes to write next, if any. `args` finds a job's argument bytes by id.
+    pub(crate) fn front<'s, 'a: 's>(
+        &'s mut self,
+        args: impl Fn(u64) -> Option<&'a [u8]>,
+    ) -> Option<&'s [u8]> {
+        loop {
+            let len = match self.segments.front()? {
+                Segment::Bytes(bytes) => bytes.len(),
                 // A job leaves only with its reply, after its frame was written whole.
-                Segment::Args(id) => args(*id).unwrap_or_default(),
+                Segment::Args(id) => args(*id).map_or(0, <[u8]>::len),
             };
-            if self.pos < bytes.len() {
-                match nix::unistd::write(fd, &bytes[self.pos..]) {
-                    Ok(n) => self.pos += n,
-                    Err(Errno::EINTR) => continue,
-                    // EAGAIN: the pipe is full, wait for POLLOUT. EPIPE: the worker is gone, and
-                    // its pidfd will say so.
-                    Err(_) => return,
-                }
+            if self.pos < len {
+                break;
             }
-            if self.pos >= bytes.len() {
-                self.segments.pop_front();
-                self.pos = 0;
-            }
+            self.segments.pop_front();
+            self.pos = 0;
         }
+        let bytes = match self.segments.front()? {
+            Segment::Bytes(bytes) => &bytes[..],
+            Segment::Args(id) => args(*id)?,
+        };
+        Some(&bytes[self.pos..])
+    }
+
+    /// `n` bytes of [`front`](Self::front) were written.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos += n;
     }
 }
 
@@ -139,17 +143,16 @@ impl InBuf {
         self.buf.resize(self.end + wanted, 0);
     }
 
-    /// Reads what the pipe holds without blocking; false once it is at its end.
-    pub(crate) fn fill(&mut self, fd: &OwnedFd) -> bool {
-        loop {
-            self.make_room();
-            match nix::unistd::read(fd, &mut self.buf[self.end..]) {
-                Ok(0) => return false,
-                Ok(n) => self.end += n,
-                Err(Errno::EINTR) => {}
-                Err(_) => return true,
-            }
-        }
+    /// Room for the next read, after the bytes held.
+    pub(crate) fn space(&mut self) -> &mut [u8] {
+        self.make_room();
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`space`](Self::space).
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end += n;
+        debug_assert!(self.end <= self.buf.len());
     }
 }
 

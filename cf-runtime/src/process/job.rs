@@ -11,14 +11,15 @@ use crate::future::Completer;
 
 /// One submitted task: what to run, and whom to tell.
 pub(crate) struct Job {
-    /// Unique in the pool; replies name it. 0 is a worker's initializer.
+    /// Unique in the pool; replies name it. An initializer's is 0.
     pub(crate) id: u64,
     /// `Call`, or `CallChunk` for a list of inputs.
-    pub(crate) kind: RequestKind,
+    pub(crate) request: RequestKind,
     pub(crate) task: u32,
     pub(crate) name: &'static str,
     pub(crate) args: Vec<u8>,
-    pub(crate) sink: Box<dyn Sink>,
+    /// Who waits for the outcome.
+    pub(crate) owner: Owner,
     /// The time limit given at submit or by the task; the pool's default applies otherwise.
     pub(crate) timeout: Option<Duration>,
     /// How many inputs the job runs (a chunk of `map`): its time limit is this many times one
@@ -26,10 +27,21 @@ pub(crate) struct Job {
     pub(crate) inputs: u32,
 }
 
+/// Who waits for a job's outcome.
+pub(crate) enum Owner {
+    /// A future, through its completer.
+    Future(Box<dyn Sink>),
+    /// The pool itself: a worker's initializer, which must succeed before the worker takes tasks.
+    Initializer,
+    /// Nobody: what is left of a job killed after its frame went to a worker. Its reply is
+    /// dropped when it comes, and it is never dispatched again.
+    Nobody,
+}
+
 impl Job {
     /// Whether this is a worker's initializer rather than a submitted task.
     pub(crate) fn is_init(&self) -> bool {
-        self.id == 0
+        matches!(self.owner, Owner::Initializer)
     }
 
     /// The job's time limit: its own or the pool's, times its inputs.
@@ -39,31 +51,10 @@ impl Job {
             .map(|limit| limit.saturating_mul(self.inputs))
     }
 
-    /// Whether a future waits on this job: not an initializer, not a cancelled one ([`NoFuture`]).
+    /// Whether a future waits on this job.
     pub(crate) fn has_future(&self) -> bool {
-        self.sink.has_future()
+        matches!(self.owner, Owner::Future(_))
     }
-}
-
-/// The sink of a job that no future waits on: a worker's initializer, or what is left of a job
-/// cancelled after its frame went to a worker (its reply is dropped when it comes). Such a job is
-/// never dispatched again.
-pub(crate) struct NoFuture;
-
-impl Sink for NoFuture {
-    fn set_running(&self) -> bool {
-        false
-    }
-    fn has_future(&self) -> bool {
-        false
-    }
-    fn pending(&self) -> bool {
-        false
-    }
-    fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
-    fn fail(self: Box<Self>, _: TaskError<Never>) {}
-    fn cancel(self: Box<Self>) {}
-    fn cancel_running(self: Box<Self>) {}
 }
 
 /// The completing end of a future whose value arrives as bytes.
@@ -73,10 +64,6 @@ pub(crate) trait Sink: Send {
     /// Whether the task has not started. A job put back in the queue after its worker died was
     /// running: it is not pending, and `cancel_futures` does not cancel it.
     fn pending(&self) -> bool;
-    /// False for the stand-ins that no future waits on.
-    fn has_future(&self) -> bool {
-        true
-    }
     /// Completes the future from a worker's reply.
     fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str);
     /// Fails the future with an error that is not the task's own.

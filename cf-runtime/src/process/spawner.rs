@@ -10,19 +10,16 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
-use super::Shared;
-use super::worker::Worker;
+use super::dispatch::Sig;
+use super::link::{Launch, Link, Started};
+use super::local::LocalLink;
+use super::shared::Shared;
 
-/// A started worker (or why it could not start), and whether it was asked for as the spare.
-pub(crate) type Started = (bool, io::Result<Worker>);
-
+/// The local [`Launch`]: worker processes started on this machine by the spawner thread.
 pub(crate) struct Spawner {
     requests: Option<Sender<bool>>,
-    results: Receiver<Started>,
+    results: Receiver<(bool, io::Result<LocalLink>)>,
     thread: Option<JoinHandle<()>>,
-    /// Workers asked for and not collected yet, and how many of them are spares.
-    pub(crate) pending: usize,
-    pub(crate) pending_spares: usize,
 }
 
 impl Spawner {
@@ -38,7 +35,7 @@ impl Spawner {
             .name("cf-pool-spawn".to_owned())
             .spawn(move || {
                 for spare in incoming {
-                    let started = Worker::spawn(&exe, memory_limit, spare);
+                    let started = LocalLink::spawn(&exe, memory_limit);
                     if done.send((spare, started)).is_err() {
                         return;
                     }
@@ -49,39 +46,27 @@ impl Spawner {
             requests: Some(requests),
             results,
             thread: Some(thread),
-            pending: 0,
-            pending_spares: 0,
         })
     }
+}
 
-    /// Asks for a worker.
-    pub(crate) fn request(&mut self, spare: bool) {
-        if let Some(requests) = &self.requests
-            && requests.send(spare).is_ok()
-        {
-            self.pending += 1;
-            self.pending_spares += usize::from(spare);
-        }
+fn boxed((spare, started): (bool, io::Result<LocalLink>)) -> Started {
+    (spare, started.map(|link| Box::new(link) as Box<dyn Link>))
+}
+
+impl Launch for Spawner {
+    fn request(&mut self, spare: bool) -> bool {
+        self.requests
+            .as_ref()
+            .is_some_and(|requests| requests.send(spare).is_ok())
     }
 
-    fn taken(&mut self, started: &Started) {
-        self.pending -= 1;
-        self.pending_spares -= usize::from(started.0);
+    fn try_next(&mut self) -> Option<Started> {
+        self.results.try_recv().ok().map(boxed)
     }
 
-    /// The next worker started, without waiting. Each is counted out of `pending` as it is
-    /// taken, so that deciding about one still counts those behind it as pending.
-    pub(crate) fn try_next(&mut self) -> Option<Started> {
-        let started = self.results.try_recv().ok()?;
-        self.taken(&started);
-        Some(started)
-    }
-
-    /// Waits for the next worker to start.
-    pub(crate) fn next(&mut self) -> Option<Started> {
-        let started = self.results.recv().ok()?;
-        self.taken(&started);
-        Some(started)
+    fn next(&mut self) -> Option<Started> {
+        self.results.recv().ok().map(boxed)
     }
 }
 
@@ -94,10 +79,10 @@ impl Drop for Spawner {
             let _ = thread.join();
         }
         for (_, started) in self.results.try_iter() {
-            if let Ok(mut worker) = started {
-                worker.req = None;
-                worker.signal(9);
-                let _ = worker.reap();
+            if let Ok(mut link) = started {
+                link.close_requests();
+                link.signal(Sig::Kill);
+                let _ = link.reap();
             }
         }
     }

@@ -2,13 +2,18 @@
 //!
 //! A platform provides: [`spawn_worker`] (start this binary as a worker with the protocol pipes on
 //! the worker's fixed fds, dying with its parent), [`pidfd`] (an fd that becomes readable when a
-//! child exits), [`pipe`] (close-on-exec pipes) and [`signal_name`].
+//! child exits), [`pipe`] (close-on-exec pipes), [`signal_name`], and for the I/O thread a
+//! [`Poller`], non-blocking [`read`] and [`write`], and a wake-up pipe ([`wake_pipe`]).
 #![allow(unsafe_code)]
 #![allow(
     clippy::disallowed_methods,
     reason = "this module is where raw fds become owned ones"
 )]
 
+#[cfg(target_os = "linux")]
+mod poll;
+#[cfg(target_os = "linux")]
+pub(crate) use poll::*;
 #[cfg(target_os = "linux")]
 mod unix;
 #[cfg(target_os = "linux")]

@@ -1,0 +1,268 @@
+//! [`ProcessPoolBuilder`] and [`TaskOptions`]: the pool's settings and a task's.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use cf_worker::{Task, encode_into, table};
+
+use super::ProcessPoolExecutor;
+use super::dispatch::{self, Init};
+use super::driver;
+use super::shared::{Inbox, Shared};
+use crate::error::{Error, ErrorKind};
+use crate::sys;
+
+/// Per-task options for [`ProcessPoolExecutor::submit_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskOptions {
+    /// The task's time limit: past it, its worker is killed and the future fails with
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut). Wins over `#[task(timeout)]` and the
+    /// pool's default.
+    pub timeout: Option<Duration>,
+}
+
+impl TaskOptions {
+    /// No options: the task's and the pool's defaults apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the time limit.
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+}
+
+/// Builds a [`ProcessPoolExecutor`].
+pub struct ProcessPoolBuilder {
+    max_workers: Option<usize>,
+    prefetch: usize,
+    adaptive: bool,
+    max_tasks_per_child: Option<u64>,
+    initializer: Option<Result<Init, Error>>,
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+    spare: bool,
+    max_frame: u32,
+}
+
+impl fmt::Debug for ProcessPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("prefetch", &self.prefetch)
+            .field("adaptive", &self.adaptive)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field(
+                "initializer",
+                &self
+                    .initializer
+                    .as_ref()
+                    .map(|i| i.as_ref().map(|i| i.name)),
+            )
+            .field("timeout", &self.timeout)
+            .field("memory_limit", &self.memory_limit)
+            .field("spare", &self.spare)
+            .field("max_frame", &self.max_frame)
+            .finish()
+    }
+}
+
+impl Default for ProcessPoolBuilder {
+    fn default() -> Self {
+        ProcessPoolBuilder {
+            max_workers: None,
+            prefetch: 8,
+            adaptive: true,
+            max_tasks_per_child: None,
+            initializer: None,
+            timeout: None,
+            memory_limit: None,
+            spare: true,
+            max_frame: cf_worker::frame::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+impl ProcessPoolBuilder {
+    /// The number of worker processes (default: the available cores).
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[must_use]
+    pub fn max_workers(mut self, n: usize) -> Self {
+        assert!(n > 0, "max_workers must be greater than 0");
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// How many tasks each worker holds at once: the one it runs and those queued behind it, sent
+    /// ahead to save a round trip. If the worker dies, the queued ones go to another.
+    ///
+    /// By default a worker holds up to 8 while tasks are short (under half a millisecond on
+    /// average) and one at a time otherwise, so that no task waits behind a long one while a
+    /// worker is idle. Setting it fixes the depth at `n`.
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[must_use]
+    pub fn prefetch(mut self, n: usize) -> Self {
+        assert!(n > 0, "prefetch must be at least 1");
+        self.prefetch = n;
+        self.adaptive = false;
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (Python's `max_tasks_per_child`).
+    ///
+    /// # Panics
+    /// If `n` is zero.
+    #[must_use]
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        assert!(n > 0, "max_tasks_per_child must be at least 1");
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Runs `task(args)` in every worker as it starts, before any other task (Python's
+    /// `initializer` and `initargs`). A worker whose initializer fails is replaced; after three
+    /// failures in a row the pool is broken and every pending future fails with the cause.
+    #[must_use]
+    pub fn initializer<T: Task>(mut self, task: T, args: T::Args) -> Self {
+        let _ = task;
+        let init = table()
+            .index::<T>()
+            .ok_or_else(|| Error::new(ErrorKind::NotRegistered(T::NAME)))
+            .and_then(|index| {
+                let mut bytes = Vec::new();
+                encode_into(&args, &mut bytes).map_err(|e| {
+                    Error::new(ErrorKind::Encode {
+                        task: T::NAME,
+                        message: e.to_string(),
+                    })
+                })?;
+                Ok(Init {
+                    task: index,
+                    name: T::NAME,
+                    args: bytes,
+                })
+            });
+        self.initializer = Some(init);
+        self
+    }
+
+    /// The default time limit of every task (a task's own or one given at submit wins).
+    #[must_use]
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Limits each worker's address space (`RLIMIT_AS`) to `bytes`; a task that allocates past
+    /// it fails with [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit). Leave room for
+    /// the binary itself (tens of MiB).
+    #[must_use]
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Keeps one extra idle worker started, so that a dead worker is replaced at once rather
+    /// than after a process start (default: on).
+    #[must_use]
+    pub fn spare_worker(mut self, on: bool) -> Self {
+        self.spare = on;
+        self
+    }
+
+    /// The largest reply a worker may send, in bytes (default and maximum: 2 GiB - 1). A worker
+    /// that announces a larger frame is killed and its task fails with
+    /// [`TaskError::Protocol`](crate::TaskError::Protocol).
+    ///
+    /// # Panics
+    /// If `bytes` is below the 13-byte frame header or above the maximum.
+    #[must_use]
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        let bytes = u32::try_from(bytes)
+            .ok()
+            .filter(|&b| {
+                (cf_worker::frame::HEADER_LEN as u32..=cf_worker::frame::DEFAULT_MAX_FRAME)
+                    .contains(&b)
+            })
+            .expect("max_frame must be between 13 bytes and 2 GiB - 1");
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Starts the workers and the pool's I/O thread.
+    ///
+    /// # Errors
+    /// A worker could not be started, or the binary's task table has duplicate names.
+    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        let initializer = self.initializer.transpose()?;
+        let duplicates = table().duplicates();
+        if !duplicates.is_empty() {
+            return Err(Error::new(ErrorKind::DuplicateTasks(duplicates.to_vec())));
+        }
+        let max_workers = self
+            .max_workers
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, usize::from));
+        let exe = std::env::current_exe().map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
+        let (wake_rx, wake_tx) = sys::wake_pipe().map_err(|e| Error::new(ErrorKind::Io(e)))?;
+        let shared = Arc::new(Shared {
+            stats: Arc::default(),
+            io_thread: OnceLock::new(),
+            acked: Condvar::new(),
+            inbox: Mutex::new(Inbox::default()),
+            wake: wake_tx,
+            closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+        });
+        let (started_tx, started_rx) = mpsc::channel();
+        let config = dispatch::Config {
+            max_workers,
+            prefetch: self.prefetch,
+            adaptive: self.adaptive,
+            max_tasks_per_child: self.max_tasks_per_child,
+            initializer,
+            timeout: self.timeout,
+            memory_limit: self.memory_limit,
+            spare: self.spare,
+            max_frame: self.max_frame,
+            fingerprint: table().fingerprint(),
+        };
+        let launch = driver::Launcher::Local {
+            exe,
+            memory_limit: self.memory_limit,
+        };
+        let io_shared = shared.clone();
+        let handle = thread::Builder::new()
+            .name("cf-pool-io".to_owned())
+            .spawn(move || driver::run(io_shared, wake_rx, launch, config, &started_tx))
+            .map_err(|e| Error::new(ErrorKind::Io(e)))?;
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                return Err(Error::new(ErrorKind::Spawn(e)));
+            }
+            Err(_) => {
+                let _ = handle.join();
+                return Err(Error::new(ErrorKind::Broken(
+                    "the pool's i/o thread died".into(),
+                )));
+            }
+        }
+        Ok(ProcessPoolExecutor::new_started(
+            shared,
+            handle,
+            max_workers,
+        ))
+    }
+}

@@ -1,0 +1,807 @@
+//! The process pool's scheduler as a pure state machine: events in, actions out, no I/O.
+//!
+//! The [`Dispatcher`] owns every queued job and, per worker, the jobs it holds, the bytes on
+//! their way to it and the bytes read from it. It never touches a file descriptor, a process or
+//! the clock: the driver (`driver.rs`) turns readiness into events — [`Dispatcher::submit`],
+//! [`Dispatcher::received`], [`Dispatcher::worker_exited`], [`Dispatcher::tick`] and so on, each
+//! given `now` — and carries out the [`Action`]s it polls, plus the bytes of
+//! [`Dispatcher::transmit`]. A future is completed through its job's [`Sink`], the one port through
+//! which an outcome leaves. Because of that, everything here runs in unit tests without a process
+//! (`dispatch/test.rs`, `dispatch/prop.rs`).
+
+mod slot;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
+use cf_worker::start::STACK_OVERFLOW;
+use cf_worker::{PanicInfo, decode};
+
+use super::job::{Job, Owner};
+use super::shared::Counters;
+use crate::error::{Exit, TaskError};
+pub(crate) use slot::WorkerId;
+use slot::{Poison, Slot, State, Violation};
+
+/// Consecutive start-up failures after which the pool calls itself broken.
+const MAX_STARTUP_FAILURES: u32 = 3;
+
+/// Tasks shorter than this on average are worth sending ahead of time; longer ones are not:
+/// a task queued behind a long one would wait while another worker may be idle.
+const SHORT_TASK: f64 = 0.000_5;
+
+/// A worker's initializer: a task with no arguments run once at start.
+#[derive(Clone)]
+pub(crate) struct Init {
+    pub(crate) task: u32,
+    pub(crate) name: &'static str,
+    pub(crate) args: Vec<u8>,
+}
+
+/// The scheduler's settings.
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    /// The most tasks a worker holds at once.
+    pub(crate) prefetch: usize,
+    /// Hold more than one only while tasks are short (see [`Dispatcher::depth`]).
+    pub(crate) adaptive: bool,
+    pub(crate) max_tasks_per_child: Option<u64>,
+    pub(crate) initializer: Option<Init>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) memory_limit: Option<u64>,
+    pub(crate) spare: bool,
+    /// The largest reply frame accepted.
+    pub(crate) max_frame: u32,
+    /// The task-table fingerprint a worker must present in its handshake.
+    pub(crate) fingerprint: u64,
+}
+
+/// A signal the dispatcher asks the driver to send, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sig {
+    /// SIGTERM: `terminate_workers`.
+    Term,
+    /// SIGKILL: a kill, a time limit, a protocol violation, `kill_workers`.
+    Kill,
+}
+
+/// What the dispatcher asks of the world.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Start a worker (the spare, if `spare`); answer with [`Dispatcher::worker_started`] or
+    /// [`Dispatcher::spawn_failed`].
+    Spawn { spare: bool },
+    /// Send `sig` to the worker; its exit comes back as [`Dispatcher::worker_exited`].
+    Signal { worker: WorkerId, sig: Sig },
+    /// Close the worker's request stream: it exits once it has answered what it holds.
+    CloseRequests { worker: WorkerId },
+}
+
+/// The scheduler. See the module docs.
+pub(crate) struct Dispatcher {
+    config: Config,
+    stats: Arc<Counters>,
+    workers: Vec<Slot>,
+    queue: VecDeque<Job>,
+    actions: VecDeque<Action>,
+    /// Workers asked for and not started yet, and how many of those are spares.
+    spawning: usize,
+    spawning_spares: usize,
+    shutdown: bool,
+    terminated: bool,
+    startup_failures: u32,
+    last_startup_failure: String,
+    broken: Option<String>,
+    /// Moving average of how long tasks run, in seconds.
+    average_run: f64,
+}
+
+impl Dispatcher {
+    /// A dispatcher that asks for its workers (and the spare) at once.
+    pub(crate) fn new(config: Config, stats: Arc<Counters>) -> Self {
+        let mut d = Dispatcher {
+            config,
+            stats,
+            workers: Vec::new(),
+            queue: VecDeque::new(),
+            actions: VecDeque::new(),
+            spawning: 0,
+            spawning_spares: 0,
+            shutdown: false,
+            terminated: false,
+            startup_failures: 0,
+            last_startup_failure: String::new(),
+            broken: None,
+            // Until tasks show that they are short, send one at a time.
+            average_run: 1.0,
+        };
+        for _ in 0..d.config.max_workers {
+            d.spawn(false);
+        }
+        if d.config.spare {
+            d.spawn(true);
+        }
+        d
+    }
+
+    /// The next thing to do, if any.
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether `shutdown` was called.
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown
+    }
+
+    /// Why the pool cannot run tasks any more, once it cannot.
+    pub(crate) fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Live workers plus those being started: the `workers` gauge of the stats.
+    pub(crate) fn worker_count(&self) -> usize {
+        self.workers.len() + self.spawning
+    }
+
+    /// Whether some worker holds a job: a reply is due soon.
+    pub(crate) fn busy(&self) -> bool {
+        self.workers.iter().any(|w| !w.inflight.is_empty())
+    }
+
+    /// After shutdown: nothing queued and nothing in flight but initializers.
+    pub(crate) fn finished(&self) -> bool {
+        self.shutdown
+            && self.queue.is_empty()
+            && self
+                .workers
+                .iter()
+                .all(|w| w.inflight.iter().all(Job::is_init))
+    }
+
+    fn slot(&mut self, id: WorkerId) -> Option<&mut Slot> {
+        self.workers.iter_mut().find(|w| w.id == id)
+    }
+
+    // ---- events from submitters ----
+
+    /// A job submitted.
+    pub(crate) fn submit(&mut self, job: Job) {
+        self.queue.push_back(job);
+        if self.broken.is_some() || self.terminated {
+            self.fail_queue();
+        }
+    }
+
+    /// `shutdown(cancel_futures = true)`: Python cancels what has not started. A job put back in
+    /// the queue after its worker died was running: it stays queued, to run again.
+    pub(crate) fn cancel_pending(&mut self) {
+        let stats = &self.stats;
+        self.queue.retain_mut(|job| {
+            let Owner::Future(sink) = &job.owner else {
+                return false;
+            };
+            if !sink.pending() {
+                return true;
+            }
+            stats.dequeued_cancelled();
+            if let Owner::Future(sink) = std::mem::replace(&mut job.owner, Owner::Nobody) {
+                sink.cancel();
+            }
+            false
+        });
+    }
+
+    /// `shutdown`: no more submissions; the workers leave once the queue is done.
+    pub(crate) fn shutdown(&mut self) {
+        self.shutdown = true;
+    }
+
+    /// `terminate_workers` / `kill_workers`: signal every worker; what is queued fails.
+    pub(crate) fn terminate(&mut self, sig: Sig) {
+        self.terminated = true;
+        for worker in &mut self.workers {
+            worker.poison(Poison::Terminated);
+            self.actions.push_back(Action::Signal {
+                worker: worker.id,
+                sig,
+            });
+        }
+        // No worker will run what is still queued (jobs put back after a death).
+        self.fail_queue();
+    }
+
+    /// `Future::kill`: stop job `id` wherever it is.
+    pub(crate) fn kill(&mut self, id: u64) {
+        for worker in &mut self.workers {
+            match worker.inflight.iter().position(|job| job.id == id) {
+                Some(0) => {
+                    self.actions
+                        .push_back(worker.kill(Poison::Cancelled { id }));
+                }
+                Some(at) => {
+                    // Sent ahead but not started. Its frame is in the pipe, so the worker will
+                    // run it and reply: keep its place in the FIFO and drop that reply.
+                    let job = &mut worker.inflight[at];
+                    if let Owner::Future(sink) = std::mem::replace(&mut job.owner, Owner::Nobody) {
+                        sink.cancel_running();
+                        self.stats.running_cancelled();
+                    }
+                }
+                None => continue,
+            }
+            return;
+        }
+        // Back in the queue after its worker died: it never runs again.
+        if let Some(at) = self.queue.iter().position(|job| job.id == id)
+            && let Some(mut job) = self.queue.remove(at)
+            && let Owner::Future(sink) = std::mem::replace(&mut job.owner, Owner::Nobody)
+        {
+            self.stats.dequeued_cancelled();
+            sink.cancel_running();
+        }
+    }
+
+    /// Fails every queued job with why the pool cannot run it.
+    fn fail_queue(&mut self) {
+        let cause = if self.terminated {
+            "the pool's workers were terminated".to_owned()
+        } else if let Some(why) = &self.broken {
+            format!("the pool is broken: {why}")
+        } else {
+            return;
+        };
+        for job in self.queue.drain(..) {
+            if let Owner::Future(sink) = job.owner {
+                self.stats.dequeued_failed();
+                sink.fail(TaskError::Pool {
+                    task: job.name.to_owned(),
+                    message: cause.clone(),
+                });
+            }
+        }
+    }
+
+    // ---- scheduling ----
+
+    /// How many tasks a worker may hold now: `prefetch` while tasks are short, else one.
+    fn depth(&self) -> usize {
+        if !self.config.adaptive || self.average_run < SHORT_TASK {
+            self.config.prefetch
+        } else {
+            1
+        }
+    }
+
+    /// Gives queued jobs to ready workers, up to [`depth`](Self::depth) each, a round at a time.
+    pub(crate) fn dispatch(&mut self, now: Instant) {
+        let depth = self.depth();
+        let max_tasks = self.config.max_tasks_per_child;
+        for _ in 0..depth {
+            for worker in &mut self.workers {
+                if self.queue.is_empty() {
+                    break;
+                }
+                if !worker.accepts(depth, max_tasks) {
+                    continue;
+                }
+                while let Some(job) = self.queue.pop_front() {
+                    let Owner::Future(sink) = &job.owner else {
+                        // What is left of a job killed after it was sent: never again.
+                        continue;
+                    };
+                    if !sink.set_running() {
+                        // Cancelled while queued (a job cancelled after it was sent was counted
+                        // then).
+                        self.stats.dequeued_cancelled();
+                        continue;
+                    }
+                    self.stats.sent();
+                    worker.send(job, now);
+                    break;
+                }
+            }
+        }
+        // A worker that has run its `max_tasks_per_child` leaves once its last reply is in.
+        if let Some(max) = max_tasks {
+            for worker in &mut self.workers {
+                if worker.sent >= max && worker.inflight.is_empty() && worker.retire() {
+                    self.actions
+                        .push_back(Action::CloseRequests { worker: worker.id });
+                }
+            }
+        }
+    }
+
+    /// The nearest moment a running task passes its time limit.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.deadline(self.config.timeout))
+            .min()
+    }
+
+    /// Kills the workers whose running task is past its limit (an initializer has none).
+    pub(crate) fn tick(&mut self, now: Instant) {
+        for worker in &mut self.workers {
+            let Some(deadline) = worker.deadline(self.config.timeout) else {
+                continue;
+            };
+            if deadline <= now {
+                let Some(job) = worker.inflight.front() else {
+                    continue;
+                };
+                let (id, limit) = (job.id, job.limit(self.config.timeout).unwrap_or_default());
+                self.actions
+                    .push_back(worker.kill(Poison::TimedOut { id, limit }));
+            }
+        }
+    }
+
+    // ---- events from workers ----
+
+    /// A worker the driver started for an [`Action::Spawn`]; `pid` names it in errors.
+    pub(crate) fn worker_started(&mut self, id: WorkerId, pid: u32, spare: bool) {
+        self.spawned(spare);
+        // Asked for as the spare, but a worker died meanwhile: it works at once. And never more
+        // than `max_workers` take tasks.
+        let working = self.working();
+        let spare = if spare && working < self.config.max_workers {
+            false
+        } else {
+            spare || working > self.config.max_workers
+        };
+        self.workers.push(Slot::new(id, pid, spare));
+    }
+
+    /// An [`Action::Spawn`] that failed.
+    pub(crate) fn spawn_failed(&mut self, spare: bool, error: &std::io::Error) {
+        self.spawned(spare);
+        self.startup_failures += 1;
+        self.last_startup_failure = format!("failed to start a worker process: {error}");
+        if self.broken.is_some() {
+            return;
+        }
+        if self.startup_failures >= MAX_STARTUP_FAILURES {
+            self.broken = Some(self.last_startup_failure.clone());
+            self.fail_queue();
+        } else if !(self.terminated || self.shutdown && self.queue.is_empty()) {
+            // Perhaps a passing shortage (EAGAIN, EMFILE): try again, a bounded number of times.
+            self.spawn(spare);
+        }
+    }
+
+    /// Where the driver puts bytes read from worker `id`, then calls [`received`](Self::received).
+    pub(crate) fn read_buf(&mut self, id: WorkerId) -> Option<&mut [u8]> {
+        Some(self.slot(id)?.inbuf.space())
+    }
+
+    /// `n` bytes were read into [`read_buf`](Self::read_buf).
+    pub(crate) fn received(&mut self, id: WorkerId, n: usize) {
+        if let Some(worker) = self.slot(id) {
+            worker.inbuf.filled(n);
+        }
+    }
+
+    /// Handles every whole frame worker `id` sent: call after a round of reads.
+    pub(crate) fn parse(&mut self, id: WorkerId, now: Instant) {
+        if let Some(at) = self.workers.iter().position(|w| w.id == id) {
+            self.handle_frames(at, now);
+        }
+    }
+
+    /// The bytes waiting to go to worker `id`, if any; report what was written with
+    /// [`transmitted`](Self::transmitted).
+    pub(crate) fn transmit(&mut self, id: WorkerId) -> Option<&[u8]> {
+        self.slot(id)?.transmit()
+    }
+
+    /// `n` bytes of [`transmit`](Self::transmit) were written.
+    pub(crate) fn transmitted(&mut self, id: WorkerId, n: usize) {
+        if let Some(worker) = self.slot(id) {
+            worker.out.advance(n);
+        }
+    }
+
+    /// Whether there are bytes waiting for worker `id`.
+    pub(crate) fn wants_write(&self, id: WorkerId) -> bool {
+        self.workers
+            .iter()
+            .find(|w| w.id == id)
+            .is_some_and(|w| w.state != State::Retired && !w.out.is_empty())
+    }
+
+    /// Handles every whole frame worker `at` sent.
+    fn handle_frames(&mut self, at: usize, now: Instant) {
+        let mut used = 0;
+        let mut problem = None;
+        loop {
+            let worker = &mut self.workers[at];
+            let (frame, len) =
+                match frame::parse(&worker.inbuf.data()[used..], self.config.max_frame) {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => break,
+                    Err(e) => {
+                        problem = Some(Violation::Frame(e));
+                        break;
+                    }
+                };
+            used += len;
+            if worker.state == State::Handshake {
+                if let Err(e) = hello(frame, self.config.fingerprint) {
+                    problem = Some(Violation::Handshake(e));
+                    break;
+                }
+                match &self.config.initializer {
+                    Some(init) => {
+                        worker.state = State::Initializing;
+                        worker.send(Job::initializer(init), now);
+                    }
+                    None => {
+                        worker.state = State::Ready;
+                        self.startup_failures = 0;
+                    }
+                }
+                continue;
+            }
+            let Some(kind) = ReplyKind::from_byte(frame.kind).filter(|k| *k != ReplyKind::Hello)
+            else {
+                problem = Some(Violation::UnknownKind(frame.kind));
+                break;
+            };
+            if worker.inflight.front().is_none_or(|job| job.id != frame.id) {
+                problem = Some(Violation::NotRunning(frame.id));
+                break;
+            }
+            let Some(job) = worker.inflight.pop_front() else {
+                break;
+            };
+            if let Some(since) = worker.front_since {
+                let run = now.saturating_duration_since(since).as_secs_f64();
+                self.average_run = 0.8 * self.average_run + 0.2 * run;
+            }
+            worker.front_since = (!worker.inflight.is_empty()).then_some(now);
+            match job.owner {
+                Owner::Initializer if kind == ReplyKind::Ok => {
+                    worker.state = State::Ready;
+                    self.startup_failures = 0;
+                }
+                Owner::Initializer => {
+                    let why = init_failure(job.name, kind, frame.payload);
+                    self.actions.push_back(worker.kill(Poison::InitFailed(why)));
+                }
+                owner => {
+                    if let Owner::Future(sink) = owner {
+                        self.stats.answered(kind == ReplyKind::Ok);
+                        if kind != ReplyKind::Ok {
+                            tracing::debug!(
+                                task = job.name,
+                                pid = worker.pid,
+                                ?kind,
+                                "cf: task failed"
+                            );
+                        }
+                        sink.reply(kind, frame.payload, job.name);
+                    }
+                    if kind == ReplyKind::Aborting {
+                        // Its death is explained: no job behind this one was running.
+                        worker.poison(Poison::Aborting);
+                        worker.front_since = None;
+                    }
+                }
+            }
+        }
+        let worker = &mut self.workers[at];
+        worker.inbuf.consume(used);
+        if let Some(problem) = problem {
+            worker.inbuf.clear();
+            self.actions
+                .push_back(worker.kill(Poison::Protocol(problem)));
+        }
+    }
+
+    /// Worker `id` has exited (`exit`), and its stream has been read to the end: fails the job it
+    /// was running, re-queues the rest, replaces it. `last_words` is the end of its stderr.
+    pub(crate) fn worker_exited(&mut self, id: WorkerId, exit: Exit, last_words: &str) {
+        let Some(at) = self.workers.iter().position(|w| w.id == id) else {
+            return;
+        };
+        let mut worker = self.workers.swap_remove(at);
+        let ready = worker.was_ready();
+        tracing::info!(pid = worker.pid, %exit, ready, "cf: worker exited");
+        if ready {
+            self.fail_running(&mut worker, exit, last_words);
+        } else if self.broken.is_none() {
+            // Once the pool is broken it kills the workers still starting: their deaths are not
+            // failures of their own, and must not replace the cause.
+            self.startup_failures += 1;
+            self.last_startup_failure = match worker.state {
+                State::Dying(Poison::InitFailed(ref why), _) => why.clone(),
+                State::Dying(Poison::Protocol(Violation::Handshake(ref why)), _) => format!(
+                    "worker (pid {}) was refused at its handshake: {why}",
+                    worker.pid
+                ),
+                _ => format!(
+                    "worker (pid {}) exited during start-up with {exit}",
+                    worker.pid
+                ),
+            };
+            if self.startup_failures >= MAX_STARTUP_FAILURES {
+                self.broken = Some(format!(
+                    "{} workers in a row failed to start; the last: {}",
+                    self.startup_failures, self.last_startup_failure
+                ));
+            }
+        }
+        // Jobs queued behind the one that was running go first to the next worker, unless the
+        // pool is being terminated.
+        while let Some(job) = worker.inflight.pop_back() {
+            match job.owner {
+                Owner::Initializer => {}
+                Owner::Future(sink) if self.terminated => {
+                    self.stats.answered(false);
+                    sink.fail(TaskError::Pool {
+                        task: job.name.to_owned(),
+                        message: "the pool's workers were terminated".to_owned(),
+                    });
+                }
+                Owner::Nobody if self.terminated => {}
+                Owner::Future(_) | Owner::Nobody => {
+                    if job.has_future() {
+                        self.stats.requeued();
+                    }
+                    self.queue.push_front(job);
+                }
+            }
+        }
+        self.replace(worker.spare);
+        if self.broken.is_some() {
+            for worker in &mut self.workers {
+                while let Some(job) = worker.inflight.pop_back() {
+                    if !job.is_init() {
+                        self.queue.push_front(job);
+                    }
+                }
+                self.actions.push_back(worker.kill(Poison::Terminated));
+            }
+            self.fail_queue();
+        }
+    }
+
+    /// Fails the job a dead worker was running, with what is known of why it died.
+    fn fail_running(&mut self, worker: &mut Slot, exit: Exit, stderr: &str) {
+        let poison = match &worker.state {
+            State::Dying(poison, _) => Some(poison.clone()),
+            _ => None,
+        };
+        if matches!(poison, Some(Poison::Aborting)) {
+            return;
+        }
+        let Some(job) = worker.inflight.pop_front() else {
+            return;
+        };
+        if !job.has_future() {
+            return;
+        }
+        // A kill meant for a job whose reply came first hit the job behind it: that one was not
+        // at fault, and runs again elsewhere.
+        let meant_for = match poison {
+            Some(Poison::Cancelled { id } | Poison::TimedOut { id, .. }) => Some(id),
+            _ => None,
+        };
+        if meant_for.is_some_and(|id| id != job.id) {
+            worker.inflight.push_front(job);
+            return;
+        }
+        let Owner::Future(sink) = job.owner else {
+            return;
+        };
+        let task = job.name.to_owned();
+        let pid = worker.pid;
+        let error = match poison {
+            Some(Poison::Cancelled { .. }) => {
+                self.stats.running_cancelled();
+                return sink.cancel_running();
+            }
+            Some(Poison::Protocol(violation)) => TaskError::Protocol {
+                task,
+                pid,
+                message: violation.to_string(),
+            },
+            Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
+            Some(Poison::TimedOut { limit, .. }) => TaskError::TimedOut { task, pid, limit },
+            None if !worker.inbuf.is_empty() => {
+                let have = worker.inbuf.data().len();
+                let message = match frame::wanted(worker.inbuf.data()) {
+                    Some(missing) => format!(
+                        "the worker died in the middle of a frame ({have} bytes of {})",
+                        have + missing
+                    ),
+                    None => format!("the worker died in the middle of a frame ({have} bytes)"),
+                };
+                TaskError::Protocol { task, pid, message }
+            }
+            Some(Poison::Terminated | Poison::Aborting) | None => {
+                self.death(task, pid, exit, stderr)
+            }
+        };
+        tracing::debug!(task = job.name, pid, error = %error, "cf: task failed with its worker");
+        self.stats.answered(false);
+        sink.fail(error);
+    }
+
+    /// The error of a task whose worker died for no reason the parent gave it.
+    fn death(&self, task: String, pid: u32, exit: Exit, stderr: &str) -> TaskError {
+        match self.config.memory_limit {
+            Some(limit) if ran_out_of_memory(exit, stderr) => {
+                TaskError::MemoryLimit { task, pid, limit }
+            }
+            _ if exit == Exit::Signal(11) && stderr.contains(STACK_OVERFLOW) => {
+                TaskError::StackOverflow { task, pid }
+            }
+            _ => TaskError::WorkerDied {
+                task,
+                pid,
+                exit,
+                stderr: stderr.to_owned(),
+            },
+        }
+    }
+
+    /// Starts a worker in place of one that died: a ready spare takes its place at once, and a
+    /// new spare starts.
+    fn replace(&mut self, was_spare: bool) {
+        if self.broken.is_some() || self.terminated {
+            return;
+        }
+        let needed =
+            self.working() < self.config.max_workers && (!self.shutdown || !self.queue.is_empty());
+        if needed && !was_spare {
+            self.stats.respawned();
+            if let Some(spare) = self
+                .workers
+                .iter_mut()
+                .find(|w| w.spare && w.state == State::Ready)
+            {
+                tracing::info!(pid = spare.pid, "cf: spare worker takes over");
+                spare.spare = false;
+            } else {
+                self.spawn(false);
+            }
+        }
+        let has_spare = self.workers.iter().any(|w| w.spare) || self.spawning_spares > 0;
+        if self.config.spare && !self.shutdown && !has_spare {
+            self.spawn(true);
+        }
+    }
+
+    /// Asks the driver for a worker.
+    fn spawn(&mut self, spare: bool) {
+        tracing::info!(spare, "cf: starting a worker");
+        self.spawning += 1;
+        self.spawning_spares += usize::from(spare);
+        self.actions.push_back(Action::Spawn { spare });
+    }
+
+    /// Counts a requested worker out of those being started.
+    fn spawned(&mut self, spare: bool) {
+        self.spawning = self.spawning.saturating_sub(1);
+        if spare {
+            self.spawning_spares = self.spawning_spares.saturating_sub(1);
+        }
+    }
+
+    /// Workers that take tasks, or will once started.
+    fn working(&self) -> usize {
+        let live = self.workers.iter().filter(|w| !w.spare).count();
+        live + self.spawning - self.spawning_spares
+    }
+
+    /// The I/O thread is going away: fails every job still held with `message`, and hands back
+    /// the workers' ids so that the driver can end them.
+    pub(crate) fn abandon(&mut self, message: &str) {
+        for worker in &mut self.workers {
+            for job in worker.inflight.drain(..) {
+                if let Owner::Future(sink) = job.owner {
+                    sink.fail(TaskError::Pool {
+                        task: job.name.to_owned(),
+                        message: message.to_owned(),
+                    });
+                }
+            }
+        }
+        for job in self.queue.drain(..) {
+            if let Owner::Future(sink) = job.owner {
+                sink.fail(TaskError::Pool {
+                    task: job.name.to_owned(),
+                    message: message.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// Whether a worker with a memory limit died of an allocation failure: Rust's allocation
+/// error handler prints `memory allocation of N bytes failed` and aborts.
+fn ran_out_of_memory(exit: Exit, stderr: &str) -> bool {
+    matches!(exit, Exit::Signal(6)) && stderr.contains("memory allocation of")
+}
+
+/// What a failed initializer reported.
+fn init_failure(name: &str, kind: ReplyKind, payload: &[u8]) -> String {
+    let detail = match kind {
+        ReplyKind::Panicked => {
+            decode::<PanicInfo>(payload).map_or_else(|e| e.to_string(), |p| p.to_string())
+        }
+        ReplyKind::Failed => "it returned an error".to_owned(),
+        _ => String::from_utf8_lossy(payload).into_owned(),
+    };
+    format!("the initializer `{name}` failed: {detail}")
+}
+
+/// Why a worker's handshake was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The first frame was not a hello.
+    NotHello(u8),
+    /// Another protocol version.
+    Version(u32),
+    /// The worker's task table is not the parent's: another build of the program.
+    Table,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotHello(kind) => write!(f, "expected a hello frame, got kind {kind:#04x}"),
+            Refusal::Version(v) => write!(
+                f,
+                "protocol version {v} where {PROTOCOL_VERSION} was expected"
+            ),
+            Refusal::Table => f.write_str("the worker's task table differs from the parent's"),
+        }
+    }
+}
+
+/// Checks a worker's first frame.
+fn hello(frame: frame::Frame<'_>, fingerprint: u64) -> Result<(), Refusal> {
+    if frame.kind != ReplyKind::Hello as u8 {
+        return Err(Refusal::NotHello(frame.kind));
+    }
+    if frame.aux != PROTOCOL_VERSION {
+        return Err(Refusal::Version(frame.aux));
+    }
+    let theirs = frame
+        .payload
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes);
+    if theirs != Some(fingerprint) {
+        return Err(Refusal::Table);
+    }
+    Ok(())
+}
+
+impl Job {
+    /// The initializer's job, sent to each worker after its handshake.
+    fn initializer(init: &Init) -> Job {
+        Job {
+            id: 0,
+            request: RequestKind::Call,
+            task: init.task,
+            name: init.name,
+            args: init.args.clone(),
+            owner: Owner::Initializer,
+            timeout: None,
+            inputs: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod test;
+
+#[cfg(test)]
+mod prop;

@@ -1,0 +1,183 @@
+//! One worker as the scheduler sees it: where it is in its life, the jobs it holds, and its bytes.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use cf_worker::frame::FrameError;
+
+use super::super::buffer::{InBuf, Outbox};
+use super::super::job::Job;
+use super::{Action, Refusal, Sig};
+
+/// Names a worker between the dispatcher and the driver; never reused within a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct WorkerId(pub(crate) u64);
+
+/// How a worker broke the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Violation {
+    /// A frame with an impossible or too large length.
+    Frame(FrameError),
+    /// Its first frame was refused.
+    Handshake(Refusal),
+    /// A reply of a kind the protocol does not have.
+    UnknownKind(u8),
+    /// A reply for a job that it was not running.
+    NotRunning(u64),
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::Frame(e) => e.fmt(f),
+            Violation::Handshake(e) => e.fmt(f),
+            Violation::UnknownKind(kind) => write!(f, "unknown reply kind {kind:#04x}"),
+            Violation::NotRunning(id) => write!(f, "reply for job {id} which it was not running"),
+        }
+    }
+}
+
+/// Why a worker is on its way out; its death is then explained by this, not by the task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Poison {
+    /// It sent something the protocol does not allow.
+    Protocol(Violation),
+    /// Its running task, job `id`, passed its time limit.
+    TimedOut { id: u64, limit: Duration },
+    /// Its running task, job `id`, was stopped with `kill`.
+    Cancelled { id: u64 },
+    /// `terminate_workers`, `kill_workers`, or a broken pool.
+    Terminated,
+    /// Its initializer failed.
+    InitFailed(String),
+    /// It reported a panic and is aborting (a binary built with `panic = "abort"`).
+    Aborting,
+}
+
+/// Where a worker is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Started; its hello has not come.
+    Handshake,
+    /// Its hello was accepted and its initializer runs.
+    Initializing,
+    /// It takes tasks.
+    Ready,
+    /// It ran its `max_tasks_per_child`: its requests are closed and it exits.
+    Retired,
+    /// It is on its way out for this reason; the flag says whether it had become ready.
+    Dying(Poison, bool),
+}
+
+pub(crate) struct Slot {
+    pub(crate) id: WorkerId,
+    pub(crate) pid: u32,
+    pub(crate) state: State,
+    /// Kept idle to replace the next worker that dies.
+    pub(crate) spare: bool,
+    /// Bytes on their way to the worker.
+    pub(crate) out: Outbox,
+    /// Bytes read and not yet parsed.
+    pub(crate) inbuf: InBuf,
+    /// Jobs sent and not answered, oldest (the running one) first.
+    pub(crate) inflight: VecDeque<Job>,
+    /// When the oldest job in flight started running.
+    pub(crate) front_since: Option<Instant>,
+    /// Tasks sent to it, for `max_tasks_per_child`.
+    pub(crate) sent: u64,
+}
+
+impl Slot {
+    pub(crate) fn new(id: WorkerId, pid: u32, spare: bool) -> Self {
+        Slot {
+            id,
+            pid,
+            state: State::Handshake,
+            spare,
+            out: Outbox::default(),
+            inbuf: InBuf::default(),
+            inflight: VecDeque::new(),
+            front_since: None,
+            sent: 0,
+        }
+    }
+
+    /// Whether it had become ready (its death then fails the task it was running).
+    pub(crate) fn was_ready(&self) -> bool {
+        match self.state {
+            State::Handshake | State::Initializing => false,
+            State::Ready | State::Retired => true,
+            State::Dying(_, ready) => ready,
+        }
+    }
+
+    /// Whether it can take another task now.
+    pub(crate) fn accepts(&self, depth: usize, max_tasks: Option<u64>) -> bool {
+        self.state == State::Ready
+            && !self.spare
+            && self.inflight.len() < depth
+            && max_tasks.is_none_or(|max| self.sent < max)
+    }
+
+    /// Queues `job`'s frame and records it in flight.
+    pub(crate) fn send(&mut self, job: Job, now: Instant) {
+        self.out
+            .push_call(job.request as u8, job.id, job.task, &job.args);
+        if self.inflight.is_empty() {
+            self.front_since = Some(now);
+        }
+        if !job.is_init() {
+            self.sent += 1;
+        }
+        self.inflight.push_back(job);
+    }
+
+    /// The bytes to write to it next, if any (none once its requests are closed).
+    pub(crate) fn transmit(&mut self) -> Option<&[u8]> {
+        if self.state == State::Retired {
+            return None;
+        }
+        let inflight = &self.inflight;
+        self.out.front(move |id| {
+            inflight
+                .iter()
+                .find(|job| job.id == id)
+                .map(|job| &job.args[..])
+        })
+    }
+
+    /// Marks it on its way out for `why`, unless it already is (the first reason sticks).
+    pub(crate) fn poison(&mut self, why: Poison) {
+        if !matches!(self.state, State::Dying(..)) {
+            self.state = State::Dying(why, self.was_ready());
+        }
+    }
+
+    /// [`poison`](Self::poison)s it and asks for SIGKILL.
+    pub(crate) fn kill(&mut self, why: Poison) -> Action {
+        self.poison(why);
+        Action::Signal {
+            worker: self.id,
+            sig: Sig::Kill,
+        }
+    }
+
+    /// Closes its requests after its last task; false if it is not ready (already leaving).
+    pub(crate) fn retire(&mut self) -> bool {
+        if self.state == State::Ready {
+            self.state = State::Retired;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When its running task passes its time limit, if it has one and nothing else ends it first.
+    pub(crate) fn deadline(&self, pool: Option<Duration>) -> Option<Instant> {
+        if matches!(self.state, State::Dying(..)) {
+            return None;
+        }
+        let job = self.inflight.front().filter(|job| !job.is_init())?;
+        self.front_since?.checked_add(job.limit(pool)?)
+    }
+}

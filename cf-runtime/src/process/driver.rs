@@ -1,0 +1,334 @@
+//! The pool's I/O thread: a thin driver around the [`Dispatcher`].
+//!
+//! It turns readiness into events — the inbox's jobs, kills and shutdown; bytes from a worker;
+//! a worker's exit; the clock passing a deadline — and carries out the dispatcher's
+//! [`Action`]s and writes. One thread, readiness-driven: it sleeps in `poll` over the wake-up
+//! pipe and what each worker's [`Link`] registers. The only timeout is the nearest task time
+//! limit. See `README.md` beside this file.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use super::dispatch::{Action, Config, Dispatcher, WorkerId};
+use super::link::{Launch, Link};
+use super::shared::Shared;
+use super::spawner::Spawner;
+use crate::error::TaskError;
+use crate::sys::{self, Poller};
+
+/// How long the I/O thread looks for replies before it sleeps, while tasks are in flight.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Where a pool's workers run.
+pub(crate) enum Launcher {
+    /// Child processes of this one, started from `exe`.
+    Local {
+        exe: PathBuf,
+        memory_limit: Option<u64>,
+    },
+}
+
+impl Launcher {
+    fn start(self, shared: Arc<Shared>) -> io::Result<Box<dyn Launch>> {
+        match self {
+            Launcher::Local { exe, memory_limit } => {
+                Ok(Box::new(Spawner::new(exe, memory_limit, shared)?))
+            }
+        }
+    }
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    d: Dispatcher,
+    links: Vec<(WorkerId, Box<dyn Link>)>,
+    next_id: u64,
+    poller: Poller,
+    /// The loop stopped on an error: end the workers rather than wait for them.
+    failed: bool,
+    launch: Box<dyn Launch>,
+    /// The read end of the wake pipe; declared last, so that it closes after the spawner thread
+    /// (which writes to the pipe) has ended.
+    wake: OwnedFd,
+}
+
+/// The body of the I/O thread. Reports on `started` whether the first worker came up; the
+/// others start in the background.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    wake: OwnedFd,
+    launcher: Launcher,
+    config: Config,
+    started: &Sender<io::Result<()>>,
+) {
+    let _ = shared.io_thread.set(std::thread::current().id());
+    let launch = match launcher.start(shared.clone()) {
+        Ok(launch) => launch,
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
+    let mut driver = Driver {
+        d: Dispatcher::new(config, shared.stats.clone()),
+        shared,
+        links: Vec::new(),
+        next_id: 0,
+        poller: Poller::default(),
+        failed: false,
+        launch,
+        wake,
+    };
+    driver.act();
+    match driver.launch.next() {
+        Some((spare, Ok(link))) => driver.adopt(spare, link),
+        Some((_, Err(e))) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+        None => {
+            let _ = started.send(Err(io::Error::other("the spawner thread stopped")));
+            return;
+        }
+    }
+    let _ = started.send(Ok(()));
+    driver.serve();
+}
+
+impl Driver {
+    fn serve(&mut self) {
+        loop {
+            self.intake();
+            self.d.dispatch(Instant::now());
+            self.act();
+            for at in 0..self.links.len() {
+                self.flush(at);
+            }
+            if self.d.finished() {
+                return;
+            }
+            if let Err(e) = self.wait() {
+                tracing::error!(error = %e, "cf: the pool's i/o thread cannot poll");
+                self.failed = true;
+                return;
+            }
+        }
+    }
+
+    /// Takes what submitters left in the inbox and hands it to the dispatcher.
+    fn intake(&mut self) {
+        let mut inbox = self.shared.lock();
+        inbox.notified = false;
+        if inbox.broken.is_none() {
+            inbox.broken = self.d.broken().map(str::to_owned);
+        }
+        let (shutdown, cancel) = (inbox.shutdown, inbox.cancel);
+        let jobs = std::mem::take(&mut inbox.jobs);
+        let kills = std::mem::take(&mut inbox.kills);
+        let terminate = inbox.terminate.take();
+        drop(inbox);
+        if shutdown {
+            self.d.shutdown();
+        }
+        self.collect_started();
+        for job in jobs {
+            self.d.submit(job);
+        }
+        if cancel {
+            self.d.cancel_pending();
+            let mut inbox = self.shared.lock();
+            if !inbox.cancel_done {
+                inbox.cancel_done = true;
+                self.shared.acked.notify_all();
+            }
+        }
+        for id in kills {
+            self.d.kill(id);
+        }
+        if let Some(sig) = terminate {
+            self.d.terminate(sig);
+        }
+        self.act();
+    }
+
+    /// Carries out what the dispatcher asked for.
+    fn act(&mut self) {
+        while let Some(action) = self.d.poll_action() {
+            match action {
+                Action::Spawn { spare } => {
+                    if !self.launch.request(spare) {
+                        let e = io::Error::other("the spawner thread stopped");
+                        self.d.spawn_failed(spare, &e);
+                    }
+                }
+                Action::Signal { worker, sig } => {
+                    if let Some(link) = self.link(worker) {
+                        link.signal(sig);
+                    }
+                }
+                Action::CloseRequests { worker } => {
+                    if let Some(link) = self.link(worker) {
+                        link.close_requests();
+                    }
+                }
+            }
+        }
+    }
+
+    fn link(&mut self, id: WorkerId) -> Option<&mut Box<dyn Link>> {
+        self.links
+            .iter_mut()
+            .find(|(w, _)| *w == id)
+            .map(|(_, link)| link)
+    }
+
+    /// Takes in a started worker.
+    fn adopt(&mut self, spare: bool, link: Box<dyn Link>) {
+        let id = WorkerId(self.next_id);
+        self.next_id += 1;
+        tracing::info!(pid = link.pid(), spare, "cf: worker started");
+        self.d.worker_started(id, link.pid(), spare);
+        self.links.push((id, link));
+    }
+
+    /// Takes in the workers the launcher started.
+    fn collect_started(&mut self) {
+        while let Some((spare, started)) = self.launch.try_next() {
+            match started {
+                Ok(link) => self.adopt(spare, link),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cf: failed to start a worker");
+                    self.d.spawn_failed(spare, &e);
+                }
+            }
+        }
+        self.act();
+    }
+
+    /// Writes what the dispatcher has for the worker at `at` without blocking.
+    fn flush(&mut self, at: usize) {
+        let (id, link) = &mut self.links[at];
+        while let Some(bytes) = self.d.transmit(*id) {
+            match link.write(bytes) {
+                Ok(n) => self.d.transmitted(*id, n),
+                // EAGAIN: the stream is full, wait for room. EPIPE: the worker is gone, and its
+                // exit will say so.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads what the worker at `at` sent without blocking, and hands it to the dispatcher.
+    fn fill(&mut self, at: usize, now: Instant) {
+        let (id, link) = &mut self.links[at];
+        while let Some(buf) = self.d.read_buf(*id) {
+            match link.read(buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.d.received(*id, n),
+            }
+        }
+        self.d.parse(*id, now);
+    }
+
+    /// Publishes the gauges of [`PoolStats`](super::PoolStats).
+    fn publish(&self) {
+        let workers = self.d.worker_count() as u64;
+        self.shared.stats.workers.store(workers, Ordering::Relaxed);
+    }
+
+    /// Sleeps until something is ready, then handles it.
+    fn wait(&mut self) -> io::Result<()> {
+        self.publish();
+        let timeout = self
+            .d
+            .next_deadline()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        self.poller.clear();
+        self.poller.add(self.wake.as_fd(), true, false);
+        for (id, link) in &mut self.links {
+            link.register(&mut self.poller, self.d.wants_write(*id));
+        }
+        // With tasks in flight a reply is due soon: look again for a few microseconds, yielding
+        // the CPU, before sleeping (a wake-up from sleep costs far more on most machines).
+        let busy = self.d.busy();
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            let now = if busy { Some(Duration::ZERO) } else { timeout };
+            match self.poller.wait(now)? {
+                0 if busy && Instant::now() < spin_until => std::thread::yield_now(),
+                0 if busy => {
+                    self.poller.wait(timeout)?;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if self.poller.ready(0) {
+            sys::drain_wakes(&self.wake);
+        }
+        let mut dead = Vec::new();
+        let now = Instant::now();
+        for at in 0..self.links.len() {
+            let ready = self.links[at].1.ready(&self.poller);
+            if ready.output || ready.exited {
+                self.links[at].1.forward_output();
+            }
+            if ready.writable {
+                self.flush(at);
+            }
+            if ready.readable || ready.exited {
+                self.fill(at, now);
+            }
+            if ready.exited {
+                dead.push(at);
+            }
+        }
+        self.d.tick(Instant::now());
+        for at in dead.into_iter().rev() {
+            let (id, mut link) = self.links.swap_remove(at);
+            let exit = link.reap();
+            self.d.worker_exited(id, exit, &link.last_words());
+        }
+        self.act();
+        Ok(())
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Normal end: every job is done; closing the request streams ends the workers. After a
+        // panic in this thread, fail what is left rather than leave anyone waiting.
+        for (_, link) in &mut self.links {
+            link.close_requests();
+        }
+        let message = "the pool's i/o thread stopped";
+        self.d.abandon(message);
+        let hard = self.failed || std::thread::panicking();
+        for (_, link) in &mut self.links {
+            if hard {
+                link.signal(super::dispatch::Sig::Kill);
+            }
+            let _ = link.reap();
+            link.forward_output();
+        }
+        let mut inbox = self.shared.lock();
+        if !self.d.is_shutdown() || hard {
+            inbox.broken.get_or_insert_with(|| message.to_owned());
+        }
+        inbox.io_gone = true;
+        self.shared.acked.notify_all();
+        for job in inbox.jobs.drain(..) {
+            if let super::job::Owner::Future(sink) = job.owner {
+                sink.fail(TaskError::Pool {
+                    task: job.name.to_owned(),
+                    message: "the pool shut down".to_owned(),
+                });
+            }
+        }
+    }
+}

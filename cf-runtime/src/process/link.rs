@@ -1,0 +1,84 @@
+//! The seam between the scheduler and how a worker is reached and supervised.
+//!
+//! The dispatcher (`dispatch.rs`) knows workers only by [`WorkerId`](super::dispatch::WorkerId)
+//! and pid; the driver (`driver.rs`) owns one [`Link`] per worker and one [`Launch`] per pool.
+//! Today's only kind is the local one (`local.rs`, `spawner.rs`): a child process with a request
+//! pipe, a result pipe, a stderr pipe and a pidfd. A worker on another machine (a TCP stream, its
+//! death reported by a supervisor there) or one whose bytes travel through a shared-memory ring
+//! (woken by an eventfd) is another implementation of these two traits: the scheduler and the
+//! driver do not change. See `README.md` beside this file.
+
+use std::io;
+
+use super::dispatch::Sig;
+use crate::error::Exit;
+use crate::sys::Poller;
+
+/// What a link's fds reported in one turn of the poll loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// Reply bytes (or their end) can be read.
+    pub(crate) readable: bool,
+    /// Request bytes can be written.
+    pub(crate) writable: bool,
+    /// The worker has exited: read what is left, then [`Link::reap`].
+    pub(crate) exited: bool,
+    /// Diagnostic output (stderr) is waiting.
+    pub(crate) output: bool,
+}
+
+/// One worker, as the driver reaches it.
+pub(crate) trait Link: Send {
+    /// The worker's pid, for errors and logs.
+    fn pid(&self) -> u32;
+
+    /// Adds what to watch to `poller`: the reply stream, the request stream when `write`, and
+    /// whatever tells of the worker's exit and output.
+    fn register(&mut self, poller: &mut Poller, write: bool);
+
+    /// What the fds added by the last [`register`](Self::register) reported.
+    fn ready(&self, poller: &Poller) -> Ready;
+
+    /// Reads reply bytes without blocking: `Ok(0)` at the end of the stream, `WouldBlock` when
+    /// there are none yet.
+    ///
+    /// # Errors
+    /// As `read(2)`.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Writes request bytes without blocking.
+    ///
+    /// # Errors
+    /// As `write(2)`; `WouldBlock` when the stream is full.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+
+    /// Closes the request stream: the worker exits once it has answered what it holds.
+    fn close_requests(&mut self);
+
+    /// Sends `sig` to the worker, unless it is already reaped.
+    fn signal(&mut self, sig: Sig);
+
+    /// Forwards the worker's diagnostic output and keeps its tail for [`last_words`](Self::last_words).
+    fn forward_output(&mut self);
+
+    /// How the worker ended; call once [`Ready::exited`] said so, or to wait for its end.
+    fn reap(&mut self) -> Exit;
+
+    /// The kept end of its diagnostic output, from the first whole line.
+    fn last_words(&self) -> String;
+}
+
+/// A started worker (or why it could not start), and whether it was asked for as the spare.
+pub(crate) type Started = (bool, io::Result<Box<dyn Link>>);
+
+/// How a pool gets its workers.
+pub(crate) trait Launch: Send {
+    /// Asks for a worker, started in the background; false if no more can be asked for.
+    fn request(&mut self, spare: bool) -> bool;
+
+    /// The next worker started, without waiting.
+    fn try_next(&mut self) -> Option<Started>;
+
+    /// Waits for the next worker to start.
+    fn next(&mut self) -> Option<Started>;
+}

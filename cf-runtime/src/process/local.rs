@@ -1,0 +1,183 @@
+//! A worker on this machine: a child process with a request pipe, a result pipe, a stderr pipe
+//! and a pidfd.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use super::dispatch::Sig;
+use super::link::{Link, Ready};
+use crate::error::Exit;
+use crate::sys::{self, Poller};
+
+/// Pipe buffer the parent asks the kernel for, for bulk payloads.
+const PIPE_SIZE: usize = 1 << 20;
+
+/// How much of a worker's stderr is kept for its error.
+const TAIL: usize = 4096;
+
+pub(crate) struct LocalLink {
+    pid: u32,
+    /// How it ended, once reaped.
+    exit: Option<Exit>,
+    /// Request pipe, write end (non-blocking); `None` once closed.
+    req: Option<OwnedFd>,
+    /// Result pipe, read end (non-blocking); `None` once at its end.
+    res: Option<OwnedFd>,
+    /// The worker's stderr, read end (non-blocking); `None` at its end.
+    err: Option<OwnedFd>,
+    /// Readable once the process has exited.
+    pidfd: OwnedFd,
+    /// The last bytes of its stderr.
+    tail: VecDeque<u8>,
+    /// Where `register` put `res`, the pidfd, `req` and `err` in the poller.
+    slots: [Option<usize>; 4],
+}
+
+impl LocalLink {
+    pub(crate) fn spawn(exe: &Path, memory_limit: Option<u64>) -> io::Result<LocalLink> {
+        let (req_rx, req_tx) = sys::pipe()?;
+        let (res_rx, res_tx) = sys::pipe()?;
+        let (err_rx, err_tx) = sys::pipe()?;
+        for fd in [&req_tx, &res_rx, &err_rx] {
+            sys::set_nonblocking(fd)?;
+        }
+        sys::grow_pipe(&req_tx, PIPE_SIZE);
+        sys::grow_pipe(&res_rx, PIPE_SIZE);
+        let pid = sys::spawn_worker(sys::Spawn {
+            exe,
+            request: &req_rx,
+            result: &res_tx,
+            stderr: err_tx,
+            memory_limit,
+        })?;
+        drop((req_rx, res_tx));
+        let pidfd = match sys::pidfd(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                sys::signal(pid, 9);
+                let _ = sys::reap(pid);
+                return Err(e);
+            }
+        };
+        Ok(LocalLink {
+            pid,
+            exit: None,
+            req: Some(req_tx),
+            res: Some(res_rx),
+            err: Some(err_rx),
+            pidfd,
+            tail: VecDeque::new(),
+            slots: [None; 4],
+        })
+    }
+}
+
+impl Link for LocalLink {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn register(&mut self, poller: &mut Poller, write: bool) {
+        // A pipe at its end would report POLLHUP forever: it is left out.
+        self.slots = [
+            self.res
+                .as_ref()
+                .map(|fd| poller.add(fd.as_fd(), true, false)),
+            Some(poller.add(self.pidfd.as_fd(), true, false)),
+            self.req
+                .as_ref()
+                .filter(|_| write)
+                .map(|fd| poller.add(fd.as_fd(), false, true)),
+            self.err
+                .as_ref()
+                .map(|fd| poller.add(fd.as_fd(), true, false)),
+        ];
+    }
+
+    fn ready(&self, poller: &Poller) -> Ready {
+        let [res, pidfd, req, err] = self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
+        Ready {
+            readable: res,
+            writable: req,
+            exited: pidfd,
+            output: err,
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(res) = &self.res else {
+            return Ok(0);
+        };
+        let n = sys::read(res.as_fd(), buf)?;
+        if n == 0 {
+            // The end of the result pipe comes a moment before the pidfd says the process
+            // exited (and is no proof of death: a task may close the fd); stop watching it and
+            // let the pidfd report the death.
+            self.res = None;
+        }
+        Ok(n)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.req {
+            Some(req) => sys::write(req.as_fd(), buf),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn close_requests(&mut self) {
+        self.req = None;
+    }
+
+    fn signal(&mut self, sig: Sig) {
+        // Once reaped, its pid may be another process's.
+        if self.exit.is_none() {
+            sys::signal(
+                self.pid,
+                match sig {
+                    Sig::Term => 15,
+                    Sig::Kill => 9,
+                },
+            );
+        }
+    }
+
+    fn forward_output(&mut self) {
+        let Some(err) = &self.err else { return };
+        let mut buf = [0; 8192];
+        loop {
+            match sys::read(err.as_fd(), &mut buf) {
+                Ok(0) => {
+                    self.err = None;
+                    return;
+                }
+                Ok(n) => {
+                    let _ = io::stderr().write_all(&buf[..n]);
+                    self.tail.extend(&buf[..n]);
+                    let excess = self.tail.len().saturating_sub(TAIL);
+                    self.tail.drain(..excess);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn reap(&mut self) -> Exit {
+        *self.exit.get_or_insert_with(|| match sys::reap(self.pid) {
+            Ok((Some(code), _)) => Exit::Code(code),
+            Ok((None, Some(signal))) => Exit::Signal(signal),
+            _ => Exit::Unknown,
+        })
+    }
+
+    fn last_words(&self) -> String {
+        let (a, b) = self.tail.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        match (self.tail.len() == TAIL, text.find('\n')) {
+            (true, Some(newline)) => text[newline + 1..].to_owned(),
+            _ => text,
+        }
+    }
+}
