@@ -33,7 +33,7 @@ const MAX_STARTUP_FAILURES: u32 = 3;
 const SHORT_TASK: f64 = 0.000_5;
 
 /// A worker's initializer: a task with no arguments run once at start.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Init {
     pub(crate) task: u32,
     pub(crate) name: &'static str,
@@ -41,6 +41,7 @@ pub(crate) struct Init {
 }
 
 /// The scheduler's settings.
+#[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
     /// The most tasks a worker holds at once.
@@ -277,6 +278,13 @@ impl Dispatcher {
 
     /// Gives queued jobs to ready workers, up to [`depth`](Self::depth) each, a round at a time.
     pub(crate) fn dispatch(&mut self, now: Instant) {
+        // Work with no one to run it: a job that came with the shutdown, after a spawn failure
+        // that was not retried because nothing was queued then.
+        if !self.queue.is_empty() && self.broken.is_none() && !self.terminated {
+            while self.working() < self.config.max_workers {
+                self.spawn(false);
+            }
+        }
         let depth = self.depth();
         let max_tasks = self.config.max_tasks_per_child;
         for _ in 0..depth {
@@ -513,9 +521,9 @@ impl Dispatcher {
         tracing::info!(pid = worker.pid, %exit, ready, "cf: worker exited");
         if ready {
             self.fail_running(&mut worker, exit, last_words);
-        } else if self.broken.is_none() {
-            // Once the pool is broken it kills the workers still starting: their deaths are not
-            // failures of their own, and must not replace the cause.
+        } else if self.broken.is_none() && !self.terminated {
+            // Once the pool is broken or terminated it kills the workers still starting: their
+            // deaths are not failures of their own, and must not replace the cause.
             self.startup_failures += 1;
             self.last_startup_failure = match worker.state {
                 State::Dying(Poison::InitFailed(ref why), _) => why.clone(),
@@ -801,7 +809,8 @@ impl Job {
 }
 
 #[cfg(test)]
-mod test;
-
+mod harness;
 #[cfg(test)]
 mod prop;
+#[cfg(test)]
+mod test;

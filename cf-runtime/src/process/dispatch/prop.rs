@@ -1,1 +1,267 @@
+//! Properties of the dispatcher over random sequences of events: whatever the order of
+//! submissions, replies, deaths, kills, deadlines and shutdowns, every job ends exactly once, no
+//! job is held by two workers, a kill or a time limit ends only its own job, and the pool breaks
+//! only by its start-up rule.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cf_worker::frame::ReplyKind;
+use proptest::prelude::*;
+
+use super::harness::{End, FINGERPRINT, World, config, init};
+use super::{Config, Sig, WorkerId};
+use crate::error::{Exit, TaskError};
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Submit(Option<u8>),
+    Start,
+    Hello(usize),
+    BadHello(usize),
+    FailSpawn,
+    Answer(usize, u8),
+    Exit(usize, bool),
+    SignalledExit,
+    Kill(usize),
+    Cancel(usize),
+    Advance(u8),
+    CancelPending,
+    Terminate,
+}
+
+fn event() -> impl Strategy<Value = Ev> {
+    prop_oneof![
+        6 => proptest::option::of(1u8..50).prop_map(Ev::Submit),
+        3 => Just(Ev::Start),
+        3 => any::<usize>().prop_map(Ev::Hello),
+        1 => any::<usize>().prop_map(Ev::BadHello),
+        1 => Just(Ev::FailSpawn),
+        8 => (any::<usize>(), 0u8..4).prop_map(|(w, k)| Ev::Answer(w, k)),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(w, c)| Ev::Exit(w, c)),
+        3 => Just(Ev::SignalledExit),
+        2 => any::<usize>().prop_map(Ev::Kill),
+        1 => any::<usize>().prop_map(Ev::Cancel),
+        2 => (1u8..80).prop_map(Ev::Advance),
+        1 => Just(Ev::CancelPending),
+        1 => Just(Ev::Terminate),
+    ]
+}
+
+fn pool_config() -> impl Strategy<Value = Config> {
+    (
+        1usize..4,
+        any::<bool>(),
+        proptest::option::of(1u64..4),
+        any::<bool>(),
+        proptest::option::of(1u8..30),
+    )
+        .prop_map(|(workers, spare, max_tasks, initializer, timeout)| {
+            let mut c = config(workers);
+            c.spare = spare;
+            c.max_tasks_per_child = max_tasks;
+            c.initializer = initializer.then(|| init("setup"));
+            c.timeout = timeout.map(|ms| Duration::from_millis(u64::from(ms)));
+            c
+        })
+}
+
+/// What the test did, to judge the dispatcher's verdicts by.
+#[derive(Default)]
+struct Model {
+    killed: BTreeSet<u64>,
+    limited: BTreeSet<u64>,
+    startup_failures: u32,
+}
+
+fn pick(w: &World, at: usize) -> Option<WorkerId> {
+    let ids: Vec<_> = w.workers.keys().copied().collect();
+    (!ids.is_empty()).then(|| ids[at % ids.len()])
+}
+
+fn apply(w: &mut World, m: &mut Model, ev: &Ev, pool_limit: bool) {
+    match *ev {
+        Ev::Submit(limit) => {
+            let id = w.submit(limit.map(|ms| Duration::from_millis(u64::from(ms))));
+            if limit.is_some() || pool_limit {
+                m.limited.insert(id);
+            }
+        }
+        Ev::Start => {
+            w.start();
+        }
+        Ev::Hello(at) => {
+            if let Some(id) = pick(w, at) {
+                if w.workers[&id].greeted {
+                    // A second hello breaks the protocol: a worker still starting dies of it.
+                    m.startup_failures += 1;
+                }
+                w.hello(id, FINGERPRINT);
+            }
+        }
+        Ev::BadHello(at) => {
+            if let Some(id) = pick(w, at) {
+                w.hello(id, FINGERPRINT ^ 1);
+                m.startup_failures += 1;
+            }
+        }
+        Ev::FailSpawn => {
+            if w.fail_spawn() {
+                m.startup_failures += 1;
+            }
+        }
+        Ev::Answer(at, kind) => {
+            let kind = [
+                ReplyKind::Ok,
+                ReplyKind::Failed,
+                ReplyKind::Panicked,
+                ReplyKind::Aborting,
+            ][usize::from(kind)];
+            if let Some(id) = pick(w, at) {
+                if w.answer(id, kind).is_some() && kind != ReplyKind::Ok {
+                    // Initializer failures count as start-up failures.
+                    m.startup_failures += 1;
+                }
+            }
+        }
+        Ev::Exit(at, crash) => {
+            if let Some(id) = pick(w, at) {
+                let exit = if crash {
+                    Exit::Signal(11)
+                } else {
+                    Exit::Code(1)
+                };
+                w.exit(id, exit, "");
+                m.startup_failures += 1;
+            }
+        }
+        Ev::SignalledExit => {
+            let signalled: Vec<_> = w
+                .workers
+                .iter()
+                .filter(|(_, f)| !f.signals.is_empty() || f.closed || f.aborting)
+                .map(|(id, f)| (*id, f.signals.first().copied(), f.aborting))
+                .collect();
+            for (id, sig, aborting) in signalled {
+                let exit = match sig {
+                    Some(Sig::Kill) => Exit::Signal(9),
+                    Some(Sig::Term) => Exit::Signal(15),
+                    None if aborting => Exit::Signal(6),
+                    None => Exit::Code(0),
+                };
+                w.exit(id, exit, "");
+            }
+        }
+        Ev::Kill(at) => {
+            if !w.submitted.is_empty() {
+                let id = w.submitted[at % w.submitted.len()];
+                m.killed.insert(id);
+                w.d.kill(id);
+                w.pump();
+            }
+        }
+        Ev::Cancel(at) => {
+            if !w.submitted.is_empty() {
+                let id = w.submitted[at % w.submitted.len()];
+                w.flags[&id].store(true, Ordering::SeqCst);
+            }
+        }
+        Ev::Advance(ms) => w.advance(Duration::from_millis(u64::from(ms))),
+        Ev::CancelPending => {
+            w.d.shutdown();
+            w.d.cancel_pending();
+            w.pump();
+        }
+        Ev::Terminate => {
+            w.d.shutdown();
+            w.d.terminate(Sig::Kill);
+            w.pump();
+        }
+    }
+}
+
+/// What must hold after every event.
+fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
+    let log = w.log.lock().unwrap();
+    for (id, ends) in &log.ends {
+        prop_assert!(
+            ends.len() == 1,
+            "job {} ended {} times: {:?}",
+            id,
+            ends.len(),
+            ends
+        );
+        match &ends[0] {
+            End::Killed => prop_assert!(m.killed.contains(id), "job {id} killed unasked"),
+            End::Failed(TaskError::TimedOut { .. }) => {
+                prop_assert!(m.limited.contains(id), "job {id} timed out with no limit");
+            }
+            _ => {}
+        }
+    }
+    let mut held = BTreeSet::new();
+    for fake in w.workers.values() {
+        for &(job, _, _) in &fake.calls {
+            if job != 0 {
+                prop_assert!(held.insert(job), "job {job} is held by two workers");
+            }
+        }
+    }
+    if w.d.broken().is_some() {
+        prop_assert!(
+            m.startup_failures >= 3,
+            "broken after {} start-up failures",
+            m.startup_failures
+        );
+    }
+    Ok(())
+}
+
+/// Lets every worker behave until every job has ended.
+fn settle(w: &mut World, m: &mut Model) {
+    for _ in 0..200 {
+        apply(w, m, &Ev::SignalledExit, false);
+        while w.start().is_some() {}
+        let quiet: Vec<_> = w
+            .workers
+            .iter()
+            .filter(|(_, f)| !f.greeted)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in quiet {
+            w.hello(id, FINGERPRINT);
+        }
+        let ids: Vec<_> = w.workers.keys().copied().collect();
+        for id in ids {
+            while w.answer(id, ReplyKind::Ok).is_some() {}
+        }
+        let log = w.log.lock().unwrap();
+        if w.submitted.iter().all(|id| log.ends.contains_key(id)) {
+            return;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_job_ends_exactly_once(
+        config in pool_config(),
+        events in proptest::collection::vec(event(), 1..80),
+    ) {
+        let pool_limit = config.timeout.is_some();
+        let mut w = World::new(config);
+        let mut m = Model::default();
+        for ev in &events {
+            apply(&mut w, &mut m, ev, pool_limit);
+            check(&w, &m)?;
+        }
+        settle(&mut w, &mut m);
+        check(&w, &m)?;
+        let log = w.log.lock().unwrap();
+        let lost: Vec<_> = w.submitted.iter().filter(|id| !log.ends.contains_key(id)).collect();
+        prop_assert!(lost.is_empty(), "jobs never ended: {lost:?}");
+    }
+}

@@ -1,1 +1,426 @@
+//! Scenarios of the dispatcher, without a process: each test plays the workers by hand.
 
+use std::time::Duration;
+
+use cf_worker::frame::ReplyKind;
+
+use super::harness::{End, FINGERPRINT, World, config, init};
+use super::{Action, Sig};
+use crate::error::{Exit, TaskError};
+
+fn died_with(end: Option<End>) -> TaskError {
+    match end {
+        Some(End::Failed(e)) => e,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn asks_for_its_workers_and_the_spare_at_once() {
+    let mut c = config(2);
+    c.spare = true;
+    let w = World::new(c);
+    assert_eq!(w.spawns, [false, false, true]);
+}
+
+#[test]
+fn a_worker_takes_no_task_before_its_handshake() {
+    let mut w = World::new(config(1));
+    let job = w.submit(None);
+    let worker = w.start().unwrap();
+    assert!(w.workers[&worker].calls.is_empty());
+    w.hello(worker, FINGERPRINT);
+    assert_eq!(w.holder(job), Some(worker));
+}
+
+#[test]
+fn long_tasks_go_one_at_a_time_and_spread_over_the_workers() {
+    let mut w = World::new(config(2));
+    let (a, b) = (w.ready().unwrap(), w.ready().unwrap());
+    let jobs: Vec<_> = (0..4).map(|_| w.submit(None)).collect();
+    // Until tasks show that they are short, each worker holds one.
+    assert_eq!(w.workers[&a].calls.len(), 1);
+    assert_eq!(w.workers[&b].calls.len(), 1);
+    let first = w.answer(a, ReplyKind::Ok).unwrap();
+    assert_eq!(
+        w.end(first),
+        Some(End::Reply(ReplyKind::Ok, first.to_le_bytes().to_vec()))
+    );
+    assert_eq!(
+        w.workers[&a].calls.len(),
+        1,
+        "the next job follows the reply"
+    );
+    assert!(jobs.iter().all(|&j| w.end(j).is_none() || j == first));
+}
+
+#[test]
+fn short_tasks_are_sent_ahead() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    for _ in 0..40 {
+        w.submit(None);
+        w.answer(a, ReplyKind::Ok).unwrap();
+    }
+    for _ in 0..20 {
+        w.submit(None);
+    }
+    assert_eq!(w.workers[&a].calls.len(), 8, "prefetch depth");
+}
+
+#[test]
+fn a_dead_workers_running_job_fails_and_the_ones_behind_run_elsewhere() {
+    let mut w = World::new(config(2));
+    let (a, b) = (w.ready().unwrap(), w.ready().unwrap());
+    // Make tasks short so that `a` holds several.
+    for _ in 0..40 {
+        w.submit(None);
+        w.answer(a, ReplyKind::Ok).unwrap();
+        if !w.workers[&b].calls.is_empty() {
+            w.answer(b, ReplyKind::Ok).unwrap();
+        }
+    }
+    let jobs: Vec<_> = (0..6).map(|_| w.submit(None)).collect();
+    let on_a: Vec<u64> = w.workers[&a].calls.iter().map(|c| c.0).collect();
+    assert!(on_a.len() >= 2, "{on_a:?}");
+    w.exit(a, Exit::Signal(9), "last words\n");
+    let error = died_with(w.end(on_a[0]));
+    assert_eq!(
+        error,
+        TaskError::WorkerDied {
+            task: "job".to_owned(),
+            pid: 1000,
+            exit: Exit::Signal(9),
+            stderr: "last words\n".to_owned()
+        }
+    );
+    for &job in &on_a[1..] {
+        assert_eq!(
+            w.end(job),
+            None,
+            "job {job} behind the dead one is not lost"
+        );
+        assert_eq!(w.holder(job), Some(b), "job {job} went to the live worker");
+    }
+    assert_eq!(w.spawns, [false], "a replacement is asked for");
+    assert_eq!(jobs.len(), 6);
+}
+
+#[test]
+fn a_time_limit_kills_only_its_own_job() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let slow = w.submit(Some(Duration::from_millis(100)));
+    let next = w.submit(None);
+    assert_eq!(
+        w.d.next_deadline(),
+        Some(w.now + Duration::from_millis(100))
+    );
+    w.advance(Duration::from_millis(99));
+    assert!(w.workers[&a].signals.is_empty());
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
+    assert!(matches!(
+        died_with(w.end(slow)),
+        TaskError::TimedOut { limit, .. } if limit == Duration::from_millis(100)
+    ));
+    assert_eq!(w.end(next), None);
+    let b = w.ready().unwrap();
+    assert_eq!(w.holder(next), Some(b));
+}
+
+#[test]
+fn a_kill_that_misses_its_job_does_not_fail_the_next_one() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    for _ in 0..40 {
+        w.submit(None);
+        w.answer(a, ReplyKind::Ok).unwrap();
+    }
+    let first = w.submit(None);
+    let second = w.submit(None);
+    w.d.kill(first);
+    w.pump();
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    // The reply to `first` was already on its way: `second` was running when the kill landed.
+    w.answer(a, ReplyKind::Ok).unwrap();
+    w.exit(a, Exit::Signal(9), "");
+    assert!(matches!(w.end(first), Some(End::Reply(ReplyKind::Ok, _))));
+    assert_eq!(w.end(second), None, "not at fault: runs again");
+    let b = w.ready().unwrap();
+    assert_eq!(w.holder(second), Some(b));
+}
+
+#[test]
+fn killing_a_job_sent_ahead_drops_its_reply_and_spares_the_worker() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    for _ in 0..40 {
+        w.submit(None);
+        w.answer(a, ReplyKind::Ok).unwrap();
+    }
+    let first = w.submit(None);
+    let second = w.submit(None);
+    w.d.kill(second);
+    w.pump();
+    assert_eq!(w.end(second), Some(End::Killed));
+    assert!(w.workers[&a].signals.is_empty());
+    w.answer(a, ReplyKind::Ok).unwrap();
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert!(matches!(w.end(first), Some(End::Reply(ReplyKind::Ok, _))));
+    assert_eq!(
+        w.end(second),
+        Some(End::Killed),
+        "the late reply is dropped"
+    );
+}
+
+#[test]
+fn three_workers_failing_at_start_break_the_pool() {
+    let mut w = World::new(config(1));
+    let queued = w.submit(None);
+    for round in 0..3 {
+        let a = w.start().unwrap();
+        assert!(w.d.broken().is_none(), "round {round}");
+        w.exit(a, Exit::Code(101), "");
+    }
+    let why = w.d.broken().expect("broken");
+    assert!(
+        why.starts_with("3 workers in a row failed to start"),
+        "{why}"
+    );
+    assert!(why.contains("exit code 101"), "{why}");
+    assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
+    let late = w.submit(None);
+    assert!(matches!(died_with(w.end(late)), TaskError::Pool { .. }));
+}
+
+#[test]
+fn a_refused_handshake_says_why() {
+    let mut w = World::new(config(1));
+    for _ in 0..3 {
+        let a = w.start().unwrap();
+        w.hello(a, FINGERPRINT + 1);
+        assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+        w.exit(a, Exit::Signal(9), "");
+    }
+    let why = w.d.broken().expect("broken");
+    assert!(
+        why.contains("the worker's task table differs from the parent's"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_failing_initializer_is_the_cause() {
+    let mut c = config(1);
+    c.initializer = Some(init("setup"));
+    let mut w = World::new(c);
+    for _ in 0..3 {
+        let a = w.ready().unwrap();
+        assert_eq!(
+            w.workers[&a].calls.len(),
+            1,
+            "the initializer is sent first"
+        );
+        w.answer(a, ReplyKind::Panicked).unwrap();
+        assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+        w.exit(a, Exit::Signal(9), "");
+    }
+    let why = w.d.broken().expect("broken");
+    assert!(why.contains("the initializer `setup` failed: "), "{why}");
+}
+
+#[test]
+fn a_worker_is_ready_after_its_initializer() {
+    let mut c = config(1);
+    c.initializer = Some(init("setup"));
+    let mut w = World::new(c);
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    assert_eq!(w.holder(job), None, "not before the initializer");
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert_eq!(w.holder(job), Some(a));
+}
+
+#[test]
+fn max_tasks_per_child_closes_the_requests_after_the_last_reply() {
+    let mut c = config(1);
+    c.max_tasks_per_child = Some(2);
+    let mut w = World::new(c);
+    let a = w.ready().unwrap();
+    let jobs: Vec<_> = (0..3).map(|_| w.submit(None)).collect();
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert!(!w.workers[&a].closed);
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert!(w.workers[&a].closed);
+    assert_eq!(w.holder(jobs[2]), None);
+    w.exit(a, Exit::Code(0), "");
+    let b = w.ready().unwrap();
+    assert_eq!(w.holder(jobs[2]), Some(b));
+}
+
+#[test]
+fn terminate_signals_every_worker_and_fails_what_is_left() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let running = w.submit(None);
+    let queued = w.submit(None);
+    w.d.shutdown();
+    w.d.terminate(Sig::Term);
+    w.pump();
+    assert_eq!(w.workers[&a].signals, [Sig::Term]);
+    assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
+    w.exit(a, Exit::Signal(15), "");
+    assert!(matches!(
+        died_with(w.end(running)),
+        TaskError::WorkerDied {
+            exit: Exit::Signal(15),
+            ..
+        }
+    ));
+    assert!(w.spawns.is_empty(), "no replacement");
+    assert!(w.d.finished());
+}
+
+#[test]
+fn a_spare_takes_over_at_once() {
+    let mut c = config(1);
+    c.spare = true;
+    let mut w = World::new(c);
+    let a = w.ready().unwrap();
+    let spare = w.ready().unwrap();
+    let job = w.submit(None);
+    assert_eq!(w.holder(job), Some(a));
+    w.exit(a, Exit::Signal(9), "");
+    assert_eq!(w.spawns, [true], "only a new spare is started");
+    let next = w.submit(None);
+    assert_eq!(w.holder(next), Some(spare));
+}
+
+#[test]
+fn cancel_pending_keeps_jobs_that_ran_before() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let running = w.submit(None);
+    let pending = w.submit(None);
+    w.exit(a, Exit::Signal(9), "");
+    let requeued = w.submit(None);
+    w.d.cancel_pending();
+    assert!(matches!(
+        died_with(w.end(running)),
+        TaskError::WorkerDied { .. }
+    ));
+    assert_eq!(w.end(pending), Some(End::Cancelled));
+    assert_eq!(w.end(requeued), Some(End::Cancelled));
+}
+
+#[test]
+fn a_reply_for_another_job_is_a_protocol_violation() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    let mut bytes = Vec::new();
+    cf_worker::frame::push(&mut bytes, ReplyKind::Ok as u8, job + 100, 0, b"");
+    w.send(a, &bytes);
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
+    let error = died_with(w.end(job));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "worker (pid 1000) broke the protocol while running task `job`: reply for job {} which \
+             it was not running",
+            job + 100
+        )
+    );
+}
+
+#[test]
+fn a_death_in_the_middle_of_a_frame_says_so() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    let mut bytes = Vec::new();
+    cf_worker::frame::push(&mut bytes, ReplyKind::Ok as u8, job, 0, &[0; 100]);
+    w.send(a, &bytes[..50]);
+    w.exit(a, Exit::Signal(9), "");
+    let error = died_with(w.end(job));
+    assert!(
+        error
+            .to_string()
+            .contains("the worker died in the middle of a frame (50 bytes of 117)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_aborting_panic_is_the_tasks_and_the_next_job_runs_again() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    for _ in 0..40 {
+        w.submit(None);
+        w.answer(a, ReplyKind::Ok).unwrap();
+    }
+    let first = w.submit(None);
+    let second = w.submit(None);
+    w.answer(a, ReplyKind::Aborting).unwrap();
+    w.exit(a, Exit::Signal(6), "");
+    assert!(matches!(
+        w.end(first),
+        Some(End::Reply(ReplyKind::Aborting, _))
+    ));
+    assert_eq!(w.end(second), None);
+}
+
+#[test]
+fn memory_and_stack_deaths_are_named() {
+    let mut c = config(1);
+    c.memory_limit = Some(1 << 30);
+    let mut w = World::new(c);
+    let a = w.ready().unwrap();
+    let oom = w.submit(None);
+    w.exit(
+        a,
+        Exit::Signal(6),
+        "memory allocation of 4096 bytes failed\n",
+    );
+    assert!(
+        matches!(died_with(w.end(oom)), TaskError::MemoryLimit { limit, .. } if limit == 1 << 30)
+    );
+    let b = w.ready().unwrap();
+    let deep = w.submit(None);
+    let overflow = format!("{}\n", cf_worker::start::STACK_OVERFLOW);
+    w.exit(b, Exit::Signal(11), &overflow);
+    assert!(matches!(
+        died_with(w.end(deep)),
+        TaskError::StackOverflow { .. }
+    ));
+}
+
+#[test]
+fn spawn_failures_are_retried_then_break_the_pool() {
+    let mut w = World::new(config(1));
+    let job = w.submit(None);
+    assert!(w.fail_spawn());
+    assert!(w.fail_spawn());
+    assert!(w.d.broken().is_none());
+    assert!(w.fail_spawn());
+    assert!(w.d.broken().is_some());
+    assert!(matches!(died_with(w.end(job)), TaskError::Pool { .. }));
+    assert!(w.spawns.is_empty());
+}
+
+#[test]
+fn shutdown_finishes_once_the_queue_is_done() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    w.d.shutdown();
+    assert!(!w.d.finished());
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert!(w.end(job).is_some());
+    assert!(w.d.finished());
+    assert_eq!(w.d.poll_action(), None::<Action>);
+}

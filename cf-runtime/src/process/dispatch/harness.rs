@@ -1,0 +1,344 @@
+//! A world for the dispatcher without processes: fake workers that read the bytes it writes and
+//! answer with frames, a clock the test moves, and futures that record how they ended.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
+use cf_worker::{Never, PanicInfo};
+
+use super::{Action, Config, Dispatcher, Init, Sig, WorkerId};
+use crate::error::{Exit, TaskError};
+use crate::process::job::{Job, Owner, Sink};
+use crate::process::shared::Counters;
+
+pub(crate) const FINGERPRINT: u64 = 0xcf;
+
+/// How a job's future ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Reply(ReplyKind, Vec<u8>),
+    Failed(TaskError<Never>),
+    Cancelled,
+    /// Cancelled although it was running (`kill`).
+    Killed,
+}
+
+#[derive(Default)]
+pub(crate) struct Log {
+    pub(crate) ends: BTreeMap<u64, Vec<End>>,
+}
+
+/// A future's completing end that writes down how it ended.
+pub(crate) struct Probe {
+    id: u64,
+    log: Arc<Mutex<Log>>,
+    /// The user cancelled the future (`Future::cancel`) while it was pending.
+    cancelled: Arc<AtomicBool>,
+    running: AtomicBool,
+    /// Put back in the queue after running: no longer pending.
+    started: Arc<AtomicBool>,
+}
+
+impl Probe {
+    fn end(&self, end: End) {
+        self.log
+            .lock()
+            .unwrap()
+            .ends
+            .entry(self.id)
+            .or_default()
+            .push(end);
+    }
+}
+
+impl Sink for Probe {
+    fn set_running(&self) -> bool {
+        if self.cancelled.load(Ordering::SeqCst) {
+            self.end(End::Cancelled);
+            return false;
+        }
+        self.running.store(true, Ordering::SeqCst);
+        self.started.store(true, Ordering::SeqCst);
+        true
+    }
+    fn pending(&self) -> bool {
+        !self.started.load(Ordering::SeqCst)
+    }
+    fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], _: &str) {
+        self.end(End::Reply(kind, payload.to_vec()));
+    }
+    fn fail(self: Box<Self>, error: TaskError<Never>) {
+        self.end(End::Failed(error));
+    }
+    fn cancel(self: Box<Self>) {
+        self.end(End::Cancelled);
+    }
+    fn cancel_running(self: Box<Self>) {
+        self.end(End::Killed);
+    }
+}
+
+/// A worker process as a test plays it.
+#[derive(Default)]
+pub(crate) struct Fake {
+    pub(crate) pid: u32,
+    /// Calls received and not answered: (job id, kind, task).
+    pub(crate) calls: VecDeque<(u64, u8, u32)>,
+    /// Bytes of a call frame not complete yet.
+    partial: Vec<u8>,
+    /// Signals the dispatcher asked for.
+    pub(crate) signals: Vec<Sig>,
+    /// Its requests were closed.
+    pub(crate) closed: bool,
+    /// It sent its handshake.
+    pub(crate) greeted: bool,
+    /// It said it is aborting.
+    pub(crate) aborting: bool,
+}
+
+pub(crate) struct World {
+    pub(crate) d: Dispatcher,
+    pub(crate) log: Arc<Mutex<Log>>,
+    pub(crate) now: Instant,
+    pub(crate) workers: BTreeMap<WorkerId, Fake>,
+    /// Spawns asked for and not answered: whether each is the spare.
+    pub(crate) spawns: VecDeque<bool>,
+    next_worker: u64,
+    next_job: u64,
+    /// The cancel flag of each submitted job's future.
+    pub(crate) flags: BTreeMap<u64, Arc<AtomicBool>>,
+    pub(crate) submitted: Vec<u64>,
+}
+
+pub(crate) fn config(max_workers: usize) -> Config {
+    Config {
+        max_workers,
+        prefetch: 8,
+        adaptive: true,
+        max_tasks_per_child: None,
+        initializer: None,
+        timeout: None,
+        memory_limit: None,
+        spare: false,
+        max_frame: frame::DEFAULT_MAX_FRAME,
+        fingerprint: FINGERPRINT,
+    }
+}
+
+pub(crate) fn init(name: &'static str) -> Init {
+    Init {
+        task: 7,
+        name,
+        args: Vec::new(),
+    }
+}
+
+impl World {
+    pub(crate) fn new(config: Config) -> Self {
+        let mut w = World {
+            d: Dispatcher::new(config, Arc::new(Counters::default())),
+            log: Arc::default(),
+            now: Instant::now(),
+            workers: BTreeMap::new(),
+            spawns: VecDeque::new(),
+            next_worker: 0,
+            next_job: 1,
+            flags: BTreeMap::new(),
+            submitted: Vec::new(),
+        };
+        w.pump();
+        w
+    }
+
+    /// Carries out the dispatcher's actions and delivers its bytes to the fake workers.
+    pub(crate) fn pump(&mut self) {
+        self.d.dispatch(self.now);
+        while let Some(action) = self.d.poll_action() {
+            match action {
+                Action::Spawn { spare } => self.spawns.push_back(spare),
+                Action::Signal { worker, sig } => {
+                    if let Some(fake) = self.workers.get_mut(&worker) {
+                        fake.signals.push(sig);
+                    }
+                }
+                Action::CloseRequests { worker } => {
+                    if let Some(fake) = self.workers.get_mut(&worker) {
+                        fake.closed = true;
+                    }
+                }
+            }
+        }
+        let ids: Vec<_> = self.workers.keys().copied().collect();
+        for id in ids {
+            while let Some(bytes) = self.d.transmit(id) {
+                let bytes = bytes.to_vec();
+                self.d.transmitted(id, bytes.len());
+                let fake = self.workers.get_mut(&id).expect("a fake");
+                fake.partial.extend_from_slice(&bytes);
+            }
+            let fake = self.workers.get_mut(&id).expect("a fake");
+            while let Ok(Some((f, used))) = frame::parse(&fake.partial, u32::MAX) {
+                fake.calls.push_back((f.id, f.kind, f.aux));
+                fake.partial.drain(..used);
+            }
+        }
+    }
+
+    /// Submits a job with an optional time limit; returns its id.
+    pub(crate) fn submit(&mut self, timeout: Option<Duration>) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.flags.insert(id, cancelled.clone());
+        self.submitted.push(id);
+        let probe = Probe {
+            id,
+            log: self.log.clone(),
+            cancelled,
+            running: AtomicBool::new(false),
+            started: Arc::new(AtomicBool::new(false)),
+        };
+        self.d.submit(Job {
+            id,
+            request: RequestKind::Call,
+            task: 1,
+            name: "job",
+            args: id.to_le_bytes().to_vec(),
+            owner: Owner::Future(Box::new(probe)),
+            timeout,
+            inputs: 1,
+        });
+        self.pump();
+        id
+    }
+
+    /// Answers the oldest pending spawn with a started worker; returns it.
+    pub(crate) fn start(&mut self) -> Option<WorkerId> {
+        let spare = self.spawns.pop_front()?;
+        let id = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        let pid = 1000 + u32::try_from(id.0).unwrap();
+        self.d.worker_started(id, pid, spare);
+        self.workers.insert(
+            id,
+            Fake {
+                pid,
+                ..Fake::default()
+            },
+        );
+        self.pump();
+        Some(id)
+    }
+
+    /// Answers the oldest pending spawn with a failure.
+    pub(crate) fn fail_spawn(&mut self) -> bool {
+        let Some(spare) = self.spawns.pop_front() else {
+            return false;
+        };
+        self.d
+            .spawn_failed(spare, &std::io::Error::other("no more processes"));
+        self.pump();
+        true
+    }
+
+    /// Worker `id` sends `bytes`.
+    pub(crate) fn send(&mut self, id: WorkerId, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let Some(buf) = self.d.read_buf(id) else {
+                return;
+            };
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.d.received(id, n);
+            rest = &rest[n..];
+        }
+        self.d.parse(id, self.now);
+        self.pump();
+    }
+
+    /// Worker `id` sends its handshake.
+    pub(crate) fn hello(&mut self, id: WorkerId, fingerprint: u64) {
+        let Some(fake) = self.workers.get_mut(&id) else {
+            return;
+        };
+        fake.greeted = true;
+        let pid = fake.pid;
+        let mut bytes = Vec::new();
+        let mut payload = fingerprint.to_le_bytes().to_vec();
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        frame::push(
+            &mut bytes,
+            ReplyKind::Hello as u8,
+            u64::from(pid),
+            PROTOCOL_VERSION,
+            &payload,
+        );
+        self.send(id, &bytes);
+    }
+
+    /// Starts a worker and shakes hands with it.
+    pub(crate) fn ready(&mut self) -> Option<WorkerId> {
+        let id = self.start()?;
+        self.hello(id, FINGERPRINT);
+        Some(id)
+    }
+
+    /// Worker `id` answers its oldest call with `kind`; returns the job id answered.
+    pub(crate) fn answer(&mut self, id: WorkerId, kind: ReplyKind) -> Option<u64> {
+        let fake = self.workers.get_mut(&id)?;
+        let (job, _, _) = fake.calls.pop_front()?;
+        fake.aborting |= kind == ReplyKind::Aborting;
+        let payload = match kind {
+            ReplyKind::Panicked | ReplyKind::Aborting => {
+                let mut out = Vec::new();
+                let info = PanicInfo {
+                    message: "boom".to_owned(),
+                    location: None,
+                    task: "job".to_owned(),
+                    pid: self.workers[&id].pid,
+                };
+                cf_worker::encode_into(&info, &mut out).unwrap();
+                out
+            }
+            _ => job.to_le_bytes().to_vec(),
+        };
+        let mut bytes = Vec::new();
+        frame::push(&mut bytes, kind as u8, job, 0, &payload);
+        self.send(id, &bytes);
+        Some(job)
+    }
+
+    /// Worker `id` exits with `exit` and these last words.
+    pub(crate) fn exit(&mut self, id: WorkerId, exit: Exit, stderr: &str) {
+        self.workers.remove(&id);
+        self.d.worker_exited(id, exit, stderr);
+        self.pump();
+    }
+
+    /// Moves the clock and lets the dispatcher look at its deadlines.
+    pub(crate) fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.d.tick(self.now);
+        self.pump();
+    }
+
+    /// How job `id` ended, if it did (panics if it ended twice).
+    pub(crate) fn end(&self, id: u64) -> Option<End> {
+        let log = self.log.lock().unwrap();
+        let ends = log.ends.get(&id)?;
+        assert_eq!(ends.len(), 1, "job {id} ended more than once: {ends:?}");
+        ends.first().cloned()
+    }
+
+    /// The worker holding job `id`'s call, if one does.
+    pub(crate) fn holder(&self, job: u64) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .find(|(_, f)| f.calls.iter().any(|c| c.0 == job))
+            .map(|(id, _)| *id)
+    }
+}
