@@ -4,7 +4,7 @@ use std::fmt::Display;
 
 use quote::ToTokens;
 use syn::visit::Visit;
-use syn::{Error, Item, Lifetime, ParenthesizedGenericArguments, Type, TypeBareFn};
+use syn::{Error, Item, Lifetime, ParenthesizedGenericArguments, Safety, Type, TypeFnPtr};
 
 use crate::ast::{Output, TaskFn};
 
@@ -22,7 +22,7 @@ pub(crate) fn check(task: &TaskFn<'_>) -> syn::Result<()> {
              process; write a plain `fn`",
         );
     }
-    if let Some(unsafety) = &sig.unsafety {
+    if let Safety::Unsafe(unsafety) = &sig.safety {
         errors.push(
             unsafety,
             "`#[task]` functions cannot be `unsafe`: a worker calls them with no way to uphold \
@@ -145,7 +145,7 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
 
     // Function pointers and `Fn(..)` bounds bind their own lifetimes; they are not values a
     // task can send at all, which the `Serialize` check after expansion reports.
-    fn visit_type_bare_fn(&mut self, _: &'ast TypeBareFn) {}
+    fn visit_type_fn_ptr(&mut self, _: &'ast TypeFnPtr) {}
 
     fn visit_parenthesized_generic_arguments(&mut self, _: &'ast ParenthesizedGenericArguments) {}
 }
