@@ -82,7 +82,7 @@ fn leaves_fn_pointers_to_the_value_check() {
 }
 
 #[test]
-fn refuses_each_kind() {
+fn refuses_each_kind_of_signature() {
     let cases = [
         (
             quote!(
@@ -136,6 +136,13 @@ fn refuses_each_kind() {
             ),
             "`#[task]` functions cannot take `self`",
         ),
+    ];
+    assert_refused(cases);
+}
+
+#[test]
+fn refuses_each_kind_of_type() {
+    let cases = [
         (
             quote!(
                 fn f(s: &str) {}
@@ -191,6 +198,11 @@ fn refuses_each_kind() {
             "`#[task]` functions cannot be variadic",
         ),
     ];
+    assert_refused(cases);
+}
+
+/// Checks that each item gets exactly its one error.
+fn assert_refused<const N: usize>(cases: [(proc_macro2::TokenStream, &str); N]) {
     for (item, expected) in cases {
         assert_eq!(kinds(item.clone()), [expected], "{item}");
     }
