@@ -98,6 +98,7 @@ fn marker_items(task: &TaskFn<'_>) -> TokenStream {
 /// The anonymous constant: the user's function, the impls of the marker type, the table entry
 /// and the checks of the argument types.
 fn hidden_items(task: &TaskFn<'_>) -> TokenStream {
+    let krate = task.krate();
     let ident = task.ident();
     let Attrs {
         cfgs, lints, body, ..
@@ -124,14 +125,14 @@ fn hidden_items(task: &TaskFn<'_>) -> TokenStream {
 
             impl ::core::fmt::Debug for #ident {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.write_str(<Self as ::cf::__private::Task>::NAME)
+                    f.write_str(<Self as #krate::__private::Task>::NAME)
                 }
             }
 
-            #[::cf::__private::linkme::distributed_slice(::cf::__private::TASKS)]
-            #[linkme(crate = ::cf::__private::linkme)]
-            static __CF_ENTRY: ::cf::__private::TaskEntry =
-                ::cf::__private::TaskEntry::new::<#ident>();
+            #[#krate::__private::linkme::distributed_slice(#krate::__private::TASKS)]
+            #[linkme(crate = #krate::__private::linkme)]
+            static __CF_ENTRY: #krate::__private::TaskEntry =
+                #krate::__private::TaskEntry::new::<#ident>();
 
             #task_impl
 
@@ -161,6 +162,7 @@ fn deref_impl(task: &TaskFn<'_>) -> TokenStream {
 
 /// `impl Task`: the argument shape, the outcome types, the name, the time limit and the call.
 fn task_impl(task: &TaskFn<'_>) -> TokenStream {
+    let krate = task.krate();
     let ident = task.ident();
     let (args_ty, args_pat) = args_shape(task);
     let Outcome {
@@ -176,7 +178,7 @@ fn task_impl(task: &TaskFn<'_>) -> TokenStream {
         }
     });
     quote! {
-        impl ::cf::__private::Task for #ident {
+        impl #krate::__private::Task for #ident {
             type Args = #args_ty;
             type Output = #output;
             type Error = #error;
@@ -188,7 +190,7 @@ fn task_impl(task: &TaskFn<'_>) -> TokenStream {
                 #call
             }
 
-            fn entry() -> &'static ::cf::__private::TaskEntry {
+            fn entry() -> &'static #krate::__private::TaskEntry {
                 &__CF_ENTRY
             }
         }
@@ -224,10 +226,11 @@ struct Outcome {
 
 /// How the function's return value becomes the task's outcome.
 fn outcome(task: &TaskFn<'_>) -> Outcome {
+    let krate = task.krate();
     let ident = task.ident();
     let bindings = task.params.iter().map(|param| &param.binding);
     let call = quote!(#ident(#(#bindings),*));
-    let never = quote!(::cf::__private::Never);
+    let never = quote!(#krate::__private::Never);
     let (output, error, call) = match task.output {
         Output::Unit => (
             quote!(()),
@@ -241,6 +244,14 @@ fn outcome(task: &TaskFn<'_>) -> Outcome {
             quote!(::core::result::Result::Ok(#call)),
         ),
         Output::Result { ok, err, .. } => (quote!(#ok), quote!(#err), call),
+        Output::ResultAlias(ty) => {
+            let result = quote_spanned!(ty.span()=> <#ty as #krate::__private::TaskResult>);
+            (
+                quote!(#result::Ok),
+                quote!(#result::Err),
+                quote_spanned!(ty.span()=> #result::into_result(#call)),
+            )
+        }
     };
     Outcome {
         output,
@@ -266,6 +277,7 @@ fn task_name(task: &TaskFn<'_>) -> TokenStream {
 /// own type (one parameter, the result, the error) that error already points at it; the
 /// parameters of a tuple get a check each, so E0277 points at the parameter too.
 fn value_checks(task: &TaskFn<'_>) -> Vec<TokenStream> {
+    let krate = task.krate();
     if task.params.len() < 2 {
         return Vec::new();
     }
@@ -274,7 +286,7 @@ fn value_checks(task: &TaskFn<'_>) -> Vec<TokenStream> {
         .map(|param| {
             let ty = param.ty();
             quote_spanned! {ty.span()=>
-                const _: () = ::cf::__private::assert_value::<#ty>();
+                const _: () = #krate::__private::assert_value::<#ty>();
             }
         })
         .collect()

@@ -250,3 +250,38 @@ fn not_a_fn() {
         "`#[task]` applies only to a free `fn` with a body"
     );
 }
+
+#[test]
+fn refuses_associated_functions_that_name_self() {
+    assert_eq!(
+        kinds(quote!(
+            fn new(n: u64) -> Self {
+                Self { n }
+            }
+        )),
+        ["`#[task]` cannot be used inside an `impl` or a trait"]
+    );
+    // A nested `impl` has a `Self` of its own.
+    assert!(
+        errors(quote!(
+            fn f() {
+                struct S;
+                impl S {
+                    fn s() -> Self {
+                        S
+                    }
+                }
+            }
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn refuses_more_than_sixteen_arguments() {
+    let params = (0..17).map(|i| quote::format_ident!("a{i}"));
+    assert_eq!(
+        kinds(quote!(fn f(#(#params: u8),*) {})),
+        ["`#[task]` functions take at most 16 arguments"]
+    );
+}
