@@ -146,4 +146,32 @@ pub mod __private {
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     >() {
     }
+
+    /// `T` and `E` of a return type that `#[task]` takes for a `Result` by its name alone
+    /// (`io::Result<T>`, a crate's `Result<T>` alias) or by `#[task(result)]`.
+    #[diagnostic::on_unimplemented(
+        message = "`#[task]` takes `{Self}` for a `Result`, but it is not one",
+        label = "not a `Result<T, E>`",
+        note = "a return type named `Result` fails the task with its error; if this type is \
+                a value of its own, write `#[task(result = false)]`"
+    )]
+    pub trait TaskResult {
+        /// `T`.
+        type Ok;
+        /// `E`.
+        type Err;
+        /// The value as the `Result` it is.
+        ///
+        /// # Errors
+        /// Its own error.
+        fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    }
+
+    impl<T, E> TaskResult for Result<T, E> {
+        type Ok = T;
+        type Err = E;
+        fn into_result(self) -> Self {
+            self
+        }
+    }
 }

@@ -34,7 +34,7 @@ fn pow(base: u64, exp: u32) -> u64 {
 /// Fails on odd inputs, panics on multiples of 5 (checked first).
 #[cf::task]
 fn picky(x: u64) -> Result<u64, String> {
-    if x % 5 == 0 && x > 0 {
+    if x.is_multiple_of(5) && x > 0 {
         panic!("five {x}");
     }
     if x % 2 == 1 {

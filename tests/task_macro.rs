@@ -313,3 +313,93 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     );
     Ok(())
 }
+
+/// The facade under another name, as a renamed dependency has it
+/// (`pools = { package = "concurrent-futures", .. }`).
+extern crate cf as pools;
+
+/// Tasks whose expansion names the facade by `crate = ...` instead of `::cf`.
+mod renamed {
+    #[pools::task(crate = ::pools)]
+    pub(crate) fn triple(n: u64) -> u64 {
+        n * 3
+    }
+
+    #[pools::task(crate = pools, name = "renamed-halve")]
+    pub(crate) fn halve(n: u64) -> Result<u64, String> {
+        if n.is_multiple_of(2) {
+            Ok(n / 2)
+        } else {
+            Err(format!("{n} is odd"))
+        }
+    }
+}
+
+/// `crate = path`: regression for a renamed dependency, whose `::cf` paths did not resolve.
+#[test]
+fn crate_path_for_a_renamed_dependency() -> Result<(), cf::Error> {
+    assert_eq!(renamed::triple(2), 6);
+    assert_eq!(<renamed::halve as Task>::NAME, "renamed-halve");
+    let pool = ProcessPoolExecutor::with_max_workers(1)?;
+    let tripled = pool.submit(renamed::triple, 14)?;
+    let odd = pool.submit(renamed::halve, 3)?;
+    assert_eq!(tripled.result(), Ok(&42));
+    assert_eq!(odd.result(), Err(&TaskError::Failed("3 is odd".to_owned())));
+    Ok(())
+}
+
+/// A crate's own `Result` alias, as most crates have one.
+mod aliased {
+    /// The error of this module.
+    pub(crate) type Result<T> = std::result::Result<T, String>;
+
+    /// Not named `Result`: needs `#[task(result)]`.
+    pub(crate) type Fallible<T> = std::result::Result<T, String>;
+
+    #[cf::task]
+    pub(crate) fn positive(n: i64) -> Result<i64> {
+        if n > 0 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is not positive"))
+        }
+    }
+
+    #[cf::task(result)]
+    pub(crate) fn even(n: i64) -> Fallible<i64> {
+        if n % 2 == 0 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is odd"))
+        }
+    }
+
+    #[cf::task(result = false)]
+    pub(crate) fn verdict(n: i64) -> std::result::Result<i64, String> {
+        if n > 0 { Ok(n) } else { Err("no".to_owned()) }
+    }
+}
+
+/// Regression: a task returning a `Result` alias (`type Result<T> = std::result::Result<T, E>`)
+/// completed with `Ok(Err(..))` instead of failing with its error.
+#[test]
+fn result_aliases_fail_the_task() -> Result<(), cf::Error> {
+    assert_type!(<aliased::positive as Task>::Output, i64);
+    assert_type!(<aliased::positive as Task>::Error, String);
+    assert_type!(<aliased::even as Task>::Error, String);
+    assert_type!(<aliased::verdict as Task>::Output, Result<i64, String>);
+    assert_type!(<aliased::verdict as Task>::Error, Never);
+    let pool = ProcessPoolExecutor::with_max_workers(1)?;
+    let negative = pool.submit(aliased::positive, -1)?;
+    let positive = pool.submit(aliased::positive, 1)?;
+    let odd = pool.submit(aliased::even, 3)?;
+    let value = pool.submit(aliased::verdict, -1)?;
+    assert_eq!(
+        negative.result(),
+        Err(&TaskError::Failed("-1 is not positive".to_owned()))
+    );
+    assert_eq!(positive.result(), Ok(&1));
+    assert_eq!(odd.result(), Err(&TaskError::Failed("3 is odd".to_owned())));
+    assert_eq!(value.result(), Ok(&Err("no".to_owned())));
+    Ok(())
+}

@@ -1,15 +1,16 @@
-//! The arguments of the attribute: `#[task]` or `#[task(name = "...")]`.
+//! The arguments of the attribute: `#[task]`, `#[task(name = "...", timeout = "...", result,
+//! crate = path)]`.
 
 use syn::ext::IdentExt as _;
 use syn::parse::{Parse, ParseStream};
-use syn::{Error, Ident, LitStr, Token};
+use syn::{Error, Ident, LitBool, LitStr, Path, Token};
 
 #[cfg(test)]
 mod test;
 
 /// Every accepted form, for the error on a bad argument.
-const ACCEPTED: &str =
-    "expected `#[task]`, `#[task(name = \"...\")]` or `#[task(timeout = \"500ms\")]`";
+const ACCEPTED: &str = "expected `#[task]` or `#[task(...)]` with any of `name = \"...\"`, \
+     `timeout = \"500ms\"`, `result`, `result = false` and `crate = path`";
 
 /// The parsed arguments of one `#[task(...)]`.
 ///
@@ -21,6 +22,11 @@ pub(crate) struct TaskArgs {
     pub(crate) name: Option<LitStr>,
     /// `timeout = "500ms"`: the task's default time limit, in milliseconds.
     pub(crate) timeout_ms: Option<u64>,
+    /// `result` (`= true`) or `result = false`: whether the return type is a `Result` whose error
+    /// fails the task, instead of deciding from its name.
+    pub(crate) result: Option<LitBool>,
+    /// `crate = path`: the path of the facade, for a dependency renamed from `cf`.
+    pub(crate) krate: Option<Path>,
 }
 
 impl Parse for TaskArgs {
@@ -49,6 +55,24 @@ impl Parse for TaskArgs {
                         ));
                     }
                     args.timeout_ms = Some(parse_timeout(&key, input)?);
+                }
+                "result" => {
+                    if args.result.is_some() {
+                        return Err(Error::new_spanned(
+                            &key,
+                            "duplicate `#[task]` argument `result`",
+                        ));
+                    }
+                    args.result = Some(parse_result(&key, input)?);
+                }
+                "crate" => {
+                    if args.krate.is_some() {
+                        return Err(Error::new_spanned(
+                            &key,
+                            "duplicate `#[task]` argument `crate`",
+                        ));
+                    }
+                    args.krate = Some(parse_crate(&key, input)?);
                 }
                 _ => {
                     return Err(Error::new_spanned(
@@ -91,6 +115,32 @@ fn parse_name(key: &Ident, input: ParseStream<'_>) -> syn::Result<LitStr> {
         ));
     }
     Ok(name)
+}
+
+/// Parses what follows `result`: nothing (`true`), `= true` or `= false`.
+fn parse_result(key: &Ident, input: ParseStream<'_>) -> syn::Result<LitBool> {
+    if !input.peek(Token![=]) {
+        return Ok(LitBool::new(true, key.span()));
+    }
+    input.parse::<Token![=]>()?;
+    if !input.peek(LitBool) {
+        return Err(input.error(
+            "expected `#[task(result)]`, `#[task(result = true)]` or `#[task(result = false)]`",
+        ));
+    }
+    input.parse()
+}
+
+/// Parses the `= path` after `crate`.
+fn parse_crate(key: &Ident, input: ParseStream<'_>) -> syn::Result<Path> {
+    const FORM: &str = "expected `#[task(crate = path)]` with the path of the `concurrent-futures` library, as in `crate = ::pools`";
+    if !input.peek(Token![=]) {
+        return Err(Error::new_spanned(key, FORM));
+    }
+    input.parse::<Token![=]>()?;
+    input
+        .call(Path::parse_mod_style)
+        .map_err(|error| Error::new(error.span(), FORM))
 }
 
 /// Parses the `= "..."` after `timeout`: a number with a unit, `ms`, `s` or `m`.

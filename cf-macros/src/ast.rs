@@ -1,10 +1,11 @@
 //! A borrowed model of a `#[task]` function. Each node keeps the syn node it came from, so an
 //! error can point at exactly what the user wrote.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, ItemFn, Meta, PatType, PathArguments, Receiver,
-    ReturnType, Type,
+    Attribute, FnArg, GenericArgument, Ident, ItemFn, Meta, PatType, PathArguments, PathSegment,
+    Receiver, ReturnType, Type,
 };
 
 use crate::args::TaskArgs;
@@ -64,8 +65,8 @@ pub(crate) enum Output<'a> {
     Never,
     /// `-> T`: the task produces `T` and cannot fail.
     Value(&'a Type),
-    /// `-> Result<T, E>` (any path ending in `Result` with two type arguments): the task produces
-    /// `T` or fails with `E`.
+    /// `-> Result<T, E>` (any path ending in `Result` with two type arguments, unless
+    /// `result = false`): the task produces `T` or fails with `E`.
     Result {
         /// The whole return type.
         original: &'a Type,
@@ -74,6 +75,10 @@ pub(crate) enum Output<'a> {
         /// `E`.
         err: &'a Type,
     },
+    /// `-> io::Result<T>`, `-> fmt::Result`, or any type under `result = true`: an alias of
+    /// `Result<T, E>` whose `T` and `E` only the compiler knows. The task produces `T` or fails
+    /// with `E`; a type that is no `Result` is a compile error.
+    ResultAlias(&'a Type),
 }
 
 impl<'a> TaskFn<'a> {
@@ -97,13 +102,21 @@ impl<'a> TaskFn<'a> {
             attrs: Attrs::sort(&item.attrs),
             receiver,
             params,
-            output: Output::from_syn(&item.sig.output),
+            output: Output::from_syn(&item.sig.output, args.result.as_ref().map(|lit| lit.value)),
         }
     }
 
     /// The function's name.
     pub(crate) fn ident(&self) -> &'a Ident {
         &self.original.sig.ident
+    }
+
+    /// The path of the facade in generated code: `::cf`, or the `crate = path` argument.
+    pub(crate) fn krate(&self) -> TokenStream {
+        self.args
+            .krate
+            .as_ref()
+            .map_or_else(|| quote!(::cf), ToTokens::to_token_stream)
     }
 }
 
@@ -146,29 +159,49 @@ fn is_doc_hidden(attr: &Attribute) -> bool {
 }
 
 impl<'a> Output<'a> {
-    /// Sorts a return type.
-    fn from_syn(output: &'a ReturnType) -> Self {
+    /// Sorts a return type; `result` is the `result` argument, if given.
+    fn from_syn(output: &'a ReturnType, result: Option<bool>) -> Self {
         let ReturnType::Type(_, ty) = output else {
             return Output::Unit;
         };
-        match ungroup(ty) {
-            Type::Never(_) => Output::Never,
-            inner => result_args(inner).map_or(Output::Value(ty), |(ok, err)| Output::Result {
+        let inner = ungroup(ty);
+        if matches!(inner, Type::Never(_)) {
+            return Output::Never;
+        }
+        if result == Some(false) {
+            return Output::Value(ty);
+        }
+        match (result_args(inner), is_named_result(inner)) {
+            (Some((ok, err)), _) => Output::Result {
                 original: ty,
                 ok,
                 err,
-            }),
+            },
+            (None, true) => Output::ResultAlias(ty),
+            (None, false) if result == Some(true) => Output::ResultAlias(ty),
+            (None, false) => Output::Value(ty),
         }
     }
 }
 
-/// `T` and `E` of a type written `...Result<T, E>`.
-fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
+/// Whether `ty` is a path whose last segment is `Result`: `Result<T>`, `io::Result<T>`,
+/// `fmt::Result`, ...
+fn is_named_result(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|last| last.ident == "Result")
+}
+
+/// The last segment of a plain path type.
+fn last_segment(ty: &Type) -> Option<&PathSegment> {
     let Type::Path(path) = ty else { return None };
     if path.qself.is_some() {
         return None;
     }
-    let last = path.path.segments.last()?;
+    path.path.segments.last()
+}
+
+/// `T` and `E` of a type written `...Result<T, E>`.
+fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
+    let last = last_segment(ty)?;
     if last.ident != "Result" {
         return None;
     }

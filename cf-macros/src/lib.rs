@@ -8,6 +8,7 @@
 
 mod args;
 mod ast;
+mod context;
 mod expand;
 mod valid;
 
@@ -49,11 +50,21 @@ use crate::args::TaskArgs;
 /// # Arguments and results
 ///
 /// Every parameter type and the return type must be `Serialize + DeserializeOwned + Send +
-/// 'static`; a type that is not gets a compile error at that type. A function that returns
-/// `Result<T, E>` (any path ending in `Result` with two type arguments) completes its future
-/// with `T`, or fails it with its own error `E`; any other return type `T` is a task that cannot
-/// fail (`cf::Task::Error` is `cf::Never`). A function returning `!` never completes with a
-/// value (its `cf::Task::Output` is `cf::Never`).
+/// 'static`; a type that is not gets a compile error at that type. A task takes at most 16
+/// arguments (they travel as one tuple, and serde stops at 16); group more in a struct.
+///
+/// A function that returns a `Result` completes its future with `T`, or fails it with its own
+/// error `E`; any other return type `T` is a task that cannot fail (`cf::Task::Error` is
+/// `cf::Never`). A function returning `!` never completes with a value (its `cf::Task::Output`
+/// is `cf::Never`). A `Result` is recognised by name: any path ending in `Result`, so
+/// `Result<T, E>`, a crate's own alias `Result<T>` and `io::Result<T>` all count (the compiler
+/// then checks that the type really is a `Result`, and the error type must be a serde value,
+/// which `io::Error` and `fmt::Error` are not). Two arguments decide the rest:
+///
+/// - `#[task(result)]`: the return type is a `Result` under another name
+///   (`type Fallible<T> = Result<T, MyError>`);
+/// - `#[task(result = false)]`: the return value is the task's value even though its type is
+///   named `Result`: the future completes with the whole `Result`.
 ///
 /// ```
 /// use cf::task;
@@ -116,15 +127,24 @@ use crate::args::TaskArgs;
 /// levels (`#[allow]`, `#[warn]`, `#[deny]`, `#[forbid]`) on everything generated; any other
 /// attribute (`#[inline]`, `#[expect]`, ...) on the function itself.
 ///
-/// The expansion names the facade as `::cf`: depend on the `concurrent-futures` package under its
-/// library name `cf` (the default), not under another name.
+/// # Another name for the crate
+///
+/// The expansion names the facade as `::cf`. Under another name (a renamed dependency,
+/// `pools = { package = "concurrent-futures", .. }`, or a re-export), say where it is:
+/// `#[pools::task(crate = ::pools)]`.
 ///
 /// # Refused
 ///
 /// These are compile errors at the offending code: generic parameters (and `where` clauses),
 /// `async fn`, `unsafe fn`, `extern fn`, a `self` receiver, borrowed arguments or results (a
-/// reference or a lifetime other than `'static`), `impl Trait`, variadics, and unknown
-/// arguments to the attribute.
+/// reference or a lifetime other than `'static`), `impl Trait`, variadics, more than 16
+/// arguments, and unknown arguments to the attribute.
+///
+/// A task is a free function: a worker looks it up by name in a table and calls it with its
+/// arguments alone. `#[task]` inside an `impl` or a trait is one error that says so. The
+/// attribute sees only the function, so it tells from a `Self` in it, or else from the source
+/// file (a `#[task]` of that name inside an `impl` and none outside); where neither tells,
+/// rustc reports the generated items as unsupported in an `impl`.
 ///
 /// ```compile_fail
 /// #[cf::task]
@@ -138,6 +158,10 @@ pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = syn::parse::<TaskArgs>(args);
     let input = proc_macro2::TokenStream::from(input);
     let output = match syn::parse2::<Item>(input.clone()) {
+        // A receiver gets its own error, at `self`.
+        Ok(Item::Fn(item)) if item.sig.receiver().is_none() && context::in_impl_or_trait(&item) => {
+            expand::fallback(&item, &valid::not_free(proc_macro2::Span::call_site()))
+        }
         Ok(Item::Fn(item)) => expand::expand(args, &item),
         Ok(item) => expand::fallback(&item, &valid::not_a_fn(&item)),
         Err(error) => expand::fallback(&input, &error),

@@ -2,14 +2,21 @@
 
 use std::fmt::Display;
 
+use proc_macro2::Span;
 use quote::ToTokens;
 use syn::visit::Visit;
-use syn::{Error, Item, Lifetime, ParenthesizedGenericArguments, Type, TypeBareFn};
+use syn::{
+    Error, Ident, Item, ItemFn, Lifetime, ParenthesizedGenericArguments, Safety, Type, TypeFnPtr,
+};
 
 use crate::ast::{Output, TaskFn};
 
 #[cfg(test)]
 mod test;
+
+/// The most parameters a task can have: its arguments travel as one tuple, and serde implements
+/// `Serialize` and `Deserialize` for tuples of up to 16 elements.
+const MAX_ARGS: usize = 16;
 
 /// Checks that `task` is a function `#[task]` can expand, reporting every problem at once.
 pub(crate) fn check(task: &TaskFn<'_>) -> syn::Result<()> {
@@ -22,7 +29,7 @@ pub(crate) fn check(task: &TaskFn<'_>) -> syn::Result<()> {
              process; write a plain `fn`",
         );
     }
-    if let Some(unsafety) = &sig.unsafety {
+    if let Safety::Unsafe(unsafety) = &sig.safety {
         errors.push(
             unsafety,
             "`#[task]` functions cannot be `unsafe`: a worker calls them with no way to uphold \
@@ -50,12 +57,25 @@ pub(crate) fn check(task: &TaskFn<'_>) -> syn::Result<()> {
     if let Some(receiver) = task.receiver {
         errors.push(
             receiver,
-            "`#[task]` functions cannot take `self`: a task is a free function; take the value \
-             as an ordinary argument",
+            format_args!(
+                "`#[task]` functions cannot take `self`: {WHY_FREE}; take the value as an \
+                 ordinary argument"
+            ),
         );
+    } else if let Some(self_type) = find_self_type(task.original) {
+        errors.push(self_type, NOT_FREE);
     }
     for param in &task.params {
         check_type(param.ty(), Position::Argument, &mut errors);
+    }
+    if let Some(extra) = task.params.get(MAX_ARGS) {
+        errors.push(
+            extra.original,
+            format_args!(
+                "`#[task]` functions take at most {MAX_ARGS} arguments: they travel as one tuple, \
+                 and serde implements tuples of up to {MAX_ARGS}; group them in a struct"
+            ),
+        );
     }
     if let Some(variadic) = &sig.variadic {
         errors.push(
@@ -64,12 +84,53 @@ pub(crate) fn check(task: &TaskFn<'_>) -> syn::Result<()> {
         );
     }
     match task.output {
-        Output::Unit | Output::Never => {}
-        Output::Value(ty) | Output::Result { original: ty, .. } => {
+        Output::Unit | Output::Never => {
+            if let Some(result) = task.args.result.as_ref().filter(|lit| lit.value) {
+                errors.push(
+                    result,
+                    "`#[task(result)]` needs a function that returns a `Result`",
+                );
+            }
+        }
+        Output::Value(ty) | Output::Result { original: ty, .. } | Output::ResultAlias(ty) => {
             check_type(ty, Position::Result, &mut errors);
         }
     }
     errors.finish()
+}
+
+/// Why a task must be a free function.
+const WHY_FREE: &str = "a task must be a free function, because a worker looks it up by name in \
+     a table and calls it with its arguments alone, without a receiver or a `Self` type";
+
+/// The error for `#[task]` on a method or an associated function.
+const NOT_FREE: &str = "`#[task]` cannot be used inside an `impl` or a trait: a task must be a free \
+     function, because a worker looks it up by name in a table and calls it with its arguments \
+     alone, without a receiver or a `Self` type; move it out of the `impl` (a method may call it)";
+
+/// The error for `#[task]` on a function found inside an `impl` or a trait, at `attribute`.
+pub(crate) fn not_free(attribute: Span) -> Error {
+    Error::new(attribute, NOT_FREE)
+}
+
+/// The first `Self` in `item`'s signature or body, outside nested items: a function that names
+/// it is inside an `impl` or a trait.
+fn find_self_type(item: &ItemFn) -> Option<&Ident> {
+    /// The visitor behind [`find_self_type`].
+    struct FindSelf<'ast>(Option<&'ast Ident>);
+    impl<'ast> Visit<'ast> for FindSelf<'ast> {
+        fn visit_ident(&mut self, ident: &'ast Ident) {
+            if self.0.is_none() && ident == "Self" {
+                self.0 = Some(ident);
+            }
+        }
+        // A nested `impl` has a `Self` of its own.
+        fn visit_item(&mut self, _: &'ast Item) {}
+    }
+    let mut finder = FindSelf(None);
+    finder.visit_signature(&item.sig);
+    finder.visit_block(&item.block);
+    finder.0
 }
 
 /// The error for `#[task]` on an item that is not a function.
@@ -145,7 +206,7 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
 
     // Function pointers and `Fn(..)` bounds bind their own lifetimes; they are not values a
     // task can send at all, which the `Serialize` check after expansion reports.
-    fn visit_type_bare_fn(&mut self, _: &'ast TypeBareFn) {}
+    fn visit_type_fn_ptr(&mut self, _: &'ast TypeFnPtr) {}
 
     fn visit_parenthesized_generic_arguments(&mut self, _: &'ast ParenthesizedGenericArguments) {}
 }

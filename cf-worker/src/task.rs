@@ -15,6 +15,14 @@ use crate::{PanicInfo, codec, panic};
 ///
 /// The marker type is a zero-sized value with the function's own name; it derefs to the plain
 /// function, so `add(2, 3)` still calls it directly, and it is what `submit(add, (2, 3))` takes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `#[task]`, so a worker process cannot run it",
+    label = "not a `#[task]` function",
+    note = "mark the function `#[task]`: a worker finds it by name in the task table that \
+            `#[task]` fills",
+    note = "a closure or a function that is not a `#[task]` cannot cross a process boundary; \
+            run it on a `ThreadPoolExecutor` instead"
+)]
 pub trait Task: Copy + Send + Sync + 'static {
     /// The argument shape: `()` for none, the value itself for one, a tuple for two or more.
     type Args: Serialize + DeserializeOwned + Send + 'static;

@@ -30,18 +30,18 @@ fn name() {
 fn unknown() {
     assert_eq!(
         error(quote!(retries = 5)),
-        "unknown `#[task]` argument `retries`: expected `#[task]`, `#[task(name = \"...\")]` or \
-         `#[task(timeout = \"500ms\")]`",
+        "unknown `#[task]` argument `retries`: expected `#[task]` or `#[task(...)]` with any of `name = \"...\"`, \
+         `timeout = \"500ms\"`, `result`, `result = false` and `crate = path`",
     );
     assert_eq!(
         error(quote!(type = "x")),
-        "unknown `#[task]` argument `type`: expected `#[task]`, `#[task(name = \"...\")]` or \
-         `#[task(timeout = \"500ms\")]`",
+        "unknown `#[task]` argument `type`: expected `#[task]` or `#[task(...)]` with any of `name = \"...\"`, \
+         `timeout = \"500ms\"`, `result`, `result = false` and `crate = path`",
     );
     assert_eq!(
         error(quote!("adder")),
-        "unexpected `#[task]` argument: expected `#[task]`, `#[task(name = \"...\")]` or \
-         `#[task(timeout = \"500ms\")]`",
+        "unexpected `#[task]` argument: expected `#[task]` or `#[task(...)]` with any of `name = \"...\"`, \
+         `timeout = \"500ms\"`, `result`, `result = false` and `crate = path`",
     );
 }
 
@@ -62,8 +62,8 @@ fn bad_name() {
     );
     assert_eq!(
         error(quote!(name = "a" name = "b")),
-        "expected `,` between `#[task]` arguments: expected `#[task]`, `#[task(name = \"...\")]` \
-         or `#[task(timeout = \"500ms\")]`",
+        "expected `,` between `#[task]` arguments: expected `#[task]` or `#[task(...)]` with any of `name = \"...\"`, \
+         `timeout = \"500ms\"`, `result`, `result = false` and `crate = path`",
     );
 }
 
@@ -78,4 +78,40 @@ fn timeout() {
     assert!(error(quote!(timeout = "0ms")).contains("at least 1 ms"));
     assert!(error(quote!(timeout = 5)).contains("expected `#[task(timeout"));
     assert!(error(quote!(timeout = "1s", timeout = "2s")).contains("duplicate"));
+}
+
+#[test]
+fn result() {
+    let result = |tokens| parse(tokens).unwrap().result.map(|lit| lit.value);
+    assert_eq!(result(quote!()), None);
+    assert_eq!(result(quote!(result)), Some(true));
+    assert_eq!(result(quote!(result = true)), Some(true));
+    assert_eq!(result(quote!(result = false, name = "x")), Some(false));
+    assert_eq!(
+        error(quote!(result = "no")),
+        "expected `#[task(result)]`, `#[task(result = true)]` or `#[task(result = false)]`"
+    );
+    assert_eq!(
+        error(quote!(result, result)),
+        "duplicate `#[task]` argument `result`"
+    );
+}
+
+#[test]
+fn krate() {
+    let krate = |tokens| {
+        let path = parse(tokens).unwrap().krate.unwrap();
+        quote!(#path).to_string()
+    };
+    assert_eq!(krate(quote!(crate = ::pools)), ":: pools");
+    assert_eq!(krate(quote!(crate = pools, name = "x")), "pools");
+    assert_eq!(
+        krate(quote!(crate = crate::reexports::cf)),
+        "crate :: reexports :: cf"
+    );
+    assert_eq!(
+        error(quote!(crate = "pools")),
+        "expected `#[task(crate = path)]` with the path of the `concurrent-futures` library, as \
+         in `crate = ::pools`"
+    );
 }

@@ -82,7 +82,7 @@ fn leaves_fn_pointers_to_the_value_check() {
 }
 
 #[test]
-fn refuses_each_kind() {
+fn refuses_each_kind_of_signature() {
     let cases = [
         (
             quote!(
@@ -136,6 +136,13 @@ fn refuses_each_kind() {
             ),
             "`#[task]` functions cannot take `self`",
         ),
+    ];
+    assert_refused(cases);
+}
+
+#[test]
+fn refuses_each_kind_of_type() {
+    let cases = [
         (
             quote!(
                 fn f(s: &str) {}
@@ -191,6 +198,11 @@ fn refuses_each_kind() {
             "`#[task]` functions cannot be variadic",
         ),
     ];
+    assert_refused(cases);
+}
+
+/// Checks that each item gets exactly its one error.
+fn assert_refused<const N: usize>(cases: [(proc_macro2::TokenStream, &str); N]) {
     for (item, expected) in cases {
         assert_eq!(kinds(item.clone()), [expected], "{item}");
     }
@@ -236,5 +248,40 @@ fn not_a_fn() {
     assert_eq!(
         super::not_a_fn(&item).to_string(),
         "`#[task]` applies only to a free `fn` with a body"
+    );
+}
+
+#[test]
+fn refuses_associated_functions_that_name_self() {
+    assert_eq!(
+        kinds(quote!(
+            fn new(n: u64) -> Self {
+                Self { n }
+            }
+        )),
+        ["`#[task]` cannot be used inside an `impl` or a trait"]
+    );
+    // A nested `impl` has a `Self` of its own.
+    assert!(
+        errors(quote!(
+            fn f() {
+                struct S;
+                impl S {
+                    fn s() -> Self {
+                        S
+                    }
+                }
+            }
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn refuses_more_than_sixteen_arguments() {
+    let params = (0..17).map(|i| quote::format_ident!("a{i}"));
+    assert_eq!(
+        kinds(quote!(fn f(#(#params: u8),*) {})),
+        ["`#[task]` functions take at most 16 arguments"]
     );
 }
