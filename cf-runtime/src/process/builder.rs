@@ -236,6 +236,7 @@ impl ProcessPoolBuilder {
             spare: self.spare,
             max_frame: self.max_frame,
             fingerprint: table().fingerprint(),
+            limits: dispatch::Limits::default(),
         };
         let launch = driver::Launcher::Local {
             exe,
