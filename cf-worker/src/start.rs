@@ -19,22 +19,28 @@ pub const REQUEST_FD: i32 = 3;
 /// The fd a worker writes replies to.
 pub const RESULT_FD: i32 = 4;
 
-/// The line a worker writes to stderr when its task overflows the stack.
-pub const STACK_OVERFLOW: &str = sys::STACK_OVERFLOW;
+/// The line a worker writes to stderr when its task overflows the stack; the parent looks for it.
+pub const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
 
 /// Exit code of a worker whose start-up failed (bad fds, duplicate task names).
 pub const EXIT_STARTUP: i32 = 71;
 
+// SAFETY: `ctor` asks us to vouch for code that runs from `.init_array`, before `main` and before
+// std's `main` set-up. This constructor is sound there:
+// - unless the worker marker is set it only reads one environment variable and returns, so an
+//   ordinary run of the binary (the parent, or any other use) is not changed;
+// - what it uses of std (environment, files, allocation, stderr, `process::exit`) needs no set-up
+//   by `main`; what `main`'s set-up would do that matters to a task (SIGPIPE ignored, a stack
+//   overflow reported) `run` does itself;
+// - no other thread exists yet, so changing the environment (`sys::remove_marker`) races nothing;
+// - it never returns to the loader once it serves: the process ends with `exit`. Constructors
+//   ordered after this one never run in a worker, so tasks must not rely on them (the task table
+//   is a link-time `linkme` slice and needs none).
 #[ctor::ctor(unsafe)]
 fn enter() {
     if std::env::var_os(ENV_MARKER).is_some() {
         run();
     }
-}
-
-/// Whether this process was started as a worker.
-pub fn is_worker() -> bool {
-    std::env::var_os(ENV_MARKER).is_some()
 }
 
 /// The marker's value for a worker of `parent` with an optional memory limit.

@@ -18,8 +18,5 @@ pub(crate) fn limit_memory(_: u64) -> bool {
     false
 }
 
-/// What a worker writes to stderr when its task overflows the stack.
-pub(crate) const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
-
 /// Workers are not supported here.
 pub(crate) fn watch_stack_overflow() {}

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
-use crate::start::{ENV_MARKER, REQUEST_FD, RESULT_FD};
+use crate::start::{ENV_MARKER, REQUEST_FD, RESULT_FD, STACK_OVERFLOW};
 
 /// Removes the worker marker so that processes a task starts are not workers.
 pub(crate) fn remove_marker() {
@@ -47,9 +47,6 @@ pub(crate) fn die_with_parent(parent: u64) -> bool {
 pub(crate) fn limit_memory(bytes: u64) -> bool {
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes).is_ok()
 }
-
-/// What a worker writes to stderr when its task overflows the stack; the parent looks for it.
-pub(crate) const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
 
 /// The addresses where a fault means the main thread's stack overflowed.
 static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
@@ -116,9 +113,10 @@ extern "C" fn on_fault(
         STACK_HIGH.load(Ordering::Relaxed),
     );
     if (low..high).contains(&address) {
-        let message = b"cf worker: the task overflowed its stack\n";
-        // SAFETY: write(2) on fd 2 with a static buffer; async-signal-safe.
-        let _ = unsafe { nix::libc::write(2, message.as_ptr().cast(), message.len()) };
+        for part in [STACK_OVERFLOW, "\n"] {
+            // SAFETY: write(2) on fd 2 with a static buffer; async-signal-safe.
+            let _ = unsafe { nix::libc::write(2, part.as_ptr().cast(), part.len()) };
+        }
     }
     // SA_RESETHAND restored the default action. A SIGSEGV sent by raise(3) or kill(2) would not
     // come back when the handler returns (a real fault would): send it again. It is blocked until
