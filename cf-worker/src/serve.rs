@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::frame::{self, Header, PROTOCOL_VERSION, ReplyKind, RequestKind};
+use crate::start::TASK_END;
 use crate::{codec, panic, table};
 
 /// Exit code of a worker that received a frame it cannot understand.
@@ -47,7 +48,11 @@ impl From<io::Error> for ServeError {
 
 /// Serves calls read from the request pipe, writing replies to the result pipe, until the
 /// request pipe ends.
-pub(crate) fn serve_pipes(input: OwnedFd, output: OwnedFd) -> Result<(), ServeError> {
+pub(crate) fn serve_pipes(
+    input: OwnedFd,
+    output: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<(), ServeError> {
     let output = File::from(output);
     if cfg!(panic = "abort") {
         let last_words = output.try_clone()?;
@@ -60,14 +65,24 @@ pub(crate) fn serve_pipes(input: OwnedFd, output: OwnedFd) -> Result<(), ServeEr
             }
         });
     }
-    serve(BufReader::with_capacity(1 << 16, File::from(input)), output)
+    let mut stderr = File::from(stderr);
+    let input = BufReader::with_capacity(1 << 16, File::from(input));
+    serve(input, output, move || {
+        // Best effort: a task may have closed the pipe's other end (it is the parent's).
+        let _ = stderr.write_all(TASK_END);
+    })
 }
 
-/// Sends the handshake, then answers every call on `input` until it ends.
+/// Sends the handshake, then answers every call on `input` until it ends, calling `task_end`
+/// before each reply (the worker marks the end of the task's stderr output there).
 ///
 /// Never allocates more than the bytes that actually arrive: a length field is a claim, not a
 /// reservation.
-pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), ServeError> {
+pub(crate) fn serve(
+    mut input: impl Read,
+    mut output: impl Write,
+    mut task_end: impl FnMut(),
+) -> Result<(), ServeError> {
     let mut out = Vec::with_capacity(1 << 12);
     hello(&mut out);
     output.write_all(&out)?;
@@ -85,6 +100,7 @@ pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), 
         };
         out.clear();
         answer(header, kind, &body[frame::HEADER_LEN..], &mut out);
+        task_end();
         output.write_all(&out)?;
     }
 }
@@ -151,10 +167,19 @@ fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
     CURRENT.store(header.id, Ordering::Relaxed);
     let start = frame::begin(out, header.id, index);
     let kind = match table.get(index) {
-        Some(entry) => match kind {
+        // The task's own panics are caught around its call; this catches those of the user's
+        // `Deserialize` of the arguments, and `Serialize` and `Drop` of the outcome.
+        Some(entry) => panic::catch(entry.name, || match kind {
             RequestKind::Call => entry.invoke(args, out),
             RequestKind::CallChunk => entry.invoke_chunk(args, out),
-        },
+        })
+        .unwrap_or_else(|info| {
+            out.truncate(start + 4 + frame::HEADER_LEN);
+            match codec::encode_into(&info, out) {
+                Ok(()) => ReplyKind::Panicked,
+                Err(_) => ReplyKind::BadResult,
+            }
+        }),
         None => {
             let msg = format!("this worker has no task at index {index}");
             out.extend_from_slice(msg.as_bytes());

@@ -22,6 +22,11 @@ pub const RESULT_FD: i32 = 4;
 /// The line a worker writes to stderr when its task overflows the stack; the parent looks for it.
 pub const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
 
+/// What a worker writes to its stderr just before each reply: the end of a task's output. The
+/// parent strips it from what it forwards and keeps, as a dead worker's last words, only what
+/// came after the last one (what the running task wrote).
+pub const TASK_END: &[u8] = b"\0\x1bcf:task-end\0";
+
 /// Exit code of a worker whose start-up failed (bad fds, duplicate task names).
 pub const EXIT_STARTUP: i32 = 71;
 
@@ -62,14 +67,21 @@ fn run() -> ! {
     if memory > 0 && !sys::limit_memory(memory) {
         std::process::exit(EXIT_STARTUP);
     }
+    if !sys::ignore_sigpipe() {
+        std::process::exit(EXIT_STARTUP);
+    }
     sys::watch_stack_overflow();
     let Some((input, output)) = sys::protocol_fds() else {
+        std::process::exit(EXIT_STARTUP);
+    };
+    // A copy of stderr that stays with the worker whatever a task does with fd 2.
+    let Some(stderr) = sys::stderr_copy() else {
         std::process::exit(EXIT_STARTUP);
     };
     if !crate::table().duplicates().is_empty() {
         std::process::exit(EXIT_STARTUP);
     }
-    match serve::serve_pipes(input, output) {
+    match serve::serve_pipes(input, output, stderr) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("cf worker (pid {}): {e}", std::process::id());

@@ -6,6 +6,8 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cf_worker::start::TASK_END;
+
 use crate::error::Exit;
 use crate::sys;
 
@@ -15,8 +17,12 @@ use super::job::Job;
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
 const PIPE_SIZE: usize = 1 << 20;
 
-/// How much of a worker's stderr is kept for its error.
-const TAIL: usize = 4096;
+/// How much of the start of a task's stderr is kept for its error: the first lines often say
+/// what went wrong ("memory allocation of N bytes failed"), before a long backtrace.
+const HEAD: usize = 1024;
+
+/// How much of the end of a task's stderr is kept for its error.
+const TAIL: usize = 3072;
 
 /// Why the parent killed a worker.
 #[derive(Debug, Clone)]
@@ -67,8 +73,14 @@ pub(crate) struct Worker {
     pub(crate) sent: u64,
     /// Why the parent killed this worker, if it did.
     pub(crate) poison: Option<Poison>,
-    /// The last bytes of its stderr.
-    pub(crate) tail: VecDeque<u8>,
+    /// The first bytes of its stderr since its running task started.
+    head: Vec<u8>,
+    /// The last bytes of its stderr since its running task started, after `head`.
+    tail: VecDeque<u8>,
+    /// Bytes dropped between `head` and `tail`.
+    skipped: bool,
+    /// The start of a [`TASK_END`] marker cut by the end of a read.
+    carry: Vec<u8>,
 }
 
 impl Worker {
@@ -114,7 +126,10 @@ impl Worker {
             front_since: None,
             sent: 0,
             poison: None,
+            head: Vec::new(),
             tail: VecDeque::new(),
+            skipped: false,
+            carry: Vec::new(),
         })
     }
 
@@ -149,35 +164,75 @@ impl Worker {
         self.inbuf.fill(&self.res)
     }
 
-    /// Forwards what the worker wrote to stderr to ours, keeping the last few KiB.
+    /// Forwards what the worker wrote to stderr to ours, keeping the last few KiB since the
+    /// running task started.
     pub(crate) fn drain_stderr(&mut self) {
-        let Some(err) = &self.err else { return };
         let mut buf = [0; 8192];
         loop {
+            let Some(err) = &self.err else { return };
             match nix::unistd::read(err, &mut buf) {
                 Ok(0) => {
                     self.err = None;
+                    // A part of a marker that never ended is the task's own output.
+                    let rest = std::mem::take(&mut self.carry);
+                    self.keep(&rest);
                     return;
                 }
-                Ok(n) => {
-                    let _ = io::stderr().write_all(&buf[..n]);
-                    self.tail.extend(&buf[..n]);
-                    let excess = self.tail.len().saturating_sub(TAIL);
-                    self.tail.drain(..excess);
-                }
+                Ok(n) => self.take(&buf[..n]),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return,
             }
         }
     }
 
-    /// The kept end of its stderr, from the first whole line.
+    /// Handles bytes read from the worker's stderr: each [`TASK_END`] marker ends a task's
+    /// output (the tail starts again after it) and is not forwarded.
+    fn take(&mut self, bytes: &[u8]) {
+        let mut data = std::mem::take(&mut self.carry);
+        data.extend_from_slice(bytes);
+        let mut rest = &data[..];
+        while let Some(at) = find(rest, TASK_END) {
+            self.keep(&rest[..at]);
+            self.head.clear();
+            self.tail.clear();
+            self.skipped = false;
+            rest = &rest[at + TASK_END.len()..];
+        }
+        // A marker may be cut between two reads: hold back an end of `rest` that begins one.
+        let held = (1..TASK_END.len().min(rest.len() + 1))
+            .rev()
+            .find(|&n| rest.ends_with(&TASK_END[..n]))
+            .unwrap_or(0);
+        self.keep(&rest[..rest.len() - held]);
+        self.carry = rest[rest.len() - held..].to_vec();
+    }
+
+    /// Forwards a task's stderr output to ours and keeps its last few KiB.
+    fn keep(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let _ = io::stderr().write_all(bytes);
+        let room = HEAD - self.head.len();
+        let (head, rest) = bytes.split_at(room.min(bytes.len()));
+        self.head.extend_from_slice(head);
+        self.tail.extend(rest);
+        let excess = self.tail.len().saturating_sub(TAIL);
+        self.tail.drain(..excess);
+        self.skipped |= excess > 0;
+    }
+
+    /// The kept part of its stderr.
+    ///
+    /// What the running task wrote: all of it when short, else its first and last few KiB.
     pub(crate) fn last_words(&self) -> String {
+        let head = String::from_utf8_lossy(&self.head);
         let (a, b) = self.tail.as_slices();
-        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
-        match (self.tail.len() == TAIL, text.find('\n')) {
-            (true, Some(newline)) => text[newline + 1..].to_owned(),
-            _ => text,
+        let tail = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        match (self.skipped, tail.find('\n')) {
+            (true, Some(newline)) => format!("{head}[...]\n{}", &tail[newline + 1..]),
+            (true, None) => format!("{head}[...]{tail}"),
+            (false, _) => format!("{head}{tail}"),
         }
     }
 
@@ -202,4 +257,9 @@ impl Worker {
             _ => Exit::Unknown,
         })
     }
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

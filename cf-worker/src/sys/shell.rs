@@ -9,7 +9,17 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
 }
 
 /// Workers are not supported here.
+pub(crate) fn stderr_copy() -> Option<OwnedFd> {
+    None
+}
+
+/// Workers are not supported here.
 pub(crate) fn die_with_parent(_: u64) -> bool {
+    false
+}
+
+/// Workers are not supported here.
+pub(crate) fn ignore_sigpipe() -> bool {
     false
 }
 

@@ -33,6 +33,23 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     Some((input, output))
 }
 
+/// Ignores SIGPIPE, as std's `main` set-up does for every Rust program (which a worker never
+/// runs): a write to a closed pipe is then `Err(BrokenPipe)`, not the death of the worker.
+pub(crate) fn ignore_sigpipe() -> bool {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety question arises; this
+    // runs before any thread of ours exists (signal(2)).
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.is_ok()
+}
+
+/// A close-on-exec copy of stderr above the fds a task is likely to use.
+pub(crate) fn stderr_copy() -> Option<OwnedFd> {
+    let stderr = std::io::stderr();
+    let raw = fcntl(stderr.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(RESULT_FD + 1)).ok()?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd (fcntl(2)) that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 /// Asks for SIGKILL when the parent dies, and checks that `parent` is still the parent (it may
 /// have died before the request). False if it is not.
 pub(crate) fn die_with_parent(parent: u64) -> bool {
@@ -48,35 +65,44 @@ pub(crate) fn limit_memory(bytes: u64) -> bool {
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes).is_ok()
 }
 
-/// The addresses where a fault means the main thread's stack overflowed.
+/// Where a fault means the main thread's stack overflowed, on platforms where the handler cannot
+/// read the stack pointer (see [`overflowed`]); empty when the stack has no limit.
 static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
 static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+/// How far below the stack pointer a fault still counts as running out of stack: a frame's stack
+/// probes touch one page at a time, and a `call`'s push or the x86-64 red zone reach a little
+/// below the pointer.
+const BELOW_SP: usize = 64 << 10;
+
+/// How far above the stack pointer: a frame addresses its locals upwards from it.
+const ABOVE_SP: usize = 4 << 10;
 
 /// Tasks run on the main thread, started before std's own stack-overflow handler would be
 /// installed. This handler says that the stack overflowed (on an alternate stack, with one
 /// `write`), then lets the fault kill the process with SIGSEGV as before.
 pub(crate) fn watch_stack_overflow() {
-    let Some(top) = std::fs::read_to_string("/proc/self/maps")
+    let top = std::fs::read_to_string("/proc/self/maps")
         .ok()
         .and_then(|maps| {
             let line = maps.lines().find(|l| l.ends_with("[stack]"))?;
             let range = line.split_whitespace().next()?;
             usize::from_str_radix(range.split('-').nth(1)?, 16).ok()
-        })
-    else {
-        return;
-    };
-    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
-        .map_or(8 << 20, |(soft, _)| {
-            usize::try_from(soft).unwrap_or(usize::MAX)
         });
-    // The stack may grow to `limit` below its top; a fault from there down to a guard gap (and
-    // a large frame's reach) below it is an overflow.
-    STACK_LOW.store(
-        top.saturating_sub(limit).saturating_sub(64 << 20),
-        Ordering::Relaxed,
-    );
-    STACK_HIGH.store(top, Ordering::Relaxed);
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .ok()
+        .filter(|&(soft, _)| soft != nix::sys::resource::RLIM_INFINITY)
+        .and_then(|(soft, _)| usize::try_from(soft).ok());
+    if let (Some(top), Some(limit)) = (top, limit) {
+        // The stack may grow to `limit` below its top; a fault from there down to a guard gap
+        // (and a large frame's reach) below it is an overflow. With no limit there is no such
+        // range: the stack grows until it meets another mapping, wherever that is.
+        STACK_LOW.store(
+            top.saturating_sub(limit).saturating_sub(64 << 20),
+            Ordering::Relaxed,
+        );
+        STACK_HIGH.store(top, Ordering::Relaxed);
+    }
     let alternate: &'static mut [u8] = Box::leak(vec![0u8; 64 << 10].into_boxed_slice());
     let stack = nix::libc::stack_t {
         ss_sp: alternate.as_mut_ptr().cast(),
@@ -103,16 +129,15 @@ pub(crate) fn watch_stack_overflow() {
 extern "C" fn on_fault(
     _: nix::libc::c_int,
     info: *mut nix::libc::siginfo_t,
-    _: *mut std::ffi::c_void,
+    context: *mut std::ffi::c_void,
 ) {
-    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler; for SIGSEGV its
-    // address field is the faulting address.
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // SAFETY: as above; for SIGSEGV its address field is the faulting address.
     let address = unsafe { (*info).si_addr() } as usize;
-    let (low, high) = (
-        STACK_LOW.load(Ordering::Relaxed),
-        STACK_HIGH.load(Ordering::Relaxed),
-    );
-    if (low..high).contains(&address) {
+    // Only a fault the kernel raised for an access (si_code > 0) has an address; a SIGSEGV sent
+    // by kill(2) or raise(3) carries a pid there.
+    if code > 0 && overflowed(address, context) {
         for part in [STACK_OVERFLOW, "\n"] {
             // SAFETY: write(2) on fd 2 with a static buffer; async-signal-safe.
             let _ = unsafe { nix::libc::write(2, part.as_ptr().cast(), part.len()) };
@@ -123,4 +148,44 @@ extern "C" fn on_fault(
     // the handler returns, then ends the process.
     // SAFETY: raise(3) is async-signal-safe (signal-safety(7)).
     let _ = unsafe { nix::libc::raise(nix::libc::SIGSEGV) };
+}
+
+/// Whether a fault at `address` ran out of stack: it lies just below (or at) the faulting
+/// thread's stack pointer, which is where a growing stack meets its guard whatever the stack's
+/// limit. Where the stack pointer cannot be read, the range found at start-up decides.
+fn overflowed(address: usize, context: *mut std::ffi::c_void) -> bool {
+    match stack_pointer(context) {
+        Some(sp) => address >= sp.saturating_sub(BELOW_SP) && address < sp.saturating_add(ABOVE_SP),
+        None => (STACK_LOW.load(Ordering::Relaxed)..STACK_HIGH.load(Ordering::Relaxed))
+            .contains(&address),
+    }
+}
+
+/// The stack pointer of the interrupted code, from the handler's `ucontext_t`.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn stack_pointer(context: *mut std::ffi::c_void) -> Option<usize> {
+    let context = context.cast::<nix::libc::ucontext_t>();
+    // SAFETY: the third argument of an SA_SIGINFO handler is the interrupted context, a valid
+    // `ucontext_t` (sigaction(2)); reading one register of it allocates nothing.
+    let sp = unsafe { (*context).uc_mcontext.gregs[nix::libc::REG_RSP as usize] };
+    usize::try_from(sp).ok()
+}
+
+/// The stack pointer of the interrupted code, from the handler's `ucontext_t`.
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+fn stack_pointer(context: *mut std::ffi::c_void) -> Option<usize> {
+    let context = context.cast::<nix::libc::ucontext_t>();
+    // SAFETY: the third argument of an SA_SIGINFO handler is the interrupted context, a valid
+    // `ucontext_t` (sigaction(2)); reading one register of it allocates nothing.
+    let sp = unsafe { (*context).uc_mcontext.sp };
+    usize::try_from(sp).ok()
+}
+
+/// Elsewhere the handler does not read the stack pointer.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn stack_pointer(_: *mut std::ffi::c_void) -> Option<usize> {
+    None
 }

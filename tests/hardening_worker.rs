@@ -1,0 +1,273 @@
+//! A hostile (or merely unusual) task must not be able to stall, fool or break the pool: the
+//! worker side of the hardening issue.
+//!
+//! Each test names what it reproduces; each failed on the code before its fix.
+#![allow(missing_docs, reason = "tasks are test fixtures")]
+
+mod crash_util;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use cf::{Exit, ProcessPoolExecutor, TaskError};
+use crash_util::{LONG, serial, worker_pid};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The outcome of `future`, which must come within [`LONG`].
+fn outcome<T: Clone>(future: cf::Future<T>) -> Result<T, TaskError> {
+    assert!(
+        future.wait_timeout(LONG),
+        "the task did not end within {LONG:?}"
+    );
+    future.into_result()
+}
+
+// ---- 1. a worker behaves like an ordinary Rust program ---------------------------------------
+
+/// Writes to the stdin of a child that has exited: an ordinary Rust program gets
+/// `Err(BrokenPipe)`, since std's `main` set-up ignores SIGPIPE.
+#[cf::task]
+fn write_to_closed_pipe() -> String {
+    let mut child = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run true");
+    let mut stdin = child.stdin.take().expect("its stdin");
+    child.wait().expect("wait for true");
+    match stdin.write_all(&[0; 1 << 16]) {
+        Ok(()) => "no error".to_owned(),
+        Err(e) => format!("{:?}", e.kind()),
+    }
+}
+
+/// Reproduces: the worker died of SIGPIPE (`WorkerDied`, signal 13) where an ordinary Rust
+/// program gets `Err(BrokenPipe)`: workers are entered before `main` and never ran std's set-up.
+#[test]
+fn a_write_to_a_closed_pipe_is_an_error_not_a_death() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    let got = outcome(pool.submit(write_to_closed_pipe, ()).unwrap());
+    assert_eq!(got, Ok("BrokenPipe".to_owned()));
+}
+
+/// Reads a page mapped with no access: a real fault, at an address far from the stack.
+#[cf::task]
+fn faults() {
+    // SAFETY: an anonymous private mapping of one page; mmap(2) touches no memory of ours.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED, "mmap a page");
+    // SAFETY: the page is mapped (so this is no access outside an allocation), but with no
+    // access rights: the read faults and SIGSEGV ends this worker, which is the point.
+    let _ = unsafe { std::ptr::read_volatile(page.cast::<u8>()) };
+    unreachable!("the read faults");
+}
+
+/// Sends itself SIGSEGV (no fault address at all).
+#[cf::task]
+fn raises_sigsegv() {
+    // SAFETY: raise(3) takes a signal number and touches no memory of ours.
+    unsafe { libc::raise(libc::SIGSEGV) };
+    unreachable!("SIGSEGV ends the worker");
+}
+
+/// Sets `RLIMIT_STACK` (soft and hard) for this process, whose workers inherit it; gives back
+/// the old one.
+fn set_stack_limit(limit: (libc::rlim_t, libc::rlim_t)) -> (libc::rlim_t, libc::rlim_t) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `rlimit` into `old`, which lives across the call.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut old) };
+    assert_eq!(got, 0, "getrlimit");
+    let new = libc::rlimit {
+        rlim_cur: limit.0,
+        rlim_max: limit.1,
+    };
+    // SAFETY: setrlimit(2) reads one `rlimit` from `new`, which lives across the call.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_STACK, &new) };
+    assert_eq!(
+        set,
+        0,
+        "setrlimit(RLIMIT_STACK): {}",
+        std::io::Error::last_os_error()
+    );
+    (old.rlim_cur, old.rlim_max)
+}
+
+/// Reproduces: under `ulimit -s unlimited` every segfault was reported as a stack overflow (the
+/// handler took everything from address 0 to the stack's top for the stack).
+#[test]
+fn a_segfault_under_an_unlimited_stack_is_not_an_overflow() {
+    let _serial = serial();
+    let old = set_stack_limit((libc::RLIM_INFINITY, libc::RLIM_INFINITY));
+    // Every worker of this pool starts (and is replaced) while the limit is off.
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    let fault = outcome(pool.submit(faults, ()).unwrap());
+    let raised = outcome(pool.submit(raises_sigsegv, ()).unwrap());
+    drop(pool);
+    set_stack_limit(old);
+    for (what, got) in [("a fault", fault), ("raise(SIGSEGV)", raised)] {
+        match got {
+            Err(TaskError::WorkerDied { exit, .. }) => {
+                assert_eq!(exit, Exit::Signal(libc::SIGSEGV), "{what}");
+            }
+            other => panic!("{what}: expected WorkerDied with SIGSEGV, got {other:?}"),
+        }
+    }
+}
+
+/// An argument whose `Deserialize` panics (in the worker; the parent only serializes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct Touchy(u64);
+
+impl<'de> Deserialize<'de> for Touchy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        assert_ne!(n, 13, "Touchy cannot stand 13");
+        Ok(Touchy(n))
+    }
+}
+
+#[cf::task]
+fn touch(t: Touchy) -> u64 {
+    t.0
+}
+
+/// A result whose `Serialize` panics (in the worker; the parent only deserializes it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+struct Unsayable;
+
+impl Serialize for Unsayable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("Unsayable cannot be said")
+    }
+}
+
+#[cf::task]
+fn unsayable() -> Unsayable {
+    Unsayable
+}
+
+/// A result whose `Drop` panics where it was made (in the worker): what crosses the process
+/// boundary is disarmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Armed(bool);
+
+impl Serialize for Armed {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for Armed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        Ok(Armed(false))
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        assert!(!self.0, "Armed went off in its drop");
+    }
+}
+
+#[cf::task]
+fn armed() -> Armed {
+    Armed(true)
+}
+
+/// Reproduces: a panic in the worker outside the task's own call (an argument's `Deserialize`,
+/// a result's `Serialize` or `Drop`) aborted the worker (`WorkerDied`, SIGABRT) instead of
+/// failing that one future with `Panicked`; the worker now goes on serving.
+#[test]
+fn panics_in_serde_and_drop_fail_one_future() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    let pid = || outcome(pool.submit(worker_pid, ()).unwrap()).expect("a pid");
+    let before = pid();
+    let touched = outcome(pool.submit(touch, Touchy(13)).unwrap());
+    panicked(touched, "Touchy cannot stand 13");
+    assert_eq!(pid(), before, "the same worker serves on");
+    let said = outcome(pool.submit(unsayable, ()).unwrap());
+    panicked(said, "Unsayable cannot be said");
+    assert_eq!(pid(), before, "the same worker serves on");
+    let dropped = outcome(pool.submit(armed, ()).unwrap());
+    panicked(dropped, "Armed went off in its drop");
+    assert_eq!(pid(), before, "the same worker serves on");
+    let fine = outcome(pool.submit(touch, Touchy(7)).unwrap());
+    assert_eq!(fine, Ok(7));
+}
+
+/// Checks that `got` is a panic whose message has `what` in it.
+fn panicked<T: std::fmt::Debug>(got: Result<T, TaskError>, what: &str) {
+    match got {
+        Err(TaskError::Panicked(info)) => assert!(
+            info.message.contains(what),
+            "expected a panic saying {what:?}, got {info}"
+        ),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+}
+
+/// Writes `text` to stderr and returns.
+#[cf::task]
+fn says(text: String) {
+    eprintln!("{text}");
+}
+
+#[cf::task]
+fn aborts() {
+    std::process::abort()
+}
+
+#[cf::task]
+fn kills_itself() {
+    // SAFETY: kill(2) with our own pid and a signal number; no memory is passed.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL ends the worker")
+}
+
+/// Reproduces: a worker's last stderr lines were kept per worker, not per task. A SIGKILLed
+/// task's error quoted the "last words" of an earlier, successful task, and an abort was
+/// reported as `MemoryLimit` because an earlier task had written "memory allocation of".
+#[test]
+fn last_words_are_the_running_tasks_own() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .memory_limit(8 << 30)
+        .build()
+        .expect("start a pool");
+    let run = |text: &str| {
+        outcome(pool.submit(says, text.to_owned()).unwrap()).expect("it says it");
+    };
+    run("memory allocation of 12 bytes failed (a quote, not a failure)");
+    let aborted = outcome(pool.submit(aborts, ()).unwrap());
+    match aborted {
+        Err(TaskError::WorkerDied { exit, stderr, .. }) => {
+            assert_eq!(exit, Exit::Signal(libc::SIGABRT));
+            assert!(!stderr.contains("memory allocation"), "{stderr:?}");
+        }
+        other => panic!("expected WorkerDied with SIGABRT, got {other:?}"),
+    }
+    run("the last words of a task that went well");
+    let killed = outcome(pool.submit(kills_itself, ()).unwrap());
+    match killed {
+        Err(TaskError::WorkerDied { exit, stderr, .. }) => {
+            assert_eq!(exit, Exit::Signal(libc::SIGKILL));
+            assert_eq!(stderr, "");
+        }
+        other => panic!("expected WorkerDied with SIGKILL, got {other:?}"),
+    }
+}
