@@ -8,9 +8,10 @@ mod crash_util;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use cf::{Exit, ProcessPoolExecutor, TaskError};
-use crash_util::{LONG, serial, worker_pid};
+use crash_util::{LONG, OBSERVE, serial, square, worker_pid};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The outcome of `future`, which must come within [`LONG`].
@@ -270,4 +271,93 @@ fn last_words_are_the_running_tasks_own() {
         }
         other => panic!("expected WorkerDied with SIGKILL, got {other:?}"),
     }
+}
+
+// ---- 2. the protocol channel cannot be taken over by a task --------------------------------
+
+/// Closes fd 4 (the result pipe's fixed number) and opens a file, which takes the lowest free
+/// number: 4 if 3 is still open.
+#[cf::task]
+fn closes_4_and_opens_a_file() -> i32 {
+    // SAFETY: close(2) on a number; closing what it names is the point of this test.
+    unsafe { libc::close(4) };
+    let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    std::mem::forget(file);
+    fd
+}
+
+/// `dup2`s a file over fds 3 and 4 (the protocol pipes' fixed numbers).
+#[cf::task]
+fn dup2s_over_3_and_4() {
+    let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+    for fd in [3, 4] {
+        // SAFETY: dup2(2) on two numbers; replacing what fd 3 and 4 name is the point.
+        let got = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), fd) };
+        assert_eq!(got, fd, "dup2 over {fd}");
+    }
+}
+
+/// Closes the worker's real result fd and opens a file in its place.
+#[cf::task]
+fn replaces_the_result_fd() {
+    let fd = cf_worker::start::result_fd().expect("a worker");
+    // SAFETY: close(2) on a number; closing the worker's own pipe is the point.
+    unsafe { libc::close(fd) };
+    let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let file = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: dup2(2) on two numbers: puts the file where the pipe was.
+    assert_eq!(unsafe { libc::dup2(file, fd) }, fd);
+}
+
+/// The outcome of `future`, which must come within `limit`.
+fn outcome_within<T: Clone>(future: cf::Future<T>, limit: Duration) -> Result<T, TaskError> {
+    assert!(
+        future.wait_timeout(limit),
+        "the task hung (more than {limit:?})"
+    );
+    future.into_result()
+}
+
+/// Reproduces: a task that closed fd 4 and opened a file (which got fd 4), or `dup2`ed over fd 3
+/// or 4, took over the worker's protocol channel: its future hung, and so did every later task
+/// and the pool's drop.
+#[test]
+fn tasks_cannot_take_over_the_protocol_fds() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    let before = outcome_within(pool.submit(worker_pid, ()).unwrap(), OBSERVE).expect("a pid");
+    outcome_within(pool.submit(closes_4_and_opens_a_file, ()).unwrap(), OBSERVE)
+        .expect("the task returns");
+    outcome_within(pool.submit(dup2s_over_3_and_4, ()).unwrap(), OBSERVE)
+        .expect("the task returns");
+    for x in 0..20 {
+        let (got, pid) =
+            outcome_within(pool.submit(square, x).unwrap(), OBSERVE).expect("a later task runs");
+        assert_eq!((got, pid), (x * x, before), "the same worker serves on");
+    }
+    crash_util::within(OBSERVE, "dropping the pool", move || drop(pool));
+}
+
+/// Reproduces: a task that replaced the worker's real result fd with a file had the replies
+/// written into that file, and its future hung. Now the worker notices after the task, says so
+/// and exits; only that future fails, and a new worker serves on.
+#[test]
+fn a_task_that_replaces_the_real_pipe_fails_alone() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    let before = outcome_within(pool.submit(worker_pid, ()).unwrap(), OBSERVE).expect("a pid");
+    match outcome_within(pool.submit(replaces_the_result_fd, ()).unwrap(), OBSERVE) {
+        Err(TaskError::WorkerDied { pid, stderr, .. }) => {
+            assert_eq!(pid, before);
+            assert!(
+                stderr.contains("a task closed or replaced the worker's protocol fds"),
+                "{stderr:?}"
+            );
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    let (_, pid) = outcome_within(pool.submit(square, 3).unwrap(), OBSERVE).expect("runs");
+    assert_ne!(pid, before, "a new worker");
+    crash_util::within(OBSERVE, "dropping the pool", move || drop(pool));
 }

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::frame::{self, Header, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use crate::start::TASK_END;
-use crate::{codec, panic, table};
+use crate::{codec, panic, sys, table};
 
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
@@ -48,14 +48,26 @@ impl From<io::Error> for ServeError {
 
 /// Serves calls read from the request pipe, writing replies to the result pipe, until the
 /// request pipe ends.
+///
+/// After each task, before its reply, the worker checks that its fds are still the pipes they
+/// were: a task that closed one and opened something else in its place, or `dup2`ed over it,
+/// would otherwise have the replies written into its file. The worker then stops with an error
+/// (and exits; the parent reports its death).
 pub(crate) fn serve_pipes(
     input: OwnedFd,
     output: OwnedFd,
     stderr: OwnedFd,
 ) -> Result<(), ServeError> {
+    let fds = [input.as_raw_fd(), output.as_raw_fd(), stderr.as_raw_fd()];
+    let identities = fds.map(sys::identity);
+    RESULT_AT.store(output.as_raw_fd(), Ordering::Relaxed);
     let output = File::from(output);
     if cfg!(panic = "abort") {
-        let last_words = output.try_clone()?;
+        // A copy as high as the original, out of the tasks' way.
+        let last_words = File::from(
+            sys::dup_high(output.as_fd())
+                .ok_or_else(|| ServeError::Io(io::Error::other("failed to copy the result fd")))?,
+        );
         panic::on_abort(move |info| {
             let mut frame = Vec::new();
             let start = frame::begin(&mut frame, CURRENT.load(Ordering::Relaxed), 0);
@@ -68,20 +80,30 @@ pub(crate) fn serve_pipes(
     let mut stderr = File::from(stderr);
     let input = BufReader::with_capacity(1 << 16, File::from(input));
     serve(input, output, move || {
+        if fds.map(sys::identity) != identities {
+            return Err(ServeError::Protocol(
+                "a task closed or replaced the worker's protocol fds".to_owned(),
+            ));
+        }
         // Best effort: a task may have closed the pipe's other end (it is the parent's).
         let _ = stderr.write_all(TASK_END);
+        Ok(())
     })
 }
 
+/// The fd number of the result pipe in this worker (-1 elsewhere).
+pub(crate) static RESULT_AT: AtomicI32 = AtomicI32::new(-1);
+
 /// Sends the handshake, then answers every call on `input` until it ends, calling `task_end`
-/// before each reply (the worker marks the end of the task's stderr output there).
+/// before each reply (the worker checks its fds and marks the end of the task's stderr output
+/// there; an error stops serving).
 ///
 /// Never allocates more than the bytes that actually arrive: a length field is a claim, not a
 /// reservation.
 pub(crate) fn serve(
     mut input: impl Read,
     mut output: impl Write,
-    mut task_end: impl FnMut(),
+    mut task_end: impl FnMut() -> Result<(), ServeError>,
 ) -> Result<(), ServeError> {
     let mut out = Vec::with_capacity(1 << 12);
     hello(&mut out);
@@ -100,7 +122,7 @@ pub(crate) fn serve(
         };
         out.clear();
         answer(header, kind, &body[frame::HEADER_LEN..], &mut out);
-        task_end();
+        task_end()?;
         output.write_all(&out)?;
     }
 }

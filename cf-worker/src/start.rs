@@ -19,6 +19,15 @@ pub const REQUEST_FD: i32 = 3;
 /// The fd a worker writes replies to.
 pub const RESULT_FD: i32 = 4;
 
+/// The fd number a worker's replies go out on, for tests that play a broken worker; `None`
+/// outside a worker. The worker moves its pipes from [`REQUEST_FD`] and [`RESULT_FD`] to high
+/// numbers before it serves, and closes those two.
+#[doc(hidden)]
+pub fn result_fd() -> Option<i32> {
+    let fd = serve::RESULT_AT.load(std::sync::atomic::Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
+}
+
 /// The line a worker writes to stderr when its task overflows the stack; the parent looks for it.
 pub const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
 

@@ -1,7 +1,7 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::{FcntlArg, fcntl};
 
 use crate::start::{ENV_MARKER, REQUEST_FD, RESULT_FD, STACK_OVERFLOW};
 
@@ -12,7 +12,24 @@ pub(crate) fn remove_marker() {
     unsafe { std::env::remove_var(ENV_MARKER) };
 }
 
-/// Takes the request and result fds, marking both close-on-exec.
+/// Where the worker keeps its own fds: high, out of the way of a task that opens, closes or
+/// `dup2`s low numbers (below the soft `RLIMIT_NOFILE`, which `F_DUPFD` must respect).
+fn high_fd() -> i32 {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let base = soft.saturating_sub(32).min(1000);
+    i32::try_from(base).unwrap_or(1000).max(RESULT_FD + 1)
+}
+
+/// A close-on-exec copy of `fd` at or above [`high_fd`].
+pub(crate) fn dup_high(fd: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(high_fd())).ok()?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd (fcntl(2)) that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Takes the request and result fds the parent placed at [`REQUEST_FD`] and [`RESULT_FD`],
+/// moved to high close-on-exec numbers; the fixed numbers are closed, free for the tasks.
 pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     for fd in [REQUEST_FD, RESULT_FD] {
         // SAFETY: F_GETFD reads the fd's flags and touches no memory; on a closed fd it fails
@@ -27,10 +44,26 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     let input = unsafe { OwnedFd::from_raw_fd(REQUEST_FD) };
     // SAFETY: as above, for the result fd.
     let output = unsafe { OwnedFd::from_raw_fd(RESULT_FD) };
-    for fd in [&input, &output] {
-        fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    // Dropping the originals closes the fixed numbers.
+    Some((dup_high(input.as_fd())?, dup_high(output.as_fd())?))
+}
+
+/// What the open file at fd number `fd` is (device and inode), if the number is open.
+pub(crate) fn identity(fd: std::os::fd::RawFd) -> Option<(u64, u64)> {
+    let mut stat = std::mem::MaybeUninit::<nix::libc::stat>::uninit();
+    // SAFETY: fstat(2) takes a number (any number: a closed one fails with EBADF) and writes one
+    // `stat` into the buffer, which lives across the call.
+    if unsafe { nix::libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
     }
-    Some((input, output))
+    // SAFETY: fstat succeeded, so it filled the whole `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Some((stat.st_dev, stat.st_ino))
+}
+
+/// A close-on-exec copy of stderr, high like the protocol fds.
+pub(crate) fn stderr_copy() -> Option<OwnedFd> {
+    dup_high(std::io::stderr().as_fd())
 }
 
 /// Ignores SIGPIPE, as std's `main` set-up does for every Rust program (which a worker never
@@ -40,14 +73,6 @@ pub(crate) fn ignore_sigpipe() -> bool {
     // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety question arises; this
     // runs before any thread of ours exists (signal(2)).
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.is_ok()
-}
-
-/// A close-on-exec copy of stderr above the fds a task is likely to use.
-pub(crate) fn stderr_copy() -> Option<OwnedFd> {
-    let stderr = std::io::stderr();
-    let raw = fcntl(stderr.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(RESULT_FD + 1)).ok()?;
-    // SAFETY: F_DUPFD_CLOEXEC returned a new fd (fcntl(2)) that nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Asks for SIGKILL when the parent dies, and checks that `parent` is still the parent (it may
