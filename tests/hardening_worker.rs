@@ -361,3 +361,85 @@ fn a_task_that_replaces_the_real_pipe_fails_alone() {
     assert_ne!(pid, before, "a new worker");
     crash_util::within(OBSERVE, "dropping the pool", move || drop(pool));
 }
+
+// ---- 3. a worker runs the code its parent was built from ------------------------------------
+
+/// Marks the re-run of a copy of this binary that plays a program whose file is replaced.
+const REBUILT_ENV: &str = "CF_TEST_REBUILT";
+
+#[cf::task]
+fn exits_now() {
+    std::process::exit(3)
+}
+
+/// The program whose executable is replaced while it runs: only does something when re-run by
+/// the test below. It starts a pool, says `ready`, waits for a line on stdin, then makes its
+/// worker exit (so new ones must start) and prints what the next task returns.
+#[test]
+fn rebuilt_child() {
+    if std::env::var_os(REBUILT_ENV).is_none() {
+        return;
+    }
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    outcome(pool.submit(worker_pid, ()).unwrap()).expect("a first worker");
+    println!("cf-test: ready");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .expect("read the go-ahead");
+    // Twice: the pool's spare, started before the file was replaced, takes the first's place.
+    for _ in 0..2 {
+        let _ = outcome(pool.submit(exits_now, ()).unwrap());
+    }
+    let got = outcome(pool.submit(square, 7).unwrap()).map(|(value, _)| value);
+    println!("cf-test: result {got:?}");
+}
+
+/// Reproduces: workers were started from the executable's path, so after the file was replaced
+/// (a rebuild while the program runs) a new worker ran other code: here `true`, which exits at
+/// once, and the pool broke. Workers now start from the running image (`/proc/self/exe`).
+#[test]
+fn new_workers_run_the_original_code_after_the_file_is_replaced() {
+    // Under the lock no other test of this binary starts a process, which could inherit the
+    // copy's fd while it is written and make running it fail with ETXTBSY.
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("cf-rebuilt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let exe = dir.join("program");
+    std::fs::copy(std::env::current_exe().expect("this test binary"), &exe).expect("copy it");
+    let mut child = Command::new(&exe)
+        .args([
+            "--exact",
+            "rebuilt_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(REBUILT_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the copy");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        child.stdout.take().expect("its stdout"),
+    ));
+    let mut next = |what: &str| loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the child ended before {what}"))
+            .expect("read the child's stdout");
+        if let Some(at) = line.find("cf-test: ") {
+            break line[at + "cf-test: ".len()..].to_owned();
+        }
+    };
+    assert_eq!(next("ready"), "ready");
+    // "Rebuild": the file now holds another program.
+    std::fs::remove_file(&exe).expect("remove the copy");
+    std::fs::copy("/bin/true", &exe).expect("put another program in its place");
+    let mut stdin = child.stdin.take().expect("its stdin");
+    writeln!(stdin, "go").expect("let the child go on");
+    let result = next("its result");
+    let status = crash_util::within(LONG, "the child", move || child.wait());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(result, "result Ok(49)");
+    assert!(status.expect("wait for the child").success());
+}
