@@ -443,3 +443,60 @@ fn new_workers_run_the_original_code_after_the_file_is_replaced() {
     assert_eq!(result, "result Ok(49)");
     assert!(status.expect("wait for the child").success());
 }
+
+// ---- 4. only the pool can enter a binary as a worker ---------------------------------------
+
+/// Creates the file at `path`: proof that the task ran.
+#[cf::task]
+fn creates(path: String) {
+    std::fs::write(path, b"ran").expect("create the file");
+}
+
+/// Reproduces: anyone who could run the binary with the worker marker set could run any task
+/// with arguments of their choosing, skipping `main`. Here a shell enters this test binary as a
+/// worker with a well-formed call to `creates` on fd 3: it must refuse, say why and exit
+/// non-zero, and the task must not run.
+#[test]
+fn a_worker_entered_by_hand_refuses_to_serve() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("cf-by-hand-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let proof = dir.join("proof");
+    let request = dir.join("request");
+    let replies = dir.join("replies");
+    let index = cf_worker::table()
+        .index::<creates>()
+        .expect("creates is in the table");
+    let mut args = Vec::new();
+    cf_worker::encode_into(&proof.to_str().expect("UTF-8").to_owned(), &mut args).unwrap();
+    let mut frame = Vec::new();
+    cf_worker::frame::push(
+        &mut frame,
+        cf_worker::frame::RequestKind::Call as u8,
+        1,
+        index,
+        &args,
+    );
+    std::fs::write(&request, &frame).expect("write the request");
+    // The shell is the worker's parent; the marker names it, as a pool's marker names the pool.
+    let script = r#"__CF_WORKER=$$:0 "$0" --exact nothing 3<"$1" 4>"$2"; exit $?"#;
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .arg(std::env::current_exe().expect("this test binary"))
+        .arg(&request)
+        .arg(&replies)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    let ran = proof.exists();
+    let replied = std::fs::metadata(&replies).map_or(0, |m| m.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!ran, "the task ran; stderr: {stderr}");
+    assert_eq!(replied, 0, "it answered");
+    assert_eq!(out.status.code(), Some(71), "stderr: {stderr}");
+    assert!(
+        stderr.contains("refusing to serve: the parent process is not a pool of this executable"),
+        "{stderr}"
+    );
+}

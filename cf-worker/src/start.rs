@@ -62,6 +62,17 @@ pub fn marker(parent: u32, memory_limit: Option<u64>) -> String {
     format!("{parent}:{}", memory_limit.unwrap_or(0))
 }
 
+/// Why this process must not serve, if it must not.
+fn refusal() -> Option<&'static str> {
+    if sys::privileged() {
+        Some("the process runs setuid, setgid or with file capabilities")
+    } else if !sys::parent_runs_this_image() {
+        Some("the parent process is not a pool of this executable")
+    } else {
+        None
+    }
+}
+
 fn run() -> ! {
     let marker = std::env::var(ENV_MARKER).unwrap_or_default();
     // Children that a task starts must not take themselves for workers.
@@ -71,6 +82,15 @@ fn run() -> ! {
         std::process::exit(EXIT_STARTUP);
     };
     if !sys::die_with_parent(parent) {
+        std::process::exit(EXIT_STARTUP);
+    }
+    // Only the pool may enter this binary as a worker: whoever else sets the marker would run
+    // any task with arguments of their choosing, skipping `main` (see the README's Security).
+    if let Some(why) = refusal() {
+        eprintln!(
+            "cf worker (pid {}): refusing to serve: {why}",
+            std::process::id()
+        );
         std::process::exit(EXIT_STARTUP);
     }
     if memory > 0 && !sys::limit_memory(memory) {

@@ -29,6 +29,16 @@ pub(crate) fn die_with_parent(_: u64) -> bool {
 }
 
 /// Workers are not supported here.
+pub(crate) fn privileged() -> bool {
+    true
+}
+
+/// Workers are not supported here.
+pub(crate) fn parent_runs_this_image() -> bool {
+    false
+}
+
+/// Workers are not supported here.
 pub(crate) fn ignore_sigpipe() -> bool {
     false
 }

@@ -66,6 +66,27 @@ pub(crate) fn stderr_copy() -> Option<OwnedFd> {
     dup_high(std::io::stderr().as_fd())
 }
 
+/// Whether this process runs with more privilege than whoever started it (setuid, setgid or file
+/// capabilities): the loader's `AT_SECURE`.
+pub(crate) fn privileged() -> bool {
+    // SAFETY: getauxval(3) reads the auxiliary vector the kernel gave this process; it takes a
+    // number and returns a number (0 for an unknown type), touching no memory of ours.
+    unsafe { nix::libc::getauxval(nix::libc::AT_SECURE) != 0 }
+}
+
+/// Whether the parent process runs the very executable this process runs (the same file, by
+/// device and inode, even if it was since deleted or replaced): the pool started us.
+pub(crate) fn parent_runs_this_image() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = nix::unistd::getppid();
+    let ours = std::fs::metadata("/proc/self/exe");
+    let theirs = std::fs::metadata(format!("/proc/{parent}/exe"));
+    match (ours, theirs) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
 /// Ignores SIGPIPE, as std's `main` set-up does for every Rust program (which a worker never
 /// runs): a write to a closed pipe is then `Err(BrokenPipe)`, not the death of the worker.
 pub(crate) fn ignore_sigpipe() -> bool {
