@@ -57,6 +57,9 @@
 //! location ([`TaskError::Panicked`]), a worker that died with its pid and exit code or signal
 //! ([`TaskError::WorkerDied`], with the last lines it wrote to stderr), a stack overflow, a time
 //! or memory limit, cancellation, and values or frames that failed to cross the process boundary.
+//! A pool that could not run the task says why with a variant of its own: shut down
+//! ([`TaskError::Shutdown`]), terminated ([`TaskError::Terminated`]) or broken
+//! ([`TaskError::Broken`], with a typed [`BrokenCause`]).
 //!
 //! # Crash isolation
 //!
@@ -73,7 +76,7 @@
 //! A task may get a time limit at submit ([`ProcessPoolExecutor::submit_with`] with
 //! [`TaskOptions`]), from its attribute (`#[task(timeout = "500ms")]`) or from the pool
 //! ([`ProcessPoolBuilder::task_timeout`]). Past it, the worker running the task is killed and the
-//! future fails with [`TaskError::TimedOut`]; the tasks queued behind it go to another worker.
+//! future fails with [`TaskError::TimeLimit`]; the tasks queued behind it go to another worker.
 //! [`Future::kill`] stops a running task the same way ([`Future::cancel`] keeps Python's meaning
 //! and only cancels a pending one). [`ProcessPoolBuilder::memory_limit`] caps each worker's
 //! address space: a task that allocates past it fails with [`TaskError::MemoryLimit`].
@@ -120,8 +123,8 @@
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs, timeout, ReturnWhen::..)` |
 //! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, timeout)` |
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen`] |
-//! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] |
-//! | `BrokenProcessPool` | none needed: a dead worker fails one future ([`TaskError::WorkerDied`]) |
+//! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] ([`TaskError::Timeout`] from `map`; a task's own time limit is [`TaskError::TimeLimit`]) |
+//! | `BrokenProcessPool` | [`TaskError::Broken`] with its [`BrokenCause`], only when workers cannot start; a dead worker fails one future ([`TaskError::WorkerDied`]) |
 //! | `terminate_workers()`, `kill_workers()` | [`ProcessPoolExecutor::terminate_workers`], [`ProcessPoolExecutor::kill_workers`] |
 //! | `initializer`, `initargs`, `max_tasks_per_child` | [`ProcessPoolBuilder::initializer`], [`ProcessPoolBuilder::max_tasks_per_child`] |
 #![deny(unsafe_code)]

@@ -380,8 +380,8 @@ fn memory_limit() {
 
 /// Checks a timed-out task's error.
 fn timed_out<T: Task>(row: &Row, _task: T) {
-    let TaskError::TimedOut { task, pid, limit } = &row.error else {
-        panic!("expected TimedOut, got {:?}", row.error)
+    let TaskError::TimeLimit { task, pid, limit } = &row.error else {
+        panic!("expected TimeLimit, got {:?}", row.error)
     };
     assert_eq!(task, T::NAME);
     assert_eq!(*limit, Duration::from_millis(500));
@@ -438,10 +438,10 @@ fn time_limits_in_order() {
     let task_wins = pool.submit(spins_500ms, 1).unwrap();
     for future in [&submit_wins, &task_wins] {
         match future.result_timeout(LONG).expect("no hang") {
-            Err(TaskError::TimedOut { limit, .. }) => {
+            Err(TaskError::TimeLimit { limit, .. }) => {
                 assert_eq!(*limit, Duration::from_millis(500))
             }
-            other => panic!("expected TimedOut, got {other:?}"),
+            other => panic!("expected TimeLimit, got {other:?}"),
         }
     }
     assert!(

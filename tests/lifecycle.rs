@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cf::{Exit, Future, ProcessPoolExecutor, Task, TaskError};
+use cf::{BrokenCause, Exit, Future, ProcessPoolExecutor, StartupFailure, Task, TaskError};
 use crash_util::{Gate, LONG, OBSERVE, children, hold, serial, square, until, within, worker_pid};
 
 /// Set by the initializer, in the worker.
@@ -198,26 +198,44 @@ fn failing_initializer_breaks_the_pool() {
         gate.entered().release();
     }
     let error = pending.result_timeout(LONG).expect("no hang").unwrap_err();
-    let TaskError::Pool { task, message } = error else {
-        panic!("expected Pool, got {error:?}")
+    let TaskError::Broken { task, cause } = &error else {
+        panic!("expected Broken, got {error:?}")
     };
     assert_eq!(task, <square as Task>::NAME);
-    let cause = "3 workers in a row failed to start; the last: the initializer `lifecycle::bad_init` failed: \
-                 task `lifecycle::bad_init` panicked at ";
+    let BrokenCause::Startup {
+        failures: 3,
+        last: StartupFailure::Initializer {
+            task: init,
+            message,
+        },
+    } = cause
+    else {
+        panic!("expected three initializer failures, got {cause:?}")
+    };
+    assert_eq!(init, "lifecycle::bad_init");
     assert!(
-        message.starts_with(&format!("the pool is broken: {cause}")),
+        message.starts_with("task `lifecycle::bad_init` panicked at "),
         "{message}"
     );
     assert!(message.ends_with("): bad init"), "{message}");
+    let text = "3 workers in a row failed to start; the last: the initializer `lifecycle::bad_init` failed: \
+                 task `lifecycle::bad_init` panicked at ";
+    assert!(
+        error.to_string().starts_with(&format!(
+            "task `{task}` did not run: the pool is broken: {text}"
+        )),
+        "{error}"
+    );
     // The pool kills the workers still starting when it breaks; once they are reaped, the
     // refusal still names the initializer, not that kill.
     until("the killed workers are reaped", || children().is_empty());
     let refused = pool.submit(square, 4).unwrap_err();
     assert!(refused.error().is_broken(), "{refused:?}");
+    assert_eq!(refused.error().broken_cause(), Some(cause));
     assert!(
         refused
             .to_string()
-            .starts_with(&format!("the pool is broken: {cause}")),
+            .starts_with(&format!("the pool is broken: {text}")),
         "{refused}"
     );
     assert_eq!(refused.into_args(), 4);
@@ -400,7 +418,7 @@ fn kill_a_task_sent_ahead() {
 }
 
 /// `terminate_workers` with a task sent ahead to a worker (so already running, as in Python's
-/// call queue): it cannot be cancelled any more and fails with `TaskError::Pool`.
+/// call queue): it cannot be cancelled any more and fails with `TaskError::Terminated`.
 #[test]
 fn terminate_workers_with_a_task_sent_ahead() {
     let _serial = serial();
@@ -428,11 +446,14 @@ fn terminate_workers_with_a_task_sent_ahead() {
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     match ahead.result_timeout(LONG).expect("no hang") {
-        Err(TaskError::Pool { task, message }) => {
+        Err(error @ TaskError::Terminated { task }) => {
             assert_eq!(task, <square as Task>::NAME);
-            assert_eq!(message, "the pool's workers were terminated");
+            assert_eq!(
+                error.to_string(),
+                format!("task `{task}` did not run: the pool's workers were terminated")
+            );
         }
-        other => panic!("expected Pool, got {other:?}"),
+        other => panic!("expected Terminated, got {other:?}"),
     }
     assert!(matches!(pending.result(), Err(TaskError::Cancelled)));
     assert_eq!(children(), Default::default());

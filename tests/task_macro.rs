@@ -299,7 +299,7 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
     let stuck = pool.submit(spin_forever, ())?;
     match stuck.result() {
-        Err(TaskError::TimedOut { limit, task, .. }) => {
+        Err(TaskError::TimeLimit { limit, task, .. }) => {
             assert_eq!(*limit, Duration::from_millis(300));
             assert_eq!(task, "task_macro::spin_forever");
         }
@@ -309,7 +309,7 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     let options = cf::TaskOptions::new().timeout(Duration::from_millis(100));
     let shorter = pool.submit_with(spin_forever, (), options)?;
     assert!(
-        matches!(shorter.result(), Err(TaskError::TimedOut { limit, .. }) if *limit == Duration::from_millis(100))
+        matches!(shorter.result(), Err(TaskError::TimeLimit { limit, .. }) if *limit == Duration::from_millis(100))
     );
     Ok(())
 }

@@ -659,11 +659,7 @@ impl<T, E> Drop for Completer<T, E> {
                 Status::Failed,
                 |s| !s.is_done(),
                 move || {
-                    let message = "the pool dropped this task without running it".to_owned();
-                    let _ = core.outcome.set(Err(TaskError::Pool {
-                        task: String::new(),
-                        message,
-                    }));
+                    let _ = core.outcome.set(Err(TaskError::Abandoned));
                     drop(core);
                 },
             );

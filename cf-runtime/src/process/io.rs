@@ -22,7 +22,7 @@ use super::job::{Job, NoFuture};
 use super::spawner::Spawner;
 use super::worker::{Poison, Worker};
 use super::{Inbox, Shared};
-use crate::error::{Exit, TaskError};
+use crate::error::{BrokenCause, Exit, HandshakeError, StartupFailure, TaskError};
 
 /// Consecutive start-up failures after which the pool calls itself broken.
 const MAX_STARTUP_FAILURES: u32 = 3;
@@ -59,8 +59,7 @@ struct Dispatcher {
     shutdown: bool,
     terminated: bool,
     startup_failures: u32,
-    last_startup_failure: String,
-    broken: Option<String>,
+    broken: Option<BrokenCause>,
     /// Moving average of how long tasks run, in seconds.
     average_run: f64,
     /// The read end of the wake pipe; declared last, so that it closes after the spawner thread
@@ -101,7 +100,6 @@ pub(crate) fn run(
         shutdown: false,
         terminated: false,
         startup_failures: 0,
-        last_startup_failure: String::new(),
         broken: None,
         // Until tasks show that they are short, send one at a time.
         average_run: 1.0,
@@ -208,23 +206,23 @@ impl Dispatcher {
                 worker.signal(signal);
             }
             // No worker will run what is still queued (jobs put back after a death).
-            self.fail_queue("the pool's workers were terminated");
+            self.fail_queue(|task| TaskError::Terminated { task });
         }
-        if let Some(why) = self.broken.clone() {
-            self.fail_queue(&format!("the pool is broken: {why}"));
+        if let Some(cause) = self.broken.clone() {
+            self.fail_queue(|task| TaskError::Broken {
+                task,
+                cause: cause.clone(),
+            });
         }
     }
 
-    /// Fails every queued job with `message`.
-    fn fail_queue(&mut self, message: &str) {
+    /// Fails every queued job with the error `error` makes of its task's name.
+    fn fail_queue(&mut self, error: impl Fn(String) -> TaskError<cf_worker::Never>) {
         for job in self.queue.drain(..) {
             if job.has_future() {
                 self.shared.stats.dequeued_failed();
                 let task = job.name.to_owned();
-                job.sink.fail(TaskError::Pool {
-                    task,
-                    message: message.to_owned(),
-                });
+                job.sink.fail(error(task));
             }
         }
     }
@@ -456,8 +454,9 @@ impl Dispatcher {
             used += len;
             if !worker.hello {
                 if let Err(e) = hello(frame) {
-                    problem = Some(e);
-                    break;
+                    worker.inbuf.clear();
+                    worker.kill(Poison::Handshake(e));
+                    return;
                 }
                 worker.hello = true;
                 match &self.config.initializer {
@@ -508,7 +507,7 @@ impl Dispatcher {
                     worker.ready = true;
                     self.startup_failures = 0;
                 } else {
-                    let why = init_failure(job.name, kind, frame.payload);
+                    let why = init_failure(kind, frame.payload);
                     worker.kill(Poison::InitFailed(why));
                 }
                 continue;
@@ -545,18 +544,28 @@ impl Dispatcher {
             // Once the pool is broken it kills the workers still starting: their deaths are
             // not failures of their own, and must not replace the cause.
             self.startup_failures += 1;
-            self.last_startup_failure = match &worker.poison {
-                Some(Poison::InitFailed(why)) => why.clone(),
-                _ => format!(
-                    "worker (pid {}) exited during start-up with {exit}",
-                    worker.pid
-                ),
+            let pid = worker.pid;
+            let last = match &worker.poison {
+                Some(Poison::InitFailed(message)) => StartupFailure::Initializer {
+                    task: self
+                        .config
+                        .initializer
+                        .as_ref()
+                        .map_or("", |i| i.name)
+                        .to_owned(),
+                    message: message.clone(),
+                },
+                Some(Poison::Handshake(reason)) => StartupFailure::Handshake {
+                    pid,
+                    reason: reason.clone(),
+                },
+                _ => StartupFailure::Exited { pid, exit },
             };
             if self.startup_failures >= MAX_STARTUP_FAILURES {
-                self.broken = Some(format!(
-                    "{} workers in a row failed to start; the last: {}",
-                    self.startup_failures, self.last_startup_failure
-                ));
+                self.broken = Some(BrokenCause::Startup {
+                    failures: self.startup_failures,
+                    last,
+                });
             }
         }
         // Jobs queued behind the one that was running go first to the next worker, unless the
@@ -566,13 +575,11 @@ impl Dispatcher {
                 continue;
             }
             if self.terminated {
-                let message = "the pool's workers were terminated".to_owned();
                 if job.has_future() {
                     self.shared.stats.answered(false);
                 }
-                job.sink.fail(TaskError::Pool {
+                job.sink.fail(TaskError::Terminated {
                     task: job.name.to_owned(),
-                    message,
                 });
             } else {
                 if job.has_future() {
@@ -626,8 +633,12 @@ impl Dispatcher {
                 return job.sink.cancel_running();
             }
             Some(Poison::Protocol(message)) => TaskError::Protocol { task, pid, message },
-            Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
-            Some(Poison::TimedOut { limit, .. }) => TaskError::TimedOut { task, pid, limit },
+            Some(Poison::Handshake(reason)) => TaskError::Protocol {
+                task,
+                pid,
+                message: reason.to_string(),
+            },
+            Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit { task, pid, limit },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
                 let message = match frame::wanted(worker.inbuf.data()) {
@@ -639,7 +650,8 @@ impl Dispatcher {
                 };
                 TaskError::Protocol { task, pid, message }
             }
-            Some(Poison::Terminated | Poison::Aborting) | None => {
+            // A worker whose initializer failed was never ready: it ran no task.
+            Some(Poison::Terminated | Poison::Aborting | Poison::InitFailed(_)) | None => {
                 let stderr = worker.last_words();
                 match self.config.memory_limit {
                     Some(limit) if ran_out_of_memory(exit, &stderr) => {
@@ -710,12 +722,15 @@ impl Dispatcher {
                 Err(e) => {
                     tracing::warn!(error = %e, "cf: failed to start a worker");
                     self.startup_failures += 1;
-                    self.last_startup_failure = format!("failed to start a worker process: {e}");
+                    let last = StartupFailure::spawn(&e);
                     if self.broken.is_some() {
                         continue;
                     }
                     if self.startup_failures >= MAX_STARTUP_FAILURES {
-                        self.broken = Some(self.last_startup_failure.clone());
+                        self.broken = Some(BrokenCause::Startup {
+                            failures: self.startup_failures,
+                            last,
+                        });
                         self.shared.lock().broken.clone_from(&self.broken);
                     } else if !(self.terminated || self.shutdown && self.queue.is_empty()) {
                         // Perhaps a passing shortage (EAGAIN, EMFILE): try again, a bounded
@@ -755,37 +770,33 @@ fn ran_out_of_memory(exit: Exit, stderr: &str) -> bool {
 }
 
 /// What a failed initializer reported.
-fn init_failure(name: &str, kind: ReplyKind, payload: &[u8]) -> String {
-    let detail = match kind {
+fn init_failure(kind: ReplyKind, payload: &[u8]) -> String {
+    match kind {
         ReplyKind::Panicked => {
             decode::<PanicInfo>(payload).map_or_else(|e| e.to_string(), |p| p.to_string())
         }
         ReplyKind::Failed => "it returned an error".to_owned(),
         _ => String::from_utf8_lossy(payload).into_owned(),
-    };
-    format!("the initializer `{name}` failed: {detail}")
+    }
 }
 
 /// Checks a worker's first frame.
-fn hello(frame: frame::Frame<'_>) -> Result<(), String> {
+fn hello(frame: frame::Frame<'_>) -> Result<(), HandshakeError> {
     if frame.kind != ReplyKind::Hello as u8 {
-        return Err(format!(
-            "expected a hello frame, got kind {:#04x}",
-            frame.kind
-        ));
+        return Err(HandshakeError::NotHello { kind: frame.kind });
     }
     if frame.aux != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {} where {PROTOCOL_VERSION} was expected",
-            frame.aux
-        ));
+        return Err(HandshakeError::ProtocolVersion {
+            worker: frame.aux,
+            expected: PROTOCOL_VERSION,
+        });
     }
     let fingerprint = frame
         .payload
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8")));
     if fingerprint != Some(table().fingerprint()) {
-        return Err("the worker's task table differs from the parent's".to_owned());
+        return Err(HandshakeError::TaskTableDiffers);
     }
     Ok(())
 }
@@ -797,13 +808,13 @@ impl Drop for Dispatcher {
         for worker in &mut self.workers {
             worker.req = None;
         }
-        let message = "the pool's i/o thread stopped".to_owned();
+        let cause = BrokenCause::IoThreadStopped;
         for mut worker in self.workers.drain(..) {
             for job in worker.inflight.drain(..) {
                 let task = job.name.to_owned();
-                job.sink.fail(TaskError::Pool {
+                job.sink.fail(TaskError::Broken {
                     task,
-                    message: message.clone(),
+                    cause: cause.clone(),
                 });
             }
             if std::thread::panicking() {
@@ -814,23 +825,20 @@ impl Drop for Dispatcher {
         }
         for job in self.queue.drain(..) {
             let task = job.name.to_owned();
-            job.sink.fail(TaskError::Pool {
+            job.sink.fail(TaskError::Broken {
                 task,
-                message: message.clone(),
+                cause: cause.clone(),
             });
         }
         let mut inbox = self.shared.lock();
         if !self.shutdown || std::thread::panicking() {
-            inbox.broken.get_or_insert(message);
+            inbox.broken.get_or_insert(cause);
         }
         inbox.io_gone = true;
         self.shared.acked.notify_all();
         for job in inbox.jobs.drain(..) {
             let task = job.name.to_owned();
-            job.sink.fail(TaskError::Pool {
-                task,
-                message: "the pool shut down".to_owned(),
-            });
+            job.sink.fail(TaskError::Shutdown { task });
         }
     }
 }

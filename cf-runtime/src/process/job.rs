@@ -117,9 +117,8 @@ where
                 task: task.to_owned(),
                 message: text(),
             }),
-            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::Pool {
+            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::UnknownTask {
                 task: task.to_owned(),
-                message: text(),
             }),
         };
         self.complete(outcome);

@@ -36,7 +36,7 @@ pub(crate) struct Inbox {
     cancel_done: bool,
     /// The I/O thread has ended.
     io_gone: bool,
-    broken: Option<String>,
+    broken: Option<crate::error::BrokenCause>,
     /// Ids of running jobs to stop by killing their worker (`Future::kill`).
     kills: Vec<u64>,
     /// A signal to send every worker (`terminate_workers`, `kill_workers`).
@@ -261,7 +261,7 @@ impl ProcessPoolExecutor {
     /// let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
     /// let limit = cf::TaskOptions::new().timeout(Duration::from_millis(100));
     /// let stuck = pool.submit_with(spin, (), limit)?;
-    /// assert!(stuck.result().unwrap_err().is_timed_out());
+    /// assert!(stuck.result().unwrap_err().is_time_limit());
     /// # Ok(())
     /// # }
     /// ```
@@ -482,7 +482,7 @@ impl<T: Task> Submit<T, T::Args, TaskMarker> for ProcessPoolExecutor {
     fn __submit_chunk(&self, _: &T, args: Vec<T::Args>) -> Chunked<T::Output, T::Error, T::Args> {
         match self.submit_chunk::<T>(args) {
             Ok(future) => Chunked::Submitted(future),
-            Err(e) => Chunked::Refused(e.to_string()),
+            Err(e) => Chunked::Refused(e.into()),
         }
     }
 }
@@ -507,7 +507,7 @@ pub(crate) type ChunkSubmit<T> = Result<
 #[non_exhaustive]
 pub struct TaskOptions {
     /// The task's time limit: past it, its worker is killed and the future fails with
-    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut). Wins over `#[task(timeout)]` and the
+    /// [`TaskError::TimeLimit`](crate::TaskError::TimeLimit). Wins over `#[task(timeout)]` and the
     /// pool's default.
     pub timeout: Option<Duration>,
 }
@@ -735,7 +735,7 @@ impl ProcessPoolBuilder {
             Err(_) => {
                 let _ = handle.join();
                 return Err(Error::new(ErrorKind::Broken(
-                    "the pool's i/o thread died".into(),
+                    crate::error::BrokenCause::IoThreadStopped,
                 )));
             }
         }

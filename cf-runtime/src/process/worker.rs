@@ -23,6 +23,8 @@ const TAIL: usize = 4096;
 pub(crate) enum Poison {
     /// It sent something the protocol does not allow.
     Protocol(String),
+    /// Its handshake was refused.
+    Handshake(crate::error::HandshakeError),
     /// Its running task, job `id`, passed its time limit.
     TimedOut { id: u64, limit: Duration },
     /// Its running task, job `id`, was cancelled with `kill`.
