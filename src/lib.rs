@@ -36,8 +36,9 @@
 //! [`ProcessPoolExecutor::submit`] and [`ThreadPoolExecutor::submit`] return a [`Future<T, E>`]:
 //! a cheap, cloneable handle that compares and hashes by identity, so it can key a map from
 //! future to input. It is pending, then running, then finished (or cancelled while still
-//! pending). [`Future::result`] blocks and lends the outcome; [`Future::result_timeout`] gives up
-//! with [`Timeout`] and leaves the future pending; [`Future::add_done_callback`] runs a callback
+//! pending). [`Future::result`] blocks, lends the value and gives an owned error, so that
+//! `let value = fut.result()?;` works in any function; [`Future::result_timeout`] gives up with
+//! [`TaskError::Timeout`] and leaves the future pending; [`Future::add_done_callback`] runs a callback
 //! once, at once if the future is already done.
 //!
 //! # Waiting
@@ -83,7 +84,7 @@
 //!
 //! # Async
 //!
-//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await` clones
+//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` is [`Future::result`], `fut.await` clones
 //! it ([`Future::into_result`] moves it out of the last handle), and both work from any executor (tokio, async-std, `futures::executor`), with
 //! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
 //! `Stream` (feature `stream`, on by default).

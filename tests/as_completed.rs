@@ -234,7 +234,7 @@ both!(
         assert_eq!(out, second);
         assert_eq!(
             out.result(),
-            Err(&TaskError::Failed("held error 2".to_owned()))
+            Err(TaskError::Failed("held error 2".to_owned()))
         );
         assert!(!first.done());
         hold_first.release();
@@ -292,7 +292,7 @@ both!(
         let out = it.next().unwrap();
         assert_eq!(out, target);
         assert!(out.cancelled());
-        assert_eq!(out.result(), Err(&TaskError::Cancelled));
+        assert_eq!(out.result(), Err(TaskError::Cancelled));
         assert!(!it.timed_out());
         canceller.join().unwrap();
         entered.release();

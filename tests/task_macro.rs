@@ -259,7 +259,7 @@ fn runs_in_a_worker() -> Result<(), cf::Error> {
     assert_eq!(loud.result().map(String::as_str), Ok("HELLO"));
     assert_eq!(
         bad.result(),
-        Err(&TaskError::Failed(
+        Err(TaskError::Failed(
             "invalid digit found in string".to_owned()
         ))
     );
@@ -300,7 +300,7 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     let stuck = pool.submit(spin_forever, ())?;
     match stuck.result() {
         Err(TaskError::TimeLimit { limit, task, .. }) => {
-            assert_eq!(*limit, Duration::from_millis(300));
+            assert_eq!(limit, Duration::from_millis(300));
             assert_eq!(task, "task_macro::spin_forever");
         }
         other => panic!("expected a time-out, got {other:?}"),
@@ -309,7 +309,7 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     let options = cf::TaskOptions::new().timeout(Duration::from_millis(100));
     let shorter = pool.submit_with(spin_forever, (), options)?;
     assert!(
-        matches!(shorter.result(), Err(TaskError::TimeLimit { limit, .. }) if *limit == Duration::from_millis(100))
+        matches!(shorter.result(), Err(TaskError::TimeLimit { limit, .. }) if limit == Duration::from_millis(100))
     );
     Ok(())
 }

@@ -158,15 +158,6 @@ where
     }
 }
 
-impl<E> From<&TaskError<E>> for Error
-where
-    E: Clone + fmt::Debug + fmt::Display + Send + Sync + 'static,
-{
-    fn from(e: &TaskError<E>) -> Self {
-        Error::from(e.clone())
-    }
-}
-
 impl<A> From<SubmitError<A>> for Error {
     fn from(e: SubmitError<A>) -> Self {
         e.error

@@ -427,29 +427,80 @@ impl<T, E> Future<T, E> {
             .expect("a done future has its outcome")
     }
 
-    /// Blocks until the task is done and lends its outcome.
+    /// Blocks until the task is done; lends its value, or gives a copy of its error.
+    ///
+    /// The error is owned (errors are cold: it is cloned), so that `?` takes it out of the
+    /// function whatever the function returns: `Box<dyn Error>`, `anyhow::Error`, [`cf::Error`].
+    /// For an error type that is not `Clone`, [`result_ref`](Self::result_ref) lends both.
     ///
     /// # Errors
     /// Why the task has no value: its own error, a panic, a dead worker, cancellation, ...
-    pub fn result(&self) -> Result<&T, &TaskError<E>> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = cf::ThreadPoolExecutor::new();
+    ///     let future = pool.submit(|x: u32| x * 2, 21)?;
+    ///     let value = future.result()?;
+    ///     assert_eq!(*value, 42);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// [`cf::Error`]: crate::Error
+    pub fn result(&self) -> Result<&T, TaskError<E>>
+    where
+        E: Clone,
+    {
+        self.result_ref().map_err(TaskError::clone)
+    }
+
+    /// Blocks until the task is done and lends its outcome, error included (no `E: Clone`).
+    ///
+    /// # Errors
+    /// As [`result`](Self::result).
+    pub fn result_ref(&self) -> Result<&T, &TaskError<E>> {
         self.core.signal().wait_until(None);
         self.outcome().as_ref()
     }
 
-    /// Like [`result`](Self::result), giving up after `timeout`; the future stays pending.
+    /// Like [`result`](Self::result), giving up after `timeout`: then it fails with
+    /// [`TaskError::Timeout`] and the future stays as it is (pending or running).
     ///
     /// # Errors
-    /// [`Timeout`] when the task is not done in time.
-    pub fn result_timeout(&self, timeout: Duration) -> Result<Result<&T, &TaskError<E>>, Timeout> {
+    /// As [`result`](Self::result), or [`TaskError::Timeout`] when the task is not done in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use cf::TaskError;
+    ///
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let future = pool.submit(move || rx.recv().is_ok(), ()).unwrap();
+    /// assert_eq!(future.result_timeout(Duration::from_millis(10)), Err(TaskError::Timeout));
+    /// tx.send(()).unwrap();
+    /// assert_eq!(future.result_timeout(Duration::from_secs(60)), Ok(&true));
+    /// ```
+    pub fn result_timeout(&self, timeout: Duration) -> Result<&T, TaskError<E>>
+    where
+        E: Clone,
+    {
         if self.core.signal().wait_until(deadline(Some(timeout))) {
-            Ok(self.outcome().as_ref())
+            self.outcome().as_ref().map_err(TaskError::clone)
         } else {
-            Err(Timeout)
+            Err(TaskError::Timeout)
         }
     }
 
     /// Blocks until the task is done; its error, or `None` when it produced a value.
-    pub fn exception(&self) -> Option<&TaskError<E>> {
+    pub fn exception(&self) -> Option<TaskError<E>>
+    where
+        E: Clone,
+    {
         self.result().err()
     }
 
@@ -457,8 +508,15 @@ impl<T, E> Future<T, E> {
     ///
     /// # Errors
     /// [`Timeout`] when the task is not done in time.
-    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<&TaskError<E>>, Timeout> {
-        self.result_timeout(timeout).map(Result::err)
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<TaskError<E>>, Timeout>
+    where
+        E: Clone,
+    {
+        if self.core.signal().wait_until(deadline(Some(timeout))) {
+            Ok(self.outcome().as_ref().err().cloned())
+        } else {
+            Err(Timeout)
+        }
     }
 
     /// Blocks until done, or until `timeout` passes; whether the future is done.
@@ -536,8 +594,8 @@ pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
-impl<'a, T, E> std::future::IntoFuture for &'a Future<T, E> {
-    type Output = Result<&'a T, &'a TaskError<E>>;
+impl<'a, T, E: Clone> std::future::IntoFuture for &'a Future<T, E> {
+    type Output = Result<&'a T, TaskError<E>>;
     type IntoFuture = Lend<'a, T, E>;
 
     fn into_future(self) -> Self::IntoFuture {
@@ -545,19 +603,20 @@ impl<'a, T, E> std::future::IntoFuture for &'a Future<T, E> {
     }
 }
 
-/// The [`std::future::Future`] that `(&fut).await` polls.
+/// The [`std::future::Future`] that `(&fut).await` polls: the value lent, the error cloned, as
+/// [`Future::result`].
 #[derive(Debug)]
 pub struct Lend<'a, T, E> {
     future: &'a Future<T, E>,
 }
 
-impl<'a, T, E> std::future::Future for Lend<'a, T, E> {
-    type Output = Result<&'a T, &'a TaskError<E>>;
+impl<'a, T, E: Clone> std::future::Future for Lend<'a, T, E> {
+    type Output = Result<&'a T, TaskError<E>>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.future;
         if future.core.signal().poll_done(cx) {
-            Poll::Ready(future.outcome().as_ref())
+            Poll::Ready(future.outcome().as_ref().map_err(TaskError::clone))
         } else {
             Poll::Pending
         }
