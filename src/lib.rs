@@ -85,7 +85,7 @@
 //! # Async
 //!
 //! A [`Future`] is a [`std::future::Future`]: `(&fut).await` is [`Future::result`], `fut.await` clones
-//! it ([`Future::into_result`] moves it out of the last handle), and both work from any executor (tokio, async-std, `futures::executor`), with
+//! it ([`Future::into_result`] moves it out of the last handle, without `Clone`), and both work from any executor (tokio, async-std, `futures::executor`), with
 //! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
 //! `Stream` (feature `stream`, on by default).
 //!

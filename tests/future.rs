@@ -381,13 +381,15 @@ both!(fn identity_hash_and_eq(pool) {
     assert_ne!(AnyFuture::from(&a), AnyFuture::from(&b));
 });
 
-both!(fn into_result_moves_or_clones_the_outcome(pool) {
+both!(fn into_result_moves_the_outcome_of_the_last_handle(pool) {
     let only = pool.submit(echo, 3).unwrap();
     assert_eq!(only.into_result(), Ok(3));
+    // With another handle alive, the outcome stays with that one.
     let shared = pool.submit(echo, 4).unwrap();
     let other = shared.clone();
-    assert_eq!(shared.into_result(), Ok(4));
+    assert_eq!(shared.into_result(), Err(TaskError::Shared));
     assert_eq!(other.result(), Ok(&4));
+    assert_eq!(other.into_result(), Ok(4));
     assert_eq!(pool.submit(fail, 6).unwrap().into_result(), Err(TaskError::Failed("bad 6".to_owned())));
     // It blocks until the future is done.
     let gate = Gate::new();

@@ -354,6 +354,9 @@ pub enum TaskError<E = cf_worker::Never> {
     },
     /// The executor dropped the task without completing its future (a bug of the executor's).
     Abandoned,
+    /// [`Future::into_result`](crate::Future::into_result) cannot move the outcome out: other
+    /// handles to the future still exist, and they keep it.
+    Shared,
 }
 
 impl<E> TaskError<E> {
@@ -463,6 +466,7 @@ impl<E> TaskError<E> {
             TaskError::UnknownTask { task } => TaskError::UnknownTask { task },
             TaskError::MissingOutcome { task } => TaskError::MissingOutcome { task },
             TaskError::Abandoned => TaskError::Abandoned,
+            TaskError::Shared => TaskError::Shared,
         }
     }
 }
@@ -532,6 +536,9 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::Abandoned => {
                 f.write_str("the executor dropped this task without completing it")
             }
+            TaskError::Shared => f.write_str(
+                "the outcome cannot move out of a future that other handles still share",
+            ),
         }
     }
 }

@@ -546,21 +546,38 @@ impl<T, E> Future<T, E> {
         }
     }
 
-    /// Blocks until done and returns the outcome, moving it out when this is the last handle and
-    /// cloning it otherwise.
+    /// Blocks until done and moves the outcome out of this, the last handle: no `Clone` needed.
+    ///
+    /// A value can move out only when no other handle to the future is left (a clone, a key of
+    /// a map, an [`as_completed`](crate::as_completed) that has not yielded it yet). While one
+    /// is, this fails with [`TaskError::Shared`] and the outcome stays with the other handles,
+    /// untouched. Drop them first, or borrow with [`result`](Self::result), or clone with
+    /// `fut.await`.
     ///
     /// # Errors
-    /// As [`result`](Self::result).
-    pub fn into_result(self) -> Outcome<T, E>
-    where
-        T: Clone,
-        E: Clone,
-    {
+    /// As [`result`](Self::result); [`TaskError::Shared`] while other handles exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct NotClone(u32);
+    ///
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let future = pool.submit(|x: u32| NotClone(x), 7).unwrap();
+    /// let other = future.clone();
+    /// let future = match future.into_result() {
+    ///     Err(cf::TaskError::Shared) => other, // `other` still holds the value
+    ///     _ => unreachable!(),
+    /// };
+    /// assert_eq!(future.into_result().ok().map(|v| v.0), Some(7));
+    /// ```
+    pub fn into_result(self) -> Outcome<T, E> {
         self.core.signal().wait_until(None);
-        match self.try_take() {
-            Ok(outcome) => outcome,
-            Err(me) => me.outcome().clone(),
+        if self.cancelled() {
+            // The pool may still hold its completer (the job is queued): nothing to move.
+            return Err(TaskError::Cancelled);
         }
+        self.try_take().unwrap_or(Err(TaskError::Shared))
     }
 
     /// Moves the outcome out of a done future whose only handle this is.
