@@ -78,7 +78,8 @@
 //! [`TaskOptions`]), from its attribute (`#[task(timeout = "500ms")]`) or from the pool
 //! ([`ProcessPoolBuilder::task_timeout`]). Past it, the worker running the task is killed and the
 //! future fails with [`TaskError::TimeLimit`]; the tasks queued behind it go to another worker.
-//! [`Future::kill`] stops a running task the same way ([`Future::cancel`] keeps Python's meaning
+//! [`Future::kill`] stops a running task the same way, and the future fails with
+//! [`TaskError::Killed`] (an exception, not a cancellation) ([`Future::cancel`] keeps Python's meaning
 //! and only cancels a pending one). [`ProcessPoolBuilder::memory_limit`] caps each worker's
 //! address space: a task that allocates past it fails with [`TaskError::MemoryLimit`].
 //!

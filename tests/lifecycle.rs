@@ -73,9 +73,10 @@ fn kill_a_running_task() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "kill took {took:?}");
     eprintln!("Future::kill of a running task returned in {took:?}");
-    assert!(running.cancelled());
+    // Killed, not cancelled: it was running.
+    assert!(!running.cancelled());
     assert!(running.done());
-    assert!(matches!(running.result(), Err(TaskError::Cancelled)));
+    assert_eq!(running.result(), Err(TaskError::Killed));
     // The pool still works, on another worker.
     let after = pool.submit(worker_pid, ()).unwrap();
     let pid = *after.result_timeout(LONG).expect("a task after the kill");
@@ -84,6 +85,32 @@ fn kill_a_running_task() {
         crash_util::wait_dead(&[entered.pid], OBSERVE),
         Vec::<u32>::new()
     );
+}
+
+/// A killed task is an exception, not a cancellation: `wait(FirstException)` returns on it
+/// (before, a kill looked exactly like a cancel, which `FirstException` ignores).
+#[test]
+fn a_killed_task_is_an_exception_for_wait() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .expect("start a pool");
+    let gate = Gate::new();
+    let running = pool.submit(sleeps_a_minute, gate.path()).unwrap();
+    let _entered = gate.entered();
+    let other_gate = Gate::new();
+    let other = pool.submit(hold, other_gate.path()).unwrap();
+    let other_entered = other_gate.entered();
+    assert!(running.kill());
+    let r = cf::wait([&running, &other], LONG, cf::ReturnWhen::FirstException);
+    assert!(
+        r.done.contains(&running) && r.not_done.contains(&other),
+        "{r:?}"
+    );
+    assert!(running.exception().is_some_and(|e| e.is_killed()));
+    other_entered.release();
+    other.result().unwrap();
 }
 
 /// `kill` on a pending future only cancels it: no worker dies.
@@ -371,11 +398,11 @@ fn drop_after_future_kill() {
     within(OBSERVE, "dropping the pool after Future::kill", move || {
         drop(pool)
     });
-    assert!(running.cancelled());
+    assert_eq!(running.result(), Err(TaskError::Killed));
     assert_eq!(children(), Default::default());
 }
 
-/// `kill` on a task that was sent ahead to a worker but has not started cancels it without
+/// `kill` on a task that was sent ahead to a worker but has not started stops it without
 /// killing anyone: the task before it and the one behind it finish on the same worker.
 #[test]
 fn kill_a_task_sent_ahead() {
@@ -394,8 +421,8 @@ fn kill_a_task_sent_ahead() {
         ahead.running() && behind.running()
     });
     assert!(ahead.kill());
-    assert!(ahead.cancelled());
-    assert!(matches!(ahead.result(), Err(TaskError::Cancelled)));
+    assert!(!ahead.cancelled());
+    assert_eq!(ahead.result(), Err(TaskError::Killed));
     let pid = entered.pid;
     entered.release();
     assert_eq!(first.result_timeout(LONG), Ok(&pid));

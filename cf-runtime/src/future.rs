@@ -377,8 +377,13 @@ impl<T, E> Future<T, E> {
         ) || core.signal().status() == Status::Cancelled
     }
 
-    /// Cancels the task even if it is running, by killing the worker process that runs it; blocks
-    /// until the future is done and returns whether it ended cancelled.
+    /// Cancels the task if it is pending, or stops it if it is running by killing the worker
+    /// process that runs it; blocks until the future is done and returns whether it was
+    /// cancelled or killed.
+    ///
+    /// A killed task is not cancelled ([`cancelled`](Self::cancelled) is false): it fails with
+    /// [`TaskError::Killed`], which counts as an exception for
+    /// [`ReturnWhen::FirstException`](crate::ReturnWhen::FirstException).
     ///
     /// On a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) a running task is stopped by
     /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost.
@@ -403,6 +408,7 @@ impl<T, E> Future<T, E> {
             self.core.signal().wait_until(None);
         }
         self.cancelled()
+            || self.done() && matches!(self.core.outcome().get(), Some(Err(TaskError::Killed)))
     }
 
     /// Whether the future was cancelled.
@@ -706,13 +712,10 @@ impl<T, E> Completer<T, E> {
         );
     }
 
-    /// Cancels the future even though it is running (its worker was killed for it).
-    pub(crate) fn cancel_running(self) {
-        self.finish(
-            Status::Cancelled,
-            |s| !s.is_done(),
-            Err(TaskError::Cancelled),
-        );
+    /// Fails the future with [`TaskError::Killed`]: it was running and its worker was killed
+    /// for it (`Future::kill`).
+    pub(crate) fn kill(self) {
+        self.finish(Status::Failed, |s| !s.is_done(), Err(TaskError::Killed));
     }
 
     /// Finishes the future with `outcome` (ignored if it is already done).

@@ -236,7 +236,7 @@ impl Dispatcher {
                     // Sent ahead but not started. Its frame is in the pipe, so the worker will
                     // run it and reply: keep its place in the FIFO and drop that reply.
                     let job = &mut worker.inflight[at];
-                    std::mem::replace(&mut job.sink, Box::new(NoFuture)).cancel_running();
+                    std::mem::replace(&mut job.sink, Box::new(NoFuture)).kill();
                     self.shared.stats.running_cancelled();
                 }
                 None => continue,
@@ -247,7 +247,7 @@ impl Dispatcher {
         if let Some(at) = self.queue.iter().position(|job| job.id == id) {
             let job = self.queue.remove(at).expect("found above");
             self.shared.stats.dequeued_cancelled();
-            job.sink.cancel_running();
+            job.sink.kill();
         }
     }
 
@@ -630,7 +630,7 @@ impl Dispatcher {
         let error = match worker.poison.take() {
             Some(Poison::Cancelled { .. }) => {
                 self.shared.stats.running_cancelled();
-                return job.sink.cancel_running();
+                return job.sink.kill();
             }
             Some(Poison::Protocol(message)) => TaskError::Protocol { task, pid, message },
             Some(Poison::Handshake(reason)) => TaskError::Protocol {

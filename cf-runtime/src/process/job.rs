@@ -63,7 +63,7 @@ impl Sink for NoFuture {
     fn reply(self: Box<Self>, _: ReplyKind, _: &[u8], _: &str) {}
     fn fail(self: Box<Self>, _: TaskError<Never>) {}
     fn cancel(self: Box<Self>) {}
-    fn cancel_running(self: Box<Self>) {}
+    fn kill(self: Box<Self>) {}
 }
 
 /// The completing end of a future whose value arrives as bytes.
@@ -83,8 +83,8 @@ pub(crate) trait Sink: Send {
     fn fail(self: Box<Self>, error: TaskError<Never>);
     /// Cancels the future if it has not started.
     fn cancel(self: Box<Self>);
-    /// Cancels the future although it was running (its worker was killed for it).
-    fn cancel_running(self: Box<Self>);
+    /// Fails the future with `TaskError::Killed`: it was running (its worker was killed for it).
+    fn kill(self: Box<Self>);
 }
 
 impl<T, E> Sink for Completer<T, E>
@@ -132,7 +132,7 @@ where
         Completer::cancel(*self);
     }
 
-    fn cancel_running(self: Box<Self>) {
-        Completer::cancel_running(*self);
+    fn kill(self: Box<Self>) {
+        Completer::kill(*self);
     }
 }
