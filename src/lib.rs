@@ -135,7 +135,15 @@
 extern crate self as cf;
 
 pub use cf_macros::task;
-pub use cf_runtime::*;
+#[cfg(feature = "stream")]
+pub use cf_runtime::CompletedStream;
+pub use cf_runtime::{
+    AnyFuture, AsCompleted, BrokenCause, Callable, Chunked, DoneAndNotDone, Error, Executor, Exit,
+    FnMarker, Future, HandshakeError, Lend, Map, PoolStats, ProcessPoolBuilder,
+    ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError, TaskError, TaskMarker,
+    TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable, as_completed,
+    set_callback_panic_handler, wait,
+};
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 
 /// What `#[task]` expands to names only this module. Not public API: it may change in any

@@ -9,13 +9,14 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cf_worker::Never;
 
 use crate::error::{TaskError, Timeout};
+use crate::sync::{lock, relock};
 
 /// The outcome a future completes with.
 pub(crate) type Outcome<T, E> = Result<T, TaskError<E>>;
@@ -61,12 +62,6 @@ struct State {
 #[doc(hidden)]
 pub struct Signal {
     state: Mutex<State>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks (callbacks and wakers run after unlocking), so a
-    // poisoned lock still holds consistent data.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl fmt::Debug for Signal {
@@ -205,6 +200,7 @@ impl Waiter {
     }
 
     /// Takes the keys that finished, or registers `cx` to be woken when one does.
+    #[cfg(feature = "stream")]
     pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
         let mut state = lock(&self.done);
         if state.keys.is_empty() {
@@ -239,16 +235,8 @@ impl Waiter {
             };
             done.sleeping = true;
             done = match left {
-                None => self
-                    .cv
-                    .wait(done)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(left) => {
-                    self.cv
-                        .wait_timeout(done, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0
-                }
+                None => relock(self.cv.wait(done)),
+                Some(left) => relock(self.cv.wait_timeout(done, left)).0,
             };
             done.sleeping = false;
         }

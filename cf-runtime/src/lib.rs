@@ -8,6 +8,7 @@ mod error;
 mod executor;
 mod future;
 mod process;
+mod sync;
 mod sys;
 mod thread_pool;
 mod wait;
