@@ -17,7 +17,7 @@ pub use callback::set_callback_panic_handler;
 pub use error::{Error, Exit, SubmitError, TaskError, Timeout};
 pub use executor::{Chunked, Executor, Map, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
-pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};
+pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions, launch};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 #[cfg(feature = "stream")]
 pub use wait::CompletedStream;

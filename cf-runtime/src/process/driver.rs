@@ -31,6 +31,8 @@ pub(crate) enum Launcher {
         exe: PathBuf,
         memory_limit: Option<u64>,
     },
+    /// Workers under agents reached over TCP.
+    Remote(Box<super::remote::Plan>),
 }
 
 impl Launcher {
@@ -39,6 +41,9 @@ impl Launcher {
             Launcher::Local { exe, memory_limit } => {
                 Ok(Box::new(Spawner::new(exe, memory_limit, shared)?))
             }
+            Launcher::Remote(plan) => Ok(Box::new(super::remote::launcher::Remote::start(
+                *plan, shared,
+            )?)),
         }
     }
 }
