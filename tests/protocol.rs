@@ -2,8 +2,8 @@
 //! results that fail to encode. Each fails the one future concerned with an error that says
 //! what was wrong; every other future completes, and the pool goes on.
 //!
-//! A task plays a broken worker by writing straight into its own result pipe, fd 4, through
-//! `/proc/self/fd/4`.
+//! A task plays a broken worker by writing straight into its own result pipe, through
+//! `/proc/self/fd/N` (N from `cf_worker::start::result_fd`).
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
 mod util;
@@ -18,8 +18,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 fn write_result_pipe(bytes: &[u8]) {
     let mut pipe = OpenOptions::new()
         .write(true)
-        .open("/proc/self/fd/4")
-        .expect("fd 4");
+        .open(format!(
+            "/proc/self/fd/{}",
+            cf_worker::start::result_fd().expect("a worker")
+        ))
+        .expect("the result pipe");
     pipe.write_all(bytes).expect("write to the result pipe");
 }
 

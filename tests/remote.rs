@@ -49,10 +49,35 @@ fn agent_env() -> (bool, bool) {
     )
 }
 
-/// Replies `x`, and has its worker abort 1 ms later, while the reply may still be on its way.
+/// Bytes of this worker's data connection that its peer has acknowledged (`TCP_INFO`); `None`
+/// once the connection is closed.
+fn bytes_acked() -> Option<u64> {
+    let fd = cf_worker::start::result_fd().expect("a worker");
+    // SAFETY: an all-zero tcp_info is a valid value of this plain C struct.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).unwrap();
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &mut len,
+        )
+    };
+    (done == 0).then_some(info.tcpi_bytes_acked)
+}
+
+/// Replies `x`, and has its worker abort 1 ms after the reply has left it (the peer acknowledged
+/// more bytes than before the task), while the reply may still wait to be read on the other side.
 #[cf::task]
 fn replies_then_dies(x: u64) -> u64 {
-    std::thread::spawn(|| {
+    let before = bytes_acked().expect("a TCP data connection");
+    std::thread::spawn(move || {
+        while bytes_acked() == Some(before) {
+            std::thread::yield_now();
+        }
         std::thread::sleep(Duration::from_millis(1));
         std::process::abort()
     });
@@ -404,15 +429,15 @@ fn the_secret_stays_out_of_sight() {
     }
 }
 
-/// The ordering rule: a worker that dies 1 ms after its reply is written never loses the reply,
-/// although the agent's death notice may arrive before the reply's bytes are read.
+/// The ordering rule: a worker that dies 1 ms after its reply has left it never loses the reply,
+/// although the agent's death notice may arrive before the reply's bytes are read. Each round
+/// waits for the dead worker's replacement, so that the next task is not sent to the dying one.
 #[test]
 fn a_reply_just_before_death_is_kept() {
     let _serial = serial();
     let pool = ProcessPoolExecutor::builder()
         .launcher(Tcp::local(2))
-        .max_workers(2)
-        .max_tasks_per_child(1)
+        .max_workers(1)
         .build()
         .expect("start a pool over TCP");
     for x in 0..100 {
@@ -421,6 +446,7 @@ fn a_reply_just_before_death_is_kept() {
             Ok(&value) => assert_eq!(value, x),
             Err(e) => panic!("round {x}: the reply was lost: {e}"),
         }
+        until("the worker is replaced", || pool.stats().respawns > x);
     }
 }
 

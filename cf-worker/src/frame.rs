@@ -35,6 +35,17 @@ pub enum RequestKind {
     CallChunk = 2,
 }
 
+impl RequestKind {
+    /// The kind with this byte, if any.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        Some(match byte {
+            1 => Self::Call,
+            2 => Self::CallChunk,
+            _ => return None,
+        })
+    }
+}
+
 /// What a worker tells its parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -71,6 +82,30 @@ impl ReplyKind {
             0x86 => Self::UnknownTask,
             0x87 => Self::Aborting,
             _ => return None,
+        })
+    }
+}
+
+/// The fixed fields after a frame's length: `kind`, `id` and `aux`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The kind byte.
+    pub kind: u8,
+    /// The job id.
+    pub id: u64,
+    /// Task index or version.
+    pub aux: u32,
+}
+
+impl Header {
+    /// Reads the header at the start of a frame body (the bytes after the length field); `None`
+    /// when `body` is shorter than [`HEADER_LEN`].
+    pub fn read(body: &[u8]) -> Option<Header> {
+        let body = body.get(..HEADER_LEN)?;
+        Some(Header {
+            kind: body[0],
+            id: u64::from_le_bytes(body[1..9].try_into().ok()?),
+            aux: u32::from_le_bytes(body[9..13].try_into().ok()?),
         })
     }
 }
@@ -181,10 +216,11 @@ pub fn parse(buf: &[u8], max: u32) -> Result<Option<(Frame<'_>, usize)>, FrameEr
     let Some(body) = buf.get(4..total) else {
         return Ok(None);
     };
+    let header = Header::read(body).expect("len is at least the header's size");
     let frame = Frame {
-        kind: body[0],
-        id: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
-        aux: u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
+        kind: header.kind,
+        id: header.id,
+        aux: header.aux,
         payload: &body[HEADER_LEN..],
     };
     Ok(Some((frame, total)))

@@ -3,11 +3,12 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use crate::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
-use crate::{codec, panic, table};
+use crate::frame::{self, Header, PROTOCOL_VERSION, ReplyKind, RequestKind};
+use crate::start::TASK_END;
+use crate::{codec, panic, sys, table};
 
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
@@ -47,10 +48,26 @@ impl From<io::Error> for ServeError {
 
 /// Serves calls read from the request pipe, writing replies to the result pipe, until the
 /// request pipe ends.
-pub(crate) fn serve_pipes(input: OwnedFd, output: OwnedFd) -> Result<(), ServeError> {
+///
+/// After each task, before its reply, the worker checks that its fds are still the pipes they
+/// were: a task that closed one and opened something else in its place, or `dup2`ed over it,
+/// would otherwise have the replies written into its file. The worker then stops with an error
+/// (and exits; the parent reports its death).
+pub(crate) fn serve_pipes(
+    input: OwnedFd,
+    output: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<(), ServeError> {
+    let fds = [input.as_raw_fd(), output.as_raw_fd(), stderr.as_raw_fd()];
+    let identities = fds.map(sys::identity);
+    RESULT_AT.store(output.as_raw_fd(), Ordering::Relaxed);
     let output = File::from(output);
     if cfg!(panic = "abort") {
-        let last_words = output.try_clone()?;
+        // A copy as high as the original, out of the tasks' way.
+        let last_words = File::from(
+            sys::dup_high(output.as_fd())
+                .ok_or_else(|| ServeError::Io(io::Error::other("failed to copy the result fd")))?,
+        );
         panic::on_abort(move |info| {
             let mut frame = Vec::new();
             let start = frame::begin(&mut frame, CURRENT.load(Ordering::Relaxed), 0);
@@ -60,49 +77,39 @@ pub(crate) fn serve_pipes(input: OwnedFd, output: OwnedFd) -> Result<(), ServeEr
             }
         });
     }
-    serve(BufReader::with_capacity(1 << 16, File::from(input)), output)
+    let mut stderr = File::from(stderr);
+    let input = BufReader::with_capacity(1 << 16, File::from(input));
+    serve(input, output, move || {
+        if fds.map(sys::identity) != identities {
+            return Err(ServeError::Protocol(
+                "a task closed or replaced the worker's protocol fds".to_owned(),
+            ));
+        }
+        // Best effort: a task may have closed the pipe's other end (it is the parent's).
+        let _ = stderr.write_all(TASK_END);
+        Ok(())
+    })
 }
 
-/// Sends the handshake, then answers every call on `input` until it ends.
+/// The fd number of the result pipe in this worker (-1 elsewhere).
+pub(crate) static RESULT_AT: AtomicI32 = AtomicI32::new(-1);
+
+/// Sends the handshake, then answers every call on `input` until it ends, calling `task_end`
+/// before each reply (the worker checks its fds and marks the end of the task's stderr output
+/// there; an error stops serving).
 ///
 /// Never allocates more than the bytes that actually arrive: a length field is a claim, not a
 /// reservation.
-pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), ServeError> {
-    let table = table();
+pub(crate) fn serve(
+    mut input: impl Read,
+    mut output: impl Write,
+    mut task_end: impl FnMut() -> Result<(), ServeError>,
+) -> Result<(), ServeError> {
     let mut out = Vec::with_capacity(1 << 12);
-    let start = frame::begin(&mut out, u64::from(std::process::id()), PROTOCOL_VERSION);
-    out.extend_from_slice(&table.fingerprint().to_le_bytes());
-    out.extend_from_slice(&u32::try_from(table.len()).unwrap_or(u32::MAX).to_le_bytes());
-    frame::finish(&mut out, start, ReplyKind::Hello as u8);
+    hello(&mut out);
     output.write_all(&out)?;
-
     let mut body = Vec::new();
     loop {
-        // The input may end between frames, and only there.
-        let mut len = [0; 4];
-        let got = loop {
-            match (&mut input).take(4).read(&mut len) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other?,
-            }
-        };
-        if got == 0 {
-            return Ok(());
-        }
-        if let Err(e) = input.read_exact(&mut len[got..]) {
-            return Err(match e.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    ServeError::Protocol("request cut short in its length field".to_owned())
-                }
-                _ => e.into(),
-            });
-        }
-        let len = u32::from_le_bytes(len);
-        if (len as usize) < frame::HEADER_LEN {
-            return Err(ServeError::Protocol(format!(
-                "request frame of {len} bytes"
-            )));
-        }
         // Memory taken by a large frame goes back once it is served.
         if body.capacity() > IDLE_BUFFER {
             body = Vec::new();
@@ -110,53 +117,112 @@ pub(crate) fn serve(mut input: impl Read, mut output: impl Write) -> Result<(), 
         if out.capacity() > IDLE_BUFFER {
             out = Vec::new();
         }
-        body.clear();
-        let read = (&mut input).take(u64::from(len)).read_to_end(&mut body)?;
-        if read < len as usize {
-            return Err(ServeError::Protocol(format!(
-                "request frame cut short: {read} of {len} bytes"
-            )));
-        }
-        let id = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
-        let index = u32::from_le_bytes(body[9..13].try_into().expect("4 bytes"));
-        let chunk = match body[0] {
-            k if k == RequestKind::Call as u8 => false,
-            k if k == RequestKind::CallChunk as u8 => true,
-            k => {
-                return Err(ServeError::Protocol(format!(
-                    "unknown request kind {k:#04x}"
-                )));
-            }
+        let Some((header, kind)) = read_request(&mut input, &mut body)? else {
+            return Ok(());
         };
         out.clear();
-        CURRENT.store(id, Ordering::Relaxed);
-        let start = frame::begin(&mut out, id, index);
-        let kind = match table.get(index) {
-            Some(entry) if chunk => entry.invoke_chunk(&body[frame::HEADER_LEN..], &mut out),
-            Some(entry) => entry.invoke(&body[frame::HEADER_LEN..], &mut out),
-            None => {
-                let msg = format!("this worker has no task at index {index}");
-                out.extend_from_slice(msg.as_bytes());
-                ReplyKind::UnknownTask
-            }
-        };
-        let kind = if out.len() - start > MAX_REPLY {
-            // Over what a frame can carry: say so instead of sending it.
-            let size = out.len() - start;
-            out.truncate(start + 4 + frame::HEADER_LEN);
-            let name = table.get(index).map_or("?", |entry| entry.name);
-            let message = format!(
-                "failed to encode the result of task `{name}`: {size} bytes are over the frame \
-                 limit of {MAX_REPLY} bytes"
-            );
-            out.extend_from_slice(message.as_bytes());
-            ReplyKind::BadResult
-        } else {
-            kind
-        };
-        frame::finish(&mut out, start, kind as u8);
+        answer(header, kind, &body[frame::HEADER_LEN..], &mut out);
+        task_end()?;
         output.write_all(&out)?;
     }
+}
+
+/// Appends the handshake: pid, protocol version, task-table fingerprint and size.
+fn hello(out: &mut Vec<u8>) {
+    let table = table();
+    let start = frame::begin(out, u64::from(std::process::id()), PROTOCOL_VERSION);
+    out.extend_from_slice(&table.fingerprint().to_le_bytes());
+    out.extend_from_slice(&u32::try_from(table.len()).unwrap_or(u32::MAX).to_le_bytes());
+    frame::finish(out, start, ReplyKind::Hello as u8);
+}
+
+/// Reads the next request into `body` (from its kind byte on); `None` when the input ends
+/// between frames, the only place where it may end.
+fn read_request(
+    input: &mut impl Read,
+    body: &mut Vec<u8>,
+) -> Result<Option<(Header, RequestKind)>, ServeError> {
+    let mut len = [0; 4];
+    let got = loop {
+        match input.take(4).read(&mut len) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other?,
+        }
+    };
+    if got == 0 {
+        return Ok(None);
+    }
+    if let Err(e) = input.read_exact(&mut len[got..]) {
+        return Err(match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                ServeError::Protocol("request cut short in its length field".to_owned())
+            }
+            _ => e.into(),
+        });
+    }
+    let len = u32::from_le_bytes(len);
+    let short = || ServeError::Protocol(format!("request frame of {len} bytes"));
+    if (len as usize) < frame::HEADER_LEN {
+        return Err(short());
+    }
+    body.clear();
+    let read = input.take(u64::from(len)).read_to_end(body)?;
+    if read < len as usize {
+        return Err(ServeError::Protocol(format!(
+            "request frame cut short: {read} of {len} bytes"
+        )));
+    }
+    let header = Header::read(body).ok_or_else(short)?;
+    match RequestKind::from_byte(header.kind) {
+        Some(kind) => Ok(Some((header, kind))),
+        None => Err(ServeError::Protocol(format!(
+            "unknown request kind {:#04x}",
+            header.kind
+        ))),
+    }
+}
+
+/// Runs the call `header` asks for on `args` and appends the whole reply frame to `out`.
+fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
+    let table = table();
+    let index = header.aux;
+    CURRENT.store(header.id, Ordering::Relaxed);
+    let start = frame::begin(out, header.id, index);
+    let kind = match table.get(index) {
+        // The task's own panics are caught around its call; this catches those of the user's
+        // `Deserialize` of the arguments, and `Serialize` and `Drop` of the outcome.
+        Some(entry) => panic::catch(entry.name, || match kind {
+            RequestKind::Call => entry.invoke(args, out),
+            RequestKind::CallChunk => entry.invoke_chunk(args, out),
+        })
+        .unwrap_or_else(|info| {
+            out.truncate(start + 4 + frame::HEADER_LEN);
+            match codec::encode_into(&info, out) {
+                Ok(()) => ReplyKind::Panicked,
+                Err(_) => ReplyKind::BadResult,
+            }
+        }),
+        None => {
+            let msg = format!("this worker has no task at index {index}");
+            out.extend_from_slice(msg.as_bytes());
+            ReplyKind::UnknownTask
+        }
+    };
+    let kind = if out.len() - start > MAX_REPLY {
+        // Over what a frame can carry: say so instead of sending it.
+        let size = out.len() - start;
+        out.truncate(start + 4 + frame::HEADER_LEN);
+        let name = table.get(index).map_or("?", |entry| entry.name);
+        let message = format!(
+            "failed to encode the result of task `{name}`: {size} bytes are over the frame \
+             limit of {MAX_REPLY} bytes"
+        );
+        out.extend_from_slice(message.as_bytes());
+        ReplyKind::BadResult
+    } else {
+        kind
+    };
+    frame::finish(out, start, kind as u8);
 }
 
 #[cfg(test)]

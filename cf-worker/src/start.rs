@@ -19,12 +19,37 @@ pub const REQUEST_FD: i32 = 3;
 /// The fd a worker writes replies to.
 pub const RESULT_FD: i32 = 4;
 
-/// The line a worker writes to stderr when its task overflows the stack.
-pub const STACK_OVERFLOW: &str = sys::STACK_OVERFLOW;
+/// The fd number a worker's replies go out on, for tests that play a broken worker; `None`
+/// outside a worker. The worker moves its pipes from [`REQUEST_FD`] and [`RESULT_FD`] to high
+/// numbers before it serves, and closes those two.
+#[doc(hidden)]
+pub fn result_fd() -> Option<i32> {
+    let fd = serve::RESULT_AT.load(std::sync::atomic::Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
+}
+
+/// The line a worker writes to stderr when its task overflows the stack; the parent looks for it.
+pub const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
+
+/// What a worker writes to its stderr just before each reply: the end of a task's output. The
+/// parent strips it from what it forwards and keeps, as a dead worker's last words, only what
+/// came after the last one (what the running task wrote).
+pub const TASK_END: &[u8] = b"\0\x1bcf:task-end\0";
 
 /// Exit code of a worker whose start-up failed (bad fds, duplicate task names).
 pub const EXIT_STARTUP: i32 = 71;
 
+// SAFETY: `ctor` asks us to vouch for code that runs from `.init_array`, before `main` and before
+// std's `main` set-up. This constructor is sound there:
+// - unless the worker marker is set it only reads one environment variable and returns, so an
+//   ordinary run of the binary (the parent, or any other use) is not changed;
+// - what it uses of std (environment, files, allocation, stderr, `process::exit`) needs no set-up
+//   by `main`; what `main`'s set-up would do that matters to a task (SIGPIPE ignored, a stack
+//   overflow reported) `run` does itself;
+// - no other thread exists yet, so changing the environment (`sys::remove_marker`) races nothing;
+// - it never returns to the loader once it serves: the process ends with `exit`. Constructors
+//   ordered after this one never run in a worker, so tasks must not rely on them (the task table
+//   is a link-time `linkme` slice and needs none).
 #[ctor::ctor(unsafe)]
 fn enter() {
     if std::env::var_os(ENV_MARKER).is_some() {
@@ -32,14 +57,20 @@ fn enter() {
     }
 }
 
-/// Whether this process was started as a worker.
-pub fn is_worker() -> bool {
-    std::env::var_os(ENV_MARKER).is_some()
-}
-
 /// The marker's value for a worker of `parent` with an optional memory limit.
 pub fn marker(parent: u32, memory_limit: Option<u64>) -> String {
     format!("{parent}:{}", memory_limit.unwrap_or(0))
+}
+
+/// Why this process must not serve, if it must not.
+fn refusal() -> Option<&'static str> {
+    if sys::privileged() {
+        Some("the process runs setuid, setgid or with file capabilities")
+    } else if !sys::parent_runs_this_image() {
+        Some("the parent process is not a pool of this executable")
+    } else {
+        None
+    }
 }
 
 fn run() -> ! {
@@ -53,17 +84,33 @@ fn run() -> ! {
     if !sys::die_with_parent(parent) {
         std::process::exit(EXIT_STARTUP);
     }
+    // Only the pool may enter this binary as a worker: whoever else sets the marker would run
+    // any task with arguments of their choosing, skipping `main` (see the README's Security).
+    if let Some(why) = refusal() {
+        eprintln!(
+            "cf worker (pid {}): refusing to serve: {why}",
+            std::process::id()
+        );
+        std::process::exit(EXIT_STARTUP);
+    }
     if memory > 0 && !sys::limit_memory(memory) {
+        std::process::exit(EXIT_STARTUP);
+    }
+    if !sys::ignore_sigpipe() {
         std::process::exit(EXIT_STARTUP);
     }
     sys::watch_stack_overflow();
     let Some((input, output)) = sys::protocol_fds() else {
         std::process::exit(EXIT_STARTUP);
     };
+    // A copy of stderr that stays with the worker whatever a task does with fd 2.
+    let Some(stderr) = sys::stderr_copy() else {
+        std::process::exit(EXIT_STARTUP);
+    };
     if !crate::table().duplicates().is_empty() {
         std::process::exit(EXIT_STARTUP);
     }
-    match serve::serve_pipes(input, output) {
+    match serve::serve_pipes(input, output, stderr) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("cf worker (pid {}): {e}", std::process::id());

@@ -76,6 +76,7 @@ pub struct TaskEntry {
     pub name: &'static str,
     invoke: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
     invoke_chunk: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
+    types: fn() -> [&'static str; 3],
 }
 
 impl TaskEntry {
@@ -85,6 +86,7 @@ impl TaskEntry {
             name: T::NAME,
             invoke: invoke::<T>,
             invoke_chunk: invoke_chunk::<T>,
+            types: types::<T>,
         }
     }
 
@@ -106,6 +108,36 @@ impl fmt::Debug for TaskEntry {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
+}
+
+/// The names of `T`'s argument, value and error types, for the table's fingerprint.
+fn types<T: Task>() -> [&'static str; 3] {
+    [
+        std::any::type_name::<T::Args>(),
+        std::any::type_name::<T::Output>(),
+        std::any::type_name::<T::Error>(),
+    ]
+}
+
+/// A hash of `entries` in order (names and argument, value and error types) and of this crate's
+/// version: equal in parent and worker exactly when both hold the same tasks, of the same
+/// types, at the same indices (FNV-1a).
+fn fingerprint(entries: &[TaskEntry]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut add = |text: &str| {
+        for byte in text.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    add(env!("CARGO_PKG_VERSION"));
+    for entry in entries {
+        add(entry.name);
+        for name in (entry.types)() {
+            add(name);
+        }
+    }
+    hash
 }
 
 /// Every `#[task]` in the binary, gathered at link time.
@@ -203,17 +235,10 @@ impl TaskTable {
     fn build() -> Self {
         let mut by_name = HashMap::with_capacity(TASKS.len());
         let mut duplicates = Vec::new();
-        // FNV-1a over the names in table order: equal in parent and worker exactly when both
-        // hold the same tasks at the same indices.
-        let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
         for (index, entry) in TASKS.iter().enumerate() {
             let index = u32::try_from(index).expect("fewer than 2^32 tasks");
             if by_name.insert(entry.name, index).is_some() {
                 duplicates.push(entry.name);
-            }
-            for byte in entry.name.bytes().chain([0]) {
-                fingerprint ^= u64::from(byte);
-                fingerprint = fingerprint.wrapping_mul(0x0100_0000_01b3);
             }
         }
         duplicates.sort_unstable();
@@ -221,7 +246,7 @@ impl TaskTable {
         TaskTable {
             by_name,
             duplicates,
-            fingerprint,
+            fingerprint: fingerprint(&TASKS),
         }
     }
 
@@ -230,7 +255,7 @@ impl TaskTable {
         &self.duplicates
     }
 
-    /// A hash of the names in table order, compared in the handshake.
+    /// A hash of the tasks' names and types in table order, compared in the handshake.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -272,3 +297,6 @@ pub fn table() -> &'static TaskTable {
     static TABLE: OnceLock<TaskTable> = OnceLock::new();
     TABLE.get_or_init(TaskTable::build)
 }
+
+#[cfg(test)]
+mod test;

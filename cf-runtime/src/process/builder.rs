@@ -271,6 +271,7 @@ impl ProcessPoolBuilder {
             spare: self.spare,
             max_frame: self.max_frame,
             fingerprint: table().fingerprint(),
+            limits: dispatch::Limits::default(),
         };
         let launch = match launcher.plan(exe.clone(), self.memory_limit) {
             Some(plan) => driver::Launcher::Remote(Box::new(plan)),

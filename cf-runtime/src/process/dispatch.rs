@@ -57,7 +57,37 @@ pub(crate) struct Config {
     pub(crate) max_frame: u32,
     /// The task-table fingerprint a worker must present in its handshake.
     pub(crate) fingerprint: u64,
+    /// The bounds on waiting for cf's own machinery.
+    pub(crate) limits: Limits,
 }
+
+/// How long the pool waits for its own machinery before it acts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// A started worker that has not sent its hello by then is killed.
+    pub(crate) handshake: Duration,
+    /// A worker sent SIGTERM that is still alive after this gets SIGKILL.
+    pub(crate) term_grace: Duration,
+    /// Failed worker starts are retried, with backoff, for this long before the pool is
+    /// broken (a passing shortage of processes or fds is not a broken pool).
+    pub(crate) spawn_retry: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake: Duration::from_secs(10),
+            term_grace: Duration::from_secs(1),
+            spawn_retry: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The first wait before a failed worker start is retried; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The longest wait between retries of a failed worker start.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A signal the dispatcher asks the driver to send, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +127,10 @@ pub(crate) struct Dispatcher {
     broken: Option<String>,
     /// Moving average of how long tasks run, in seconds.
     average_run: f64,
+    /// Worker starts to retry, and when (after a failed start).
+    retries: Vec<(Instant, bool)>,
+    /// Since when worker starts have failed, and how many times in a row.
+    spawn_failing: Option<(Instant, u32)>,
 }
 
 impl Dispatcher {
@@ -117,6 +151,8 @@ impl Dispatcher {
             broken: None,
             // Until tasks show that they are short, send one at a time.
             average_run: 1.0,
+            retries: Vec::new(),
+            spawn_failing: None,
         };
         for _ in 0..d.config.max_workers {
             d.spawn(false);
@@ -200,11 +236,18 @@ impl Dispatcher {
         self.shutdown = true;
     }
 
-    /// `terminate_workers` / `kill_workers`: signal every worker; what is queued fails.
-    pub(crate) fn terminate(&mut self, sig: Sig) {
+    /// `terminate_workers` / `kill_workers`: signal every worker; what is queued fails. A worker
+    /// that outlives SIGTERM by the grace period gets SIGKILL.
+    pub(crate) fn terminate(&mut self, sig: Sig, now: Instant) {
         self.terminated = true;
+        for (_, spare) in std::mem::take(&mut self.retries) {
+            self.spawned(spare);
+        }
         for worker in &mut self.workers {
             worker.poison(Poison::Terminated);
+            if sig == Sig::Term {
+                worker.term_since.get_or_insert(now);
+            }
             self.actions.push_back(Action::Signal {
                 worker: worker.id,
                 sig,
@@ -323,36 +366,47 @@ impl Dispatcher {
         }
     }
 
-    /// The nearest moment a running task passes its time limit.
+    /// The nearest moment something is due: a task's time limit, a handshake's deadline, the
+    /// end of a SIGTERM's grace, a retry of a failed worker start.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.workers
+        let limits = self.config.limits;
+        let workers = self
+            .workers
             .iter()
-            .filter_map(|w| w.deadline(self.config.timeout))
-            .min()
+            .filter_map(|w| w.deadline(self.config.timeout, limits));
+        let retries = self.retries.iter().map(|(at, _)| *at);
+        workers.chain(retries).min()
     }
 
-    /// Kills the workers whose running task is past its limit (an initializer has none).
+    /// Acts on what is due at `now`: kills the workers whose running task is past its limit (an
+    /// initializer has none), that have not shaken hands in time, or that outlived SIGTERM; starts
+    /// the workers whose retry is due.
     pub(crate) fn tick(&mut self, now: Instant) {
+        let limits = self.config.limits;
         for worker in &mut self.workers {
-            let Some(deadline) = worker.deadline(self.config.timeout) else {
-                continue;
-            };
-            if deadline <= now {
-                let Some(job) = worker.inflight.front() else {
-                    continue;
-                };
-                let (id, limit) = (job.id, job.limit(self.config.timeout).unwrap_or_default());
-                self.actions
-                    .push_back(worker.kill(Poison::TimedOut { id, limit }));
+            if let Some(why) = worker.overdue(now, self.config.timeout, limits) {
+                self.actions.push_back(worker.kill(why));
             }
+        }
+        let due: Vec<bool> = self
+            .retries
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, spare)| *spare)
+            .collect();
+        self.retries.retain(|(at, _)| *at > now);
+        for spare in due {
+            // Counted as being started since the failure.
+            self.actions.push_back(Action::Spawn { spare });
         }
     }
 
     // ---- events from workers ----
 
     /// A worker the driver started for an [`Action::Spawn`]; `pid` names it in errors.
-    pub(crate) fn worker_started(&mut self, id: WorkerId, pid: u32, spare: bool) {
+    pub(crate) fn worker_started(&mut self, id: WorkerId, pid: u32, spare: bool, now: Instant) {
         self.spawned(spare);
+        self.spawn_failing = None;
         // Asked for as the spare, but a worker died meanwhile: it works at once. And never more
         // than `max_workers` take tasks.
         let working = self.working();
@@ -361,24 +415,33 @@ impl Dispatcher {
         } else {
             spare || working > self.config.max_workers
         };
-        self.workers.push(Slot::new(id, pid, spare));
+        self.workers.push(Slot::new(id, pid, spare, now));
     }
 
-    /// An [`Action::Spawn`] that failed.
-    pub(crate) fn spawn_failed(&mut self, spare: bool, error: &std::io::Error) {
+    /// An [`Action::Spawn`] that failed: retried with backoff, until starts have failed for
+    /// [`Limits::spawn_retry`]; then the pool is broken.
+    pub(crate) fn spawn_failed(&mut self, spare: bool, error: &std::io::Error, now: Instant) {
         self.spawned(spare);
-        self.startup_failures += 1;
-        self.last_startup_failure = format!("failed to start a worker process: {error}");
-        if self.broken.is_some() {
+        let (since, count) = self.spawn_failing.get_or_insert((now, 0));
+        *count += 1;
+        let (since, count) = (*since, *count);
+        if self.broken.is_some() || self.terminated || self.shutdown && self.queue.is_empty() {
             return;
         }
-        if self.startup_failures >= MAX_STARTUP_FAILURES {
-            self.broken = Some(self.last_startup_failure.clone());
+        if now.saturating_duration_since(since) >= self.config.limits.spawn_retry {
+            self.broken = Some(format!(
+                "worker processes failed to start for {:?} ({count} tries); the last: {error}",
+                self.config.limits.spawn_retry
+            ));
             self.fail_queue();
-        } else if !(self.terminated || self.shutdown && self.queue.is_empty()) {
-            // Perhaps a passing shortage (EAGAIN, EMFILE): try again, a bounded number of times.
-            self.spawn(spare);
+            return;
         }
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << count.min(16).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        self.spawning += 1;
+        self.spawning_spares += usize::from(spare);
+        self.retries.push((now + backoff, spare));
     }
 
     /// Where the driver puts bytes read from worker `id`, then calls [`received`](Self::received).
@@ -525,6 +588,10 @@ impl Dispatcher {
             // Once the pool is broken or terminated it kills the workers still starting: their
             // deaths are not failures of their own, and must not replace the cause.
             self.startup_failures += 1;
+            let refused = matches!(
+                worker.state,
+                State::Dying(Poison::Protocol(Violation::Handshake(ref why)), _) if why.is_final()
+            );
             self.last_startup_failure = match worker.state {
                 State::Dying(Poison::InitFailed(ref why), _) => why.clone(),
                 State::Dying(Poison::Protocol(Violation::Handshake(ref why)), _) => format!(
@@ -536,7 +603,10 @@ impl Dispatcher {
                     worker.pid
                 ),
             };
-            if self.startup_failures >= MAX_STARTUP_FAILURES {
+            if refused {
+                // Another build of the program: every replacement would be refused too.
+                self.broken = Some(self.last_startup_failure.clone());
+            } else if self.startup_failures >= MAX_STARTUP_FAILURES {
                 self.broken = Some(format!(
                     "{} workers in a row failed to start; the last: {}",
                     self.startup_failures, self.last_startup_failure
@@ -758,6 +828,15 @@ pub(crate) enum Refusal {
     Version(u32),
     /// The worker's task table is not the parent's: another build of the program.
     Table,
+    /// No hello came within the deadline.
+    Silent(Duration),
+}
+
+impl Refusal {
+    /// Whether every replacement would be refused too (another build of the program).
+    fn is_final(&self) -> bool {
+        matches!(self, Refusal::Version(_) | Refusal::Table)
+    }
 }
 
 impl std::fmt::Display for Refusal {
@@ -769,6 +848,7 @@ impl std::fmt::Display for Refusal {
                 "protocol version {v} where {PROTOCOL_VERSION} was expected"
             ),
             Refusal::Table => f.write_str("the worker's task table differs from the parent's"),
+            Refusal::Silent(limit) => write!(f, "it sent no hello within {limit:?}"),
         }
     }
 }

@@ -156,7 +156,7 @@ impl Driver {
             self.d.kill(id);
         }
         if let Some(sig) = terminate {
-            self.d.terminate(sig);
+            self.d.terminate(sig, Instant::now());
         }
         self.act();
     }
@@ -168,7 +168,7 @@ impl Driver {
                 Action::Spawn { spare } => {
                     if !self.launch.request(spare) {
                         let e = io::Error::other("the spawner thread stopped");
-                        self.d.spawn_failed(spare, &e);
+                        self.d.spawn_failed(spare, &e, Instant::now());
                     }
                 }
                 Action::Signal { worker, sig } => {
@@ -197,7 +197,7 @@ impl Driver {
         let id = WorkerId(self.next_id);
         self.next_id += 1;
         tracing::info!(pid = link.pid(), spare, "cf: worker started");
-        self.d.worker_started(id, link.pid(), spare);
+        self.d.worker_started(id, link.pid(), spare, Instant::now());
         self.links.push((id, link));
     }
 
@@ -208,7 +208,7 @@ impl Driver {
                 Ok(link) => self.adopt(spare, link),
                 Err(e) => {
                     tracing::warn!(error = %e, "cf: failed to start a worker");
-                    self.d.spawn_failed(spare, &e);
+                    self.d.spawn_failed(spare, &e, Instant::now());
                 }
             }
         }

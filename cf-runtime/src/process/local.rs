@@ -1,21 +1,18 @@
 //! A worker on this machine: a child process with a request pipe, a result pipe, a stderr pipe
 //! and a pidfd.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use super::dispatch::Sig;
 use super::link::{Link, Ready};
+use super::output::Output;
 use crate::error::Exit;
 use crate::sys::{self, Poller};
 
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
 const PIPE_SIZE: usize = 1 << 20;
-
-/// How much of a worker's stderr is kept for its error.
-const TAIL: usize = 4096;
 
 pub(crate) struct LocalLink {
     pid: u32,
@@ -29,8 +26,8 @@ pub(crate) struct LocalLink {
     err: Option<OwnedFd>,
     /// Readable once the process has exited.
     pidfd: OwnedFd,
-    /// The last bytes of its stderr.
-    tail: VecDeque<u8>,
+    /// Its stderr, as kept for its running task's error.
+    output: Output,
     /// Where `register` put `res`, the pidfd, `req` and `err` in the poller.
     slots: [Option<usize>; 4],
 }
@@ -68,7 +65,7 @@ impl LocalLink {
             res: Some(res_rx),
             err: Some(err_rx),
             pidfd,
-            tail: VecDeque::new(),
+            output: Output::default(),
             slots: [None; 4],
         })
     }
@@ -145,20 +142,17 @@ impl Link for LocalLink {
     }
 
     fn forward_output(&mut self) {
-        let Some(err) = &self.err else { return };
+        let mut forward = |bytes: &[u8]| {
+            let _ = io::stderr().write_all(bytes);
+        };
         let mut buf = [0; 8192];
-        loop {
+        while let Some(err) = &self.err {
             match sys::read(err.as_fd(), &mut buf) {
                 Ok(0) => {
                     self.err = None;
-                    return;
+                    self.output.end(&mut forward);
                 }
-                Ok(n) => {
-                    let _ = io::stderr().write_all(&buf[..n]);
-                    self.tail.extend(&buf[..n]);
-                    let excess = self.tail.len().saturating_sub(TAIL);
-                    self.tail.drain(..excess);
-                }
+                Ok(n) => self.output.take(&buf[..n], &mut forward),
                 Err(_) => return,
             }
         }
@@ -173,11 +167,6 @@ impl Link for LocalLink {
     }
 
     fn last_words(&self) -> String {
-        let (a, b) = self.tail.as_slices();
-        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
-        match (self.tail.len() == TAIL, text.find('\n')) {
-            (true, Some(newline)) => text[newline + 1..].to_owned(),
-            _ => text,
-        }
+        self.output.last_words()
     }
 }

@@ -9,6 +9,7 @@ mod driver;
 mod job;
 mod link;
 mod local;
+mod output;
 mod remote;
 mod shared;
 mod spawner;

@@ -102,6 +102,10 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
         PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
     )
     .map_err(nix_io)?;
+    // The image this process runs, even when the file at `spawn.exe` was since replaced or
+    // deleted (a rebuild while the program runs): a worker runs the code its parent was built
+    // from, or nothing. `spawn.exe` stays the worker's `argv[0]`, for `ps`.
+    let image = c"/proc/self/exe";
     let exe = c_string(spawn.exe.as_os_str().as_bytes())?;
     let marker = cf_worker::start::marker(std::process::id(), spawn.memory_limit);
     let mut env = Vec::new();
@@ -114,8 +118,7 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
         }
     }
     env.push(c_string(format!("{ENV_MARKER}={marker}").as_bytes())?);
-    let pid =
-        posix_spawn(exe.as_c_str(), &actions, &attr, &[exe.as_c_str()], &env).map_err(nix_io)?;
+    let pid = posix_spawn(image, &actions, &attr, &[exe.as_c_str()], &env).map_err(nix_io)?;
     drop((request, result, stderr, null));
     u32::try_from(pid.as_raw()).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))
 }

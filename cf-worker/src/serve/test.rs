@@ -149,7 +149,7 @@ proptest! {
     fn fuzz_serve(input in stream()) {
         quiet();
         let mut output = Vec::new();
-        let result = serve(&input[..], &mut output);
+        let result = serve(&input[..], &mut output, || Ok(()));
         // Every reply parses, the first is the handshake, and the others answer calls in order.
         let mut replies = Vec::new();
         let mut rest = &output[..];
@@ -187,7 +187,7 @@ fn a_call_is_answered_with_the_value() {
     let mut input = Vec::new();
     frame::push(&mut input, RequestKind::Call as u8, 42, index, &args);
     let mut output = Vec::new();
-    serve(&input[..], &mut output).unwrap();
+    serve(&input[..], &mut output, || Ok(())).unwrap();
     let (_, hello) = frame::parse(&output, u32::MAX).unwrap().unwrap();
     let (reply, _) = frame::parse(&output[hello..], u32::MAX).unwrap().unwrap();
     assert_eq!((reply.kind, reply.id), (ReplyKind::Ok as u8, 42));
@@ -201,7 +201,7 @@ fn a_call_is_answered_with_the_value() {
 fn a_huge_length_claim_allocates_nothing_before_the_bytes_arrive() {
     let mut input = u32::MAX.to_le_bytes().to_vec();
     input.extend_from_slice(&[1; 20]);
-    let error = serve(&input[..], Vec::new()).unwrap_err();
+    let error = serve(&input[..], Vec::new(), || Ok(())).unwrap_err();
     assert_eq!(
         error.to_string(),
         format!(

@@ -9,7 +9,37 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
 }
 
 /// Workers are not supported here.
+pub(crate) fn dup_high(_: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+    None
+}
+
+/// Workers are not supported here.
+pub(crate) fn identity(_: i32) -> Option<(u64, u64)> {
+    None
+}
+
+/// Workers are not supported here.
+pub(crate) fn stderr_copy() -> Option<OwnedFd> {
+    None
+}
+
+/// Workers are not supported here.
 pub(crate) fn die_with_parent(_: u64) -> bool {
+    false
+}
+
+/// Workers are not supported here.
+pub(crate) fn privileged() -> bool {
+    true
+}
+
+/// Workers are not supported here.
+pub(crate) fn parent_runs_this_image() -> bool {
+    false
+}
+
+/// Workers are not supported here.
+pub(crate) fn ignore_sigpipe() -> bool {
     false
 }
 
@@ -17,9 +47,6 @@ pub(crate) fn die_with_parent(_: u64) -> bool {
 pub(crate) fn limit_memory(_: u64) -> bool {
     false
 }
-
-/// What a worker writes to stderr when its task overflows the stack.
-pub(crate) const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
 
 /// Workers are not supported here.
 pub(crate) fn watch_stack_overflow() {}

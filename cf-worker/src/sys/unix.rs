@@ -1,9 +1,9 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::{FcntlArg, fcntl};
 
-use crate::start::{ENV_MARKER, REQUEST_FD, RESULT_FD};
+use crate::start::{ENV_MARKER, REQUEST_FD, RESULT_FD, STACK_OVERFLOW};
 
 /// Removes the worker marker so that processes a task starts are not workers.
 pub(crate) fn remove_marker() {
@@ -12,7 +12,24 @@ pub(crate) fn remove_marker() {
     unsafe { std::env::remove_var(ENV_MARKER) };
 }
 
-/// Takes the request and result fds, marking both close-on-exec.
+/// Where the worker keeps its own fds: high, out of the way of a task that opens, closes or
+/// `dup2`s low numbers (below the soft `RLIMIT_NOFILE`, which `F_DUPFD` must respect).
+fn high_fd() -> i32 {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let base = soft.saturating_sub(32).min(1000);
+    i32::try_from(base).unwrap_or(1000).max(RESULT_FD + 1)
+}
+
+/// A close-on-exec copy of `fd` at or above [`high_fd`].
+pub(crate) fn dup_high(fd: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(high_fd())).ok()?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd (fcntl(2)) that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Takes the request and result fds the parent placed at [`REQUEST_FD`] and [`RESULT_FD`],
+/// moved to high close-on-exec numbers; the fixed numbers are closed, free for the tasks.
 pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     for fd in [REQUEST_FD, RESULT_FD] {
         // SAFETY: F_GETFD reads the fd's flags and touches no memory; on a closed fd it fails
@@ -27,10 +44,56 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     let input = unsafe { OwnedFd::from_raw_fd(REQUEST_FD) };
     // SAFETY: as above, for the result fd.
     let output = unsafe { OwnedFd::from_raw_fd(RESULT_FD) };
-    for fd in [&input, &output] {
-        fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    // Dropping the originals closes the fixed numbers.
+    Some((dup_high(input.as_fd())?, dup_high(output.as_fd())?))
+}
+
+/// What the open file at fd number `fd` is (device and inode), if the number is open.
+pub(crate) fn identity(fd: std::os::fd::RawFd) -> Option<(u64, u64)> {
+    let mut stat = std::mem::MaybeUninit::<nix::libc::stat>::uninit();
+    // SAFETY: fstat(2) takes a number (any number: a closed one fails with EBADF) and writes one
+    // `stat` into the buffer, which lives across the call.
+    if unsafe { nix::libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
     }
-    Some((input, output))
+    // SAFETY: fstat succeeded, so it filled the whole `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Some((stat.st_dev, stat.st_ino))
+}
+
+/// A close-on-exec copy of stderr, high like the protocol fds.
+pub(crate) fn stderr_copy() -> Option<OwnedFd> {
+    dup_high(std::io::stderr().as_fd())
+}
+
+/// Whether this process runs with more privilege than whoever started it (setuid, setgid or file
+/// capabilities): the loader's `AT_SECURE`.
+pub(crate) fn privileged() -> bool {
+    // SAFETY: getauxval(3) reads the auxiliary vector the kernel gave this process; it takes a
+    // number and returns a number (0 for an unknown type), touching no memory of ours.
+    unsafe { nix::libc::getauxval(nix::libc::AT_SECURE) != 0 }
+}
+
+/// Whether the parent process runs the very executable this process runs (the same file, by
+/// device and inode, even if it was since deleted or replaced): the pool started us.
+pub(crate) fn parent_runs_this_image() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = nix::unistd::getppid();
+    let ours = std::fs::metadata("/proc/self/exe");
+    let theirs = std::fs::metadata(format!("/proc/{parent}/exe"));
+    match (ours, theirs) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Ignores SIGPIPE, as std's `main` set-up does for every Rust program (which a worker never
+/// runs): a write to a closed pipe is then `Err(BrokenPipe)`, not the death of the worker.
+pub(crate) fn ignore_sigpipe() -> bool {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety question arises; this
+    // runs before any thread of ours exists (signal(2)).
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.is_ok()
 }
 
 /// Asks for SIGKILL when the parent dies, and checks that `parent` is still the parent (it may
@@ -48,38 +111,44 @@ pub(crate) fn limit_memory(bytes: u64) -> bool {
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes).is_ok()
 }
 
-/// What a worker writes to stderr when its task overflows the stack; the parent looks for it.
-pub(crate) const STACK_OVERFLOW: &str = "cf worker: the task overflowed its stack";
-
-/// The addresses where a fault means the main thread's stack overflowed.
+/// Where a fault means the main thread's stack overflowed, on platforms where the handler cannot
+/// read the stack pointer (see [`overflowed`]); empty when the stack has no limit.
 static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
 static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+/// How far below the stack pointer a fault still counts as running out of stack: a frame's stack
+/// probes touch one page at a time, and a `call`'s push or the x86-64 red zone reach a little
+/// below the pointer.
+const BELOW_SP: usize = 64 << 10;
+
+/// How far above the stack pointer: a frame addresses its locals upwards from it.
+const ABOVE_SP: usize = 4 << 10;
 
 /// Tasks run on the main thread, started before std's own stack-overflow handler would be
 /// installed. This handler says that the stack overflowed (on an alternate stack, with one
 /// `write`), then lets the fault kill the process with SIGSEGV as before.
 pub(crate) fn watch_stack_overflow() {
-    let Some(top) = std::fs::read_to_string("/proc/self/maps")
+    let top = std::fs::read_to_string("/proc/self/maps")
         .ok()
         .and_then(|maps| {
             let line = maps.lines().find(|l| l.ends_with("[stack]"))?;
             let range = line.split_whitespace().next()?;
             usize::from_str_radix(range.split('-').nth(1)?, 16).ok()
-        })
-    else {
-        return;
-    };
-    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
-        .map_or(8 << 20, |(soft, _)| {
-            usize::try_from(soft).unwrap_or(usize::MAX)
         });
-    // The stack may grow to `limit` below its top; a fault from there down to a guard gap (and
-    // a large frame's reach) below it is an overflow.
-    STACK_LOW.store(
-        top.saturating_sub(limit).saturating_sub(64 << 20),
-        Ordering::Relaxed,
-    );
-    STACK_HIGH.store(top, Ordering::Relaxed);
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .ok()
+        .filter(|&(soft, _)| soft != nix::sys::resource::RLIM_INFINITY)
+        .and_then(|(soft, _)| usize::try_from(soft).ok());
+    if let (Some(top), Some(limit)) = (top, limit) {
+        // The stack may grow to `limit` below its top; a fault from there down to a guard gap
+        // (and a large frame's reach) below it is an overflow. With no limit there is no such
+        // range: the stack grows until it meets another mapping, wherever that is.
+        STACK_LOW.store(
+            top.saturating_sub(limit).saturating_sub(64 << 20),
+            Ordering::Relaxed,
+        );
+        STACK_HIGH.store(top, Ordering::Relaxed);
+    }
     let alternate: &'static mut [u8] = Box::leak(vec![0u8; 64 << 10].into_boxed_slice());
     let stack = nix::libc::stack_t {
         ss_sp: alternate.as_mut_ptr().cast(),
@@ -106,23 +175,63 @@ pub(crate) fn watch_stack_overflow() {
 extern "C" fn on_fault(
     _: nix::libc::c_int,
     info: *mut nix::libc::siginfo_t,
-    _: *mut std::ffi::c_void,
+    context: *mut std::ffi::c_void,
 ) {
-    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler; for SIGSEGV its
-    // address field is the faulting address.
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // SAFETY: as above; for SIGSEGV its address field is the faulting address.
     let address = unsafe { (*info).si_addr() } as usize;
-    let (low, high) = (
-        STACK_LOW.load(Ordering::Relaxed),
-        STACK_HIGH.load(Ordering::Relaxed),
-    );
-    if (low..high).contains(&address) {
-        let message = b"cf worker: the task overflowed its stack\n";
-        // SAFETY: write(2) on fd 2 with a static buffer; async-signal-safe.
-        let _ = unsafe { nix::libc::write(2, message.as_ptr().cast(), message.len()) };
+    // Only a fault the kernel raised for an access (si_code > 0) has an address; a SIGSEGV sent
+    // by kill(2) or raise(3) carries a pid there.
+    if code > 0 && overflowed(address, context) {
+        for part in [STACK_OVERFLOW, "\n"] {
+            // SAFETY: write(2) on fd 2 with a static buffer; async-signal-safe.
+            let _ = unsafe { nix::libc::write(2, part.as_ptr().cast(), part.len()) };
+        }
     }
     // SA_RESETHAND restored the default action. A SIGSEGV sent by raise(3) or kill(2) would not
     // come back when the handler returns (a real fault would): send it again. It is blocked until
     // the handler returns, then ends the process.
     // SAFETY: raise(3) is async-signal-safe (signal-safety(7)).
     let _ = unsafe { nix::libc::raise(nix::libc::SIGSEGV) };
+}
+
+/// Whether a fault at `address` ran out of stack: it lies just below (or at) the faulting
+/// thread's stack pointer, which is where a growing stack meets its guard whatever the stack's
+/// limit. Where the stack pointer cannot be read, the range found at start-up decides.
+fn overflowed(address: usize, context: *mut std::ffi::c_void) -> bool {
+    match stack_pointer(context) {
+        Some(sp) => address >= sp.saturating_sub(BELOW_SP) && address < sp.saturating_add(ABOVE_SP),
+        None => (STACK_LOW.load(Ordering::Relaxed)..STACK_HIGH.load(Ordering::Relaxed))
+            .contains(&address),
+    }
+}
+
+/// The stack pointer of the interrupted code, from the handler's `ucontext_t`.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn stack_pointer(context: *mut std::ffi::c_void) -> Option<usize> {
+    let context = context.cast::<nix::libc::ucontext_t>();
+    // SAFETY: the third argument of an SA_SIGINFO handler is the interrupted context, a valid
+    // `ucontext_t` (sigaction(2)); reading one register of it allocates nothing.
+    let sp = unsafe { (*context).uc_mcontext.gregs[nix::libc::REG_RSP as usize] };
+    usize::try_from(sp).ok()
+}
+
+/// The stack pointer of the interrupted code, from the handler's `ucontext_t`.
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+fn stack_pointer(context: *mut std::ffi::c_void) -> Option<usize> {
+    let context = context.cast::<nix::libc::ucontext_t>();
+    // SAFETY: the third argument of an SA_SIGINFO handler is the interrupted context, a valid
+    // `ucontext_t` (sigaction(2)); reading one register of it allocates nothing.
+    let sp = unsafe { (*context).uc_mcontext.sp };
+    usize::try_from(sp).ok()
+}
+
+/// Elsewhere the handler does not read the stack pointer.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn stack_pointer(_: *mut std::ffi::c_void) -> Option<usize> {
+    None
 }

@@ -97,6 +97,8 @@ pub(crate) struct Fake {
     pub(crate) greeted: bool,
     /// It said it is aborting.
     pub(crate) aborting: bool,
+    /// It finished its handshake and initializer unharmed, as far as the test knows.
+    pub(crate) ready: bool,
 }
 
 pub(crate) struct World {
@@ -111,6 +113,10 @@ pub(crate) struct World {
     /// The cancel flag of each submitted job's future.
     pub(crate) flags: BTreeMap<u64, Arc<AtomicBool>>,
     pub(crate) submitted: Vec<u64>,
+    /// Whether workers run an initializer.
+    has_init: bool,
+    /// Workers that exited before they were ready: start-up failures.
+    pub(crate) early_exits: u32,
 }
 
 pub(crate) fn config(max_workers: usize) -> Config {
@@ -125,6 +131,7 @@ pub(crate) fn config(max_workers: usize) -> Config {
         spare: false,
         max_frame: frame::DEFAULT_MAX_FRAME,
         fingerprint: FINGERPRINT,
+        limits: super::Limits::default(),
     }
 }
 
@@ -138,7 +145,10 @@ pub(crate) fn init(name: &'static str) -> Init {
 
 impl World {
     pub(crate) fn new(config: Config) -> Self {
+        let has_init = config.initializer.is_some();
         let mut w = World {
+            has_init,
+            early_exits: 0,
             d: Dispatcher::new(config, Arc::new(Counters::default())),
             log: Arc::default(),
             now: Instant::now(),
@@ -221,7 +231,7 @@ impl World {
         let id = WorkerId(self.next_worker);
         self.next_worker += 1;
         let pid = 1000 + u32::try_from(id.0).unwrap();
-        self.d.worker_started(id, pid, spare);
+        self.d.worker_started(id, pid, spare, self.now);
         self.workers.insert(
             id,
             Fake {
@@ -239,7 +249,7 @@ impl World {
             return false;
         };
         self.d
-            .spawn_failed(spare, &std::io::Error::other("no more processes"));
+            .spawn_failed(spare, &std::io::Error::other("no more processes"), self.now);
         self.pump();
         true
     }
@@ -262,9 +272,12 @@ impl World {
 
     /// Worker `id` sends its handshake.
     pub(crate) fn hello(&mut self, id: WorkerId, fingerprint: u64) {
+        let has_init = self.has_init;
         let Some(fake) = self.workers.get_mut(&id) else {
             return;
         };
+        fake.ready |=
+            !fake.greeted && fingerprint == FINGERPRINT && fake.signals.is_empty() && !has_init;
         fake.greeted = true;
         let pid = fake.pid;
         let mut bytes = Vec::new();
@@ -292,6 +305,7 @@ impl World {
         let fake = self.workers.get_mut(&id)?;
         let (job, _, _) = fake.calls.pop_front()?;
         fake.aborting |= kind == ReplyKind::Aborting;
+        fake.ready |= job == 0 && kind == ReplyKind::Ok && fake.signals.is_empty();
         let payload = match kind {
             ReplyKind::Panicked | ReplyKind::Aborting => {
                 let mut out = Vec::new();
@@ -314,7 +328,11 @@ impl World {
 
     /// Worker `id` exits with `exit` and these last words.
     pub(crate) fn exit(&mut self, id: WorkerId, exit: Exit, stderr: &str) {
-        self.workers.remove(&id);
+        if let Some(fake) = self.workers.remove(&id)
+            && !fake.ready
+        {
+            self.early_exits += 1;
+        }
         self.d.worker_exited(id, exit, stderr);
         self.pump();
     }

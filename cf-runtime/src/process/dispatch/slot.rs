@@ -7,7 +7,7 @@ use cf_worker::frame::FrameError;
 
 use super::super::buffer::{InBuf, Outbox};
 use super::super::job::Job;
-use super::{Action, Refusal, Sig};
+use super::{Action, Limits, Refusal, Sig};
 
 /// Names a worker between the dispatcher and the driver; never reused within a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,10 +85,14 @@ pub(crate) struct Slot {
     pub(crate) front_since: Option<Instant>,
     /// Tasks sent to it, for `max_tasks_per_child`.
     pub(crate) sent: u64,
+    /// When it was started, for the handshake's deadline.
+    pub(crate) started: Instant,
+    /// When it was sent SIGTERM, for the grace before SIGKILL.
+    pub(crate) term_since: Option<Instant>,
 }
 
 impl Slot {
-    pub(crate) fn new(id: WorkerId, pid: u32, spare: bool) -> Self {
+    pub(crate) fn new(id: WorkerId, pid: u32, spare: bool, now: Instant) -> Self {
         Slot {
             id,
             pid,
@@ -99,6 +103,8 @@ impl Slot {
             inflight: VecDeque::new(),
             front_since: None,
             sent: 0,
+            started: now,
+            term_since: None,
         }
     }
 
@@ -173,11 +179,50 @@ impl Slot {
     }
 
     /// When its running task passes its time limit, if it has one and nothing else ends it first.
-    pub(crate) fn deadline(&self, pool: Option<Duration>) -> Option<Instant> {
+    fn task_deadline(&self, pool: Option<Duration>) -> Option<Instant> {
         if matches!(self.state, State::Dying(..)) {
             return None;
         }
         let job = self.inflight.front().filter(|job| !job.is_init())?;
         self.front_since?.checked_add(job.limit(pool)?)
+    }
+
+    /// The nearest moment something about it is due: its task's time limit, its handshake's
+    /// deadline, or the end of its SIGTERM's grace.
+    pub(crate) fn deadline(&self, pool: Option<Duration>, limits: Limits) -> Option<Instant> {
+        match self.state {
+            State::Handshake => self.started.checked_add(limits.handshake),
+            State::Dying(Poison::Terminated, _) => self.term_since?.checked_add(limits.term_grace),
+            _ => self.task_deadline(pool),
+        }
+    }
+
+    /// Why it must be killed at `now`, if it must.
+    pub(crate) fn overdue(
+        &mut self,
+        now: Instant,
+        pool: Option<Duration>,
+        limits: Limits,
+    ) -> Option<Poison> {
+        if self.deadline(pool, limits)? > now {
+            return None;
+        }
+        match self.state {
+            State::Handshake => Some(Poison::Protocol(Violation::Handshake(Refusal::Silent(
+                limits.handshake,
+            )))),
+            State::Dying(Poison::Terminated, _) => {
+                // SIGKILL once; the poison stays `Terminated`.
+                self.term_since = None;
+                Some(Poison::Terminated)
+            }
+            _ => {
+                let job = self.inflight.front()?;
+                Some(Poison::TimedOut {
+                    id: job.id,
+                    limit: job.limit(pool).unwrap_or_default(),
+                })
+            }
+        }
     }
 }

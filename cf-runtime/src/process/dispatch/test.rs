@@ -197,19 +197,72 @@ fn three_workers_failing_at_start_break_the_pool() {
 }
 
 #[test]
-fn a_refused_handshake_says_why() {
+fn a_refused_handshake_breaks_the_pool_at_once_and_says_why() {
     let mut w = World::new(config(1));
-    for _ in 0..3 {
-        let a = w.start().unwrap();
-        w.hello(a, FINGERPRINT + 1);
-        assert_eq!(w.workers[&a].signals, [Sig::Kill]);
-        w.exit(a, Exit::Signal(9), "");
-    }
+    let queued = w.submit(None);
+    let a = w.start().unwrap();
+    w.hello(a, FINGERPRINT + 1);
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
     let why = w.d.broken().expect("broken");
-    assert!(
-        why.contains("the worker's task table differs from the parent's"),
-        "{why}"
+    assert_eq!(
+        why,
+        "worker (pid 1000) was refused at its handshake: the worker's task table differs from \
+         the parent's"
     );
+    assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
+    assert!(
+        w.spawns.is_empty(),
+        "no replacement: it would be refused too"
+    );
+}
+
+#[test]
+fn a_worker_that_never_shakes_hands_is_killed_at_the_deadline() {
+    let mut w = World::new(config(1));
+    let job = w.submit(None);
+    let a = w.start().unwrap();
+    let limit = w.d.config.limits.handshake;
+    assert_eq!(w.d.next_deadline(), Some(w.now + limit));
+    w.advance(limit - Duration::from_millis(1));
+    assert!(w.workers[&a].signals.is_empty());
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
+    assert!(
+        w.d.broken().is_none(),
+        "one silent worker is a start-up failure, not the end"
+    );
+    let b = w.ready().unwrap();
+    assert_eq!(w.holder(job), Some(b));
+}
+
+#[test]
+fn a_worker_that_outlives_sigterm_gets_sigkill() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    w.d.shutdown();
+    w.d.terminate(Sig::Term, w.now);
+    w.pump();
+    assert_eq!(w.workers[&a].signals, [Sig::Term]);
+    let grace = w.d.config.limits.term_grace;
+    w.advance(grace - Duration::from_millis(1));
+    assert_eq!(w.workers[&a].signals, [Sig::Term]);
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].signals, [Sig::Term, Sig::Kill]);
+    w.advance(grace * 10);
+    assert_eq!(
+        w.workers[&a].signals,
+        [Sig::Term, Sig::Kill],
+        "SIGKILL once"
+    );
+    w.exit(a, Exit::Signal(9), "");
+    assert!(matches!(
+        died_with(w.end(job)),
+        TaskError::WorkerDied { .. }
+    ));
+    assert!(w.d.finished());
 }
 
 #[test]
@@ -268,7 +321,7 @@ fn terminate_signals_every_worker_and_fails_what_is_left() {
     let running = w.submit(None);
     let queued = w.submit(None);
     w.d.shutdown();
-    w.d.terminate(Sig::Term);
+    w.d.terminate(Sig::Term, w.now);
     w.pump();
     assert_eq!(w.workers[&a].signals, [Sig::Term]);
     assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
@@ -400,16 +453,41 @@ fn memory_and_stack_deaths_are_named() {
 }
 
 #[test]
-fn spawn_failures_are_retried_then_break_the_pool() {
+fn failed_starts_are_retried_with_backoff_and_a_passing_shortage_is_survived() {
     let mut w = World::new(config(1));
     let job = w.submit(None);
-    assert!(w.fail_spawn());
-    assert!(w.fail_spawn());
+    for _ in 0..5 {
+        assert!(w.fail_spawn());
+        assert!(w.spawns.is_empty(), "not at once: after a backoff");
+        let due = w.d.next_deadline().expect("a retry is due");
+        w.advance(due - w.now);
+        assert_eq!(w.spawns, [false]);
+    }
     assert!(w.d.broken().is_none());
-    assert!(w.fail_spawn());
-    assert!(w.d.broken().is_some());
+    let a = w.ready().unwrap();
+    assert_eq!(w.holder(job), Some(a));
+}
+
+#[test]
+fn failed_starts_break_the_pool_after_the_retry_window() {
+    let mut w = World::new(config(1));
+    let job = w.submit(None);
+    let window = w.d.config.limits.spawn_retry;
+    let start = w.now;
+    while w.d.broken().is_none() {
+        assert!(w.fail_spawn());
+        if let Some(due) = w.d.next_deadline() {
+            w.advance(due - w.now);
+        }
+    }
+    assert!(w.now - start >= window);
+    let why = w.d.broken().unwrap();
+    assert!(
+        why.starts_with("worker processes failed to start for 10s"),
+        "{why}"
+    );
+    assert!(why.ends_with("the last: no more processes"), "{why}");
     assert!(matches!(died_with(w.end(job)), TaskError::Pool { .. }));
-    assert!(w.spawns.is_empty());
 }
 
 #[test]

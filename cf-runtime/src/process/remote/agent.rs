@@ -8,7 +8,6 @@
 //! today's worker, unchanged, and the agent is not on the data path. One thread, one poll loop:
 //! the control connection, each child's pidfd and stderr pipe.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::auth::{self, Secret};
 use super::wire::{self, Down, Up};
 use crate::error::Exit;
+use crate::process::output::Output;
 use crate::sys::{self, Poller};
 
 /// `host:port` of the driver: marks a process as an agent.
@@ -34,9 +34,6 @@ const EXIT_STARTUP: i32 = 71;
 
 /// How long connecting and the handshake may take.
 pub(crate) const HANDSHAKE: Duration = Duration::from_secs(5);
-
-/// How much of a worker's stderr is kept for its error.
-pub(crate) const TAIL: usize = 4096;
 
 #[ctor::ctor(unsafe)]
 fn enter() {
@@ -83,26 +80,25 @@ struct Child {
     pidfd: OwnedFd,
     /// Its stderr, read end (non-blocking); `None` at its end.
     err: Option<OwnedFd>,
-    tail: VecDeque<u8>,
+    /// Its stderr, as kept for its running task's error.
+    output: Output,
 }
 
 impl Child {
-    /// Forwards what the child wrote to stderr to ours, keeping the tail.
+    /// Forwards what the child wrote to stderr to ours, as the local pool does, keeping what its
+    /// running task wrote.
     fn forward(&mut self) {
-        let Some(err) = &self.err else { return };
+        let mut forward = |bytes: &[u8]| {
+            let _ = io::stderr().write_all(bytes);
+        };
         let mut buf = [0; 8192];
-        loop {
+        while let Some(err) = &self.err {
             match sys::read(err.as_fd(), &mut buf) {
                 Ok(0) => {
                     self.err = None;
-                    return;
+                    self.output.end(&mut forward);
                 }
-                Ok(n) => {
-                    let _ = io::stderr().write_all(&buf[..n]);
-                    self.tail.extend(&buf[..n]);
-                    let excess = self.tail.len().saturating_sub(TAIL);
-                    self.tail.drain(..excess);
-                }
+                Ok(n) => self.output.take(&buf[..n], &mut forward),
                 Err(_) => return,
             }
         }
@@ -224,11 +220,10 @@ impl Agent {
                     Ok((None, Some(n))) => Exit::Signal(n),
                     _ => Exit::Unknown,
                 };
-                let (a, b) = child.tail.as_slices();
                 Up::Died {
                     pid: child.pid,
                     exit,
-                    stderr: String::from_utf8_lossy(&[a, b].concat()).into_owned(),
+                    stderr: child.output.last_words(),
                 }
                 .send(&mut self.control)?;
             }
@@ -301,7 +296,7 @@ impl Agent {
             pid,
             pidfd,
             err: Some(err_rx),
-            tail: VecDeque::new(),
+            output: Output::default(),
         });
         Ok(pid)
     }

@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::agent::TAIL;
 use super::launcher::Control;
 use crate::error::Exit;
 use crate::process::dispatch::Sig;
@@ -221,13 +220,11 @@ impl Link for RemoteLink {
     }
 
     fn last_words(&self) -> String {
-        let end = self.death.lock();
-        let Some((_, text)) = end.as_ref() else {
-            return String::new();
-        };
-        match (text.len() >= TAIL, text.find('\n')) {
-            (true, Some(newline)) => text[newline + 1..].to_owned(),
-            _ => text.clone(),
-        }
+        // The agent kept it as the local pool does (what the running task wrote).
+        self.death
+            .lock()
+            .as_ref()
+            .map(|(_, text)| text.clone())
+            .unwrap_or_default()
     }
 }
