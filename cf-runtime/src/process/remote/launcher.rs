@@ -145,6 +145,15 @@ impl State {
         let Some((id, control)) = choice else {
             return false;
         };
+        // While agents are still coming, spread the workers: wait for a new agent rather than
+        // give a second worker to one that has a worker already.
+        let load = inner
+            .agents
+            .get(&id)
+            .map_or(0, |a| a.workers.len() + a.starting);
+        if inner.expected > 0 && load > 0 {
+            return false;
+        }
         let memory_limit = self.plan.memory_limit.unwrap_or(0);
         if control.send(&Down::Spawn { slot, memory_limit }).is_err() {
             // Its reader thread will find it lost; try another.
@@ -164,6 +173,17 @@ impl State {
             },
         );
         true
+    }
+
+    /// Gives waiting requests to agents, as far as they take them; fails them if none is left.
+    fn drain_waiting(&self, inner: &mut Inner) {
+        while let Some((slot, spare)) = inner.waiting.pop_front() {
+            if !self.assign(inner, slot, spare) {
+                inner.waiting.push_front((slot, spare));
+                break;
+            }
+        }
+        self.fail_waiting(inner, "no agent is left");
     }
 
     /// Fails the requests that no agent can take any more.
@@ -269,6 +289,7 @@ impl Remote {
             if inner.expected > 0 {
                 tracing::warn!(why, connected, "cf: agents' processes ended");
                 inner.expected = 0;
+                self.state.drain_waiting(&mut inner);
                 self.state.fail_waiting(&mut inner, &why);
             }
         }
@@ -460,12 +481,7 @@ fn adopt_agent(state: &Arc<State>, mut stream: TcpStream) -> io::Result<()> {
                 starting: 0,
             },
         );
-        while let Some((slot, spare)) = inner.waiting.pop_front() {
-            if !state.assign(&mut inner, slot, spare) {
-                inner.waiting.push_front((slot, spare));
-                break;
-            }
-        }
+        state.drain_waiting(&mut inner);
         id
     };
     let reader_state = state.clone();
@@ -561,14 +577,11 @@ fn listen(state: &Arc<State>, id: u64, mut stream: TcpStream) {
         .collect();
     for slot in orphans {
         if let Some(pending) = inner.pending.remove(&slot) {
-            // Asked again of another agent, if one is left.
-            if !state.assign(&mut inner, slot, pending.spare) {
-                let message = format!("its agent was lost: {why}");
-                state.deliver(&mut inner, (pending.spare, Err(io::Error::other(message))));
-            }
+            // Asked again of another agent, if one is left (else failed below).
+            inner.waiting.push_back((slot, pending.spare));
         }
     }
-    state.fail_waiting(&mut inner, "no agent is left");
+    state.drain_waiting(&mut inner);
     drop(inner);
     let _ = stream.shutdown(Shutdown::Both);
     let _ = stream.flush();
