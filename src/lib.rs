@@ -36,8 +36,9 @@
 //! [`ProcessPoolExecutor::submit`] and [`ThreadPoolExecutor::submit`] return a [`Future<T, E>`]:
 //! a cheap, cloneable handle that compares and hashes by identity, so it can key a map from
 //! future to input. It is pending, then running, then finished (or cancelled while still
-//! pending). [`Future::result`] blocks and lends the outcome; [`Future::result_timeout`] gives up
-//! with [`Timeout`] and leaves the future pending; [`Future::add_done_callback`] runs a callback
+//! pending). [`Future::result`] blocks, lends the value and gives an owned error, so that
+//! `let value = fut.result()?;` works in any function; [`Future::result_timeout`] gives up with
+//! [`TaskError::Timeout`] and leaves the future pending; [`Future::add_done_callback`] runs a callback
 //! once, at once if the future is already done.
 //!
 //! # Waiting
@@ -57,6 +58,9 @@
 //! location ([`TaskError::Panicked`]), a worker that died with its pid and exit code or signal
 //! ([`TaskError::WorkerDied`], with the last lines it wrote to stderr), a stack overflow, a time
 //! or memory limit, cancellation, and values or frames that failed to cross the process boundary.
+//! A pool that could not run the task says why with a variant of its own: shut down
+//! ([`TaskError::Shutdown`]), terminated ([`TaskError::Terminated`]) or broken
+//! ([`TaskError::Broken`], with a typed [`BrokenCause`]).
 //!
 //! # Crash isolation
 //!
@@ -73,15 +77,16 @@
 //! A task may get a time limit at submit ([`ProcessPoolExecutor::submit_with`] with
 //! [`TaskOptions`]), from its attribute (`#[task(timeout = "500ms")]`) or from the pool
 //! ([`ProcessPoolBuilder::task_timeout`]). Past it, the worker running the task is killed and the
-//! future fails with [`TaskError::TimedOut`]; the tasks queued behind it go to another worker.
-//! [`Future::kill`] stops a running task the same way ([`Future::cancel`] keeps Python's meaning
+//! future fails with [`TaskError::TimeLimit`]; the tasks queued behind it go to another worker.
+//! [`Future::kill`] stops a running task the same way, and the future fails with
+//! [`TaskError::Killed`] (an exception, not a cancellation) ([`Future::cancel`] keeps Python's meaning
 //! and only cancels a pending one). [`ProcessPoolBuilder::memory_limit`] caps each worker's
 //! address space: a task that allocates past it fails with [`TaskError::MemoryLimit`].
 //!
 //! # Async
 //!
-//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` lends the outcome, `fut.await` clones
-//! it ([`Future::into_result`] moves it out of the last handle), and both work from any executor (tokio, async-std, `futures::executor`), with
+//! A [`Future`] is a [`std::future::Future`]: `(&fut).await` is [`Future::result`], `fut.await` clones
+//! it ([`Future::into_result`] moves it out of the last handle, without `Clone`), and both work from any executor (tokio, async-std, `futures::executor`), with
 //! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
 //! `Stream` (feature `stream`, on by default).
 //!
@@ -120,8 +125,8 @@
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs, timeout, ReturnWhen::..)` |
 //! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, timeout)` |
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen`] |
-//! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] |
-//! | `BrokenProcessPool` | none needed: a dead worker fails one future ([`TaskError::WorkerDied`]) |
+//! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] ([`TaskError::Timeout`] from `map`; a task's own time limit is [`TaskError::TimeLimit`]) |
+//! | `BrokenProcessPool` | [`TaskError::Broken`] with its [`BrokenCause`], only when workers cannot start; a dead worker fails one future ([`TaskError::WorkerDied`]) |
 //! | `terminate_workers()`, `kill_workers()` | [`ProcessPoolExecutor::terminate_workers`], [`ProcessPoolExecutor::kill_workers`] |
 //! | `initializer`, `initargs`, `max_tasks_per_child` | [`ProcessPoolBuilder::initializer`], [`ProcessPoolBuilder::max_tasks_per_child`] |
 #![deny(unsafe_code)]
@@ -130,7 +135,15 @@
 extern crate self as cf;
 
 pub use cf_macros::task;
-pub use cf_runtime::*;
+#[cfg(feature = "stream")]
+pub use cf_runtime::CompletedStream;
+pub use cf_runtime::{
+    AnyFuture, AsCompleted, BrokenCause, Callable, Chunked, DoneAndNotDone, Error, Executor, Exit,
+    FnMarker, Future, HandshakeError, Lend, Map, PoolStats, ProcessPoolBuilder,
+    ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError, TaskError, TaskMarker,
+    TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable, as_completed,
+    set_callback_panic_handler, wait,
+};
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 
 /// What `#[task]` expands to names only this module. Not public API: it may change in any

@@ -234,7 +234,7 @@ both!(
         assert_eq!(out, second);
         assert_eq!(
             out.result(),
-            Err(&TaskError::Failed("held error 2".to_owned()))
+            Err(TaskError::Failed("held error 2".to_owned()))
         );
         assert!(!first.done());
         hold_first.release();
@@ -292,7 +292,7 @@ both!(
         let out = it.next().unwrap();
         assert_eq!(out, target);
         assert!(out.cancelled());
-        assert_eq!(out.result(), Err(&TaskError::Cancelled));
+        assert_eq!(out.result(), Err(TaskError::Cancelled));
         assert!(!it.timed_out());
         canceller.join().unwrap();
         entered.release();
@@ -370,12 +370,50 @@ fn yielded_futures_are_not_kept() {
     }
     assert_eq!(sum, 90);
     assert_eq!(CLONES.load(Ordering::SeqCst), 0, "a value was cloned");
-    // With another handle alive, `into_result` clones (the other still sees the value).
+    // With another handle alive, `into_result` moves nothing (the other still sees the value).
     let future = process.submit(counted, 7).unwrap();
     let other = future.clone();
-    assert_eq!(future.into_result(), Ok(Counted(7)));
-    assert_eq!(CLONES.load(Ordering::SeqCst), 1);
+    assert_eq!(future.into_result(), Err(TaskError::Shared));
+    assert_eq!(CLONES.load(Ordering::SeqCst), 0);
     assert_eq!(other.result(), Ok(&Counted(7)));
+}
+
+/// A task's value that is not `Clone`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Report {
+    input: u64,
+    square: u64,
+}
+
+#[cf::task]
+fn make_report(input: u64) -> Report {
+    Report {
+        input,
+        square: input * input,
+    }
+}
+
+// The design's future-to-input loop, taking ownership of a value that is not `Clone`: removing
+// the future from the map drops the map's handle, so the yielded one is the last.
+#[test]
+fn the_seed_loop_moves_values_that_are_not_clone() {
+    let pool = util::process_pool(2);
+    let mut future_to_input: std::collections::HashMap<Future<Report>, u64> = (0..6)
+        .map(|n| (pool.submit(make_report, n).unwrap(), n))
+        .collect();
+    let futures: Vec<Future<Report>> = future_to_input.keys().cloned().collect();
+    let mut reports = Vec::new();
+    for future in as_completed(futures, None) {
+        let input = future_to_input.remove(&future).expect("each future once");
+        let report: Report = future.into_result().expect("moved out");
+        assert_eq!(report.input, input);
+        reports.push(report);
+    }
+    reports.sort_by_key(|r| r.input);
+    assert_eq!(
+        reports.iter().map(|r| r.square).collect::<Vec<_>>(),
+        [0, 1, 4, 9, 16, 25]
+    );
 }
 
 // Futures of different types and executors, through `AnyFuture`.

@@ -165,9 +165,8 @@ fn row(
     let mut error = None;
     let mut pids_before = BTreeSet::new();
     for (x, future) in (0..n).zip(&futures) {
-        let outcome = future
-            .result_timeout(LONG)
-            .unwrap_or_else(|_| panic!("task {x} hung"));
+        let outcome = future.result_timeout(LONG);
+        assert!(!matches!(outcome, Err(TaskError::Timeout)), "task {x} hung");
         match (x == at, outcome) {
             (false, Ok(&(value, pid))) => {
                 assert_eq!(value, x * x, "task {x}");
@@ -176,7 +175,7 @@ fn row(
             }
             (false, Err(e)) => panic!("task {x} failed although only task {at} crashes: {e}"),
             (true, Ok(v)) => panic!("the crashing task {x} returned {v:?}"),
-            (true, Err(e)) => error = Some(e.clone()),
+            (true, Err(e)) => error = Some(e),
         }
     }
     let after: Vec<_> = (0..20)
@@ -187,10 +186,7 @@ fn row(
         .collect();
     let mut pids_after = BTreeSet::new();
     for (x, future) in (0..20).zip(&after) {
-        let &(value, pid) = future
-            .result_timeout(LONG)
-            .expect("no hang")
-            .expect("a task after the crash");
+        let &(value, pid) = future.result_timeout(LONG).expect("a task after the crash");
         assert_eq!(value, x * x);
         pids_after.insert(pid);
     }
@@ -380,8 +376,8 @@ fn memory_limit() {
 
 /// Checks a timed-out task's error.
 fn timed_out<T: Task>(row: &Row, _task: T) {
-    let TaskError::TimedOut { task, pid, limit } = &row.error else {
-        panic!("expected TimedOut, got {:?}", row.error)
+    let TaskError::TimeLimit { task, pid, limit } = &row.error else {
+        panic!("expected TimeLimit, got {:?}", row.error)
     };
     assert_eq!(task, T::NAME);
     assert_eq!(*limit, Duration::from_millis(500));
@@ -437,11 +433,11 @@ fn time_limits_in_order() {
     let submit_wins = pool.submit_with(spins_60s, 0, half_second).unwrap();
     let task_wins = pool.submit(spins_500ms, 1).unwrap();
     for future in [&submit_wins, &task_wins] {
-        match future.result_timeout(LONG).expect("no hang") {
-            Err(TaskError::TimedOut { limit, .. }) => {
-                assert_eq!(*limit, Duration::from_millis(500))
+        match future.result_timeout(LONG) {
+            Err(TaskError::TimeLimit { limit, .. }) => {
+                assert_eq!(limit, Duration::from_millis(500))
             }
-            other => panic!("expected TimedOut, got {other:?}"),
+            other => panic!("expected TimeLimit, got {other:?}"),
         }
     }
     assert!(
@@ -488,7 +484,7 @@ fn queued_behind_a_crash_are_resent() {
     });
     let dead = entered.pid;
     entered.release();
-    let error = crash.result_timeout(LONG).expect("no hang").unwrap_err();
+    let error = crash.result_timeout(LONG).unwrap_err();
     let TaskError::WorkerDied {
         task, pid, exit, ..
     } = error
@@ -496,12 +492,9 @@ fn queued_behind_a_crash_are_resent() {
         panic!("expected WorkerDied, got {error:?}")
     };
     assert_eq!(task, <aborts_at_gate as Task>::NAME);
-    assert_eq!((*pid, *exit), (dead, Exit::Signal(libc::SIGABRT)));
+    assert_eq!((pid, exit), (dead, Exit::Signal(libc::SIGABRT)));
     for (x, future) in (1..=3).zip(&behind) {
-        let &(value, pid) = future
-            .result_timeout(LONG)
-            .expect("no hang")
-            .expect("re-sent, not failed");
+        let &(value, pid) = future.result_timeout(LONG).expect("re-sent, not failed");
         assert_eq!(value, x * x);
         assert_ne!(pid, dead, "ran on the dead worker");
     }
@@ -528,8 +521,8 @@ fn sigkill_from_outside() {
     });
     // The worker waits at the gate: alive, our child, not reaped.
     crash_util::sigkill(entered.pid);
-    let error = blocked.result_timeout(LONG).expect("no hang").unwrap_err();
-    match error {
+    let error = blocked.result_timeout(LONG).unwrap_err();
+    match &error {
         TaskError::WorkerDied {
             task,
             pid,
@@ -551,10 +544,7 @@ fn sigkill_from_outside() {
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     for (x, future) in (1..=3).zip(&behind) {
-        let &(value, pid) = future
-            .result_timeout(LONG)
-            .expect("no hang")
-            .expect("not lost");
+        let &(value, pid) = future.result_timeout(LONG).expect("not lost");
         assert_eq!(value, x * x);
         assert_ne!(pid, entered.pid);
     }

@@ -138,7 +138,7 @@ fn no_task_waits_behind_a_long_one_at_start_up() {
     let long = pool.submit(gated, (gate.path(), 1)).unwrap();
     let short = pool.submit(echo, 2).unwrap();
     let held = gate.entered();
-    assert_eq!(short.result_timeout(LONG), Ok(Ok(&2)));
+    assert_eq!(short.result_timeout(LONG), Ok(&2));
     assert!(long.running());
     drop(held);
     assert_eq!(long.result(), Ok(&1));
@@ -160,7 +160,7 @@ fn no_task_waits_behind_a_long_one_while_a_worker_is_idle() {
     for (i, f) in (3..).zip(&queued) {
         assert_eq!(
             f.result_timeout(LONG),
-            Ok(Ok(&i)),
+            Ok(&i),
             "task {i} waited behind the held one"
         );
     }
@@ -210,7 +210,7 @@ fn a_task_submits_to_its_own_pool() {
             (),
         )
         .unwrap();
-    assert_eq!(outer.result_timeout(LONG), Ok(Ok(&42)));
+    assert_eq!(outer.result_timeout(LONG), Ok(&42));
 }
 
 // Closures on the thread pool: no argument, one, a tuple.

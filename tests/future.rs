@@ -98,7 +98,7 @@ both!(fn states_pending_running_finished(pool) {
 
 both!(fn failed_and_panicked_futures_are_finished(pool) {
     let failed = pool.submit(fail, 3).unwrap();
-    assert_eq!(failed.result(), Err(&TaskError::Failed("bad 3".to_owned())));
+    assert_eq!(failed.result(), Err(TaskError::Failed("bad 3".to_owned())));
     assert_eq!(state(&failed), FINISHED);
     let panicked = pool.submit(boom, 4).unwrap();
     match panicked.result() {
@@ -139,9 +139,9 @@ both!(fn cancel_pending(pool) {
         assert!(target.cancel());
         assert!(traced.cancel());
         assert_eq!(state(&target), CANCELLED);
-        assert_eq!(target.result(), Err(&TaskError::Cancelled));
-        assert_eq!(target.result_timeout(SHORT), Ok(Err(&TaskError::Cancelled)));
-        assert_eq!(target.exception(), Some(&TaskError::Cancelled));
+        assert_eq!(target.result(), Err(TaskError::Cancelled));
+        assert_eq!(target.result_timeout(SHORT), Err(TaskError::Cancelled));
+        assert_eq!(target.exception(), Some(TaskError::Cancelled));
         assert!(target.result().unwrap_err().is_cancelled());
         // test_cancel (CANCELLED): cancelling again still says it is cancelled.
         assert!(target.cancel());
@@ -175,23 +175,23 @@ both!(fn cancel_finished_fails(pool) {
     let failed = pool.submit(fail, 2).unwrap();
     failed.result().unwrap_err();
     assert!(!failed.cancel());
-    assert_eq!(failed.result(), Err(&TaskError::Failed("bad 2".to_owned())));
+    assert_eq!(failed.result(), Err(TaskError::Failed("bad 2".to_owned())));
 });
 
 // test_result_with_timeout: a pending or running future times out and stays as it was.
 both!(fn result_timeout_leaves_the_future_pending(pool) {
     let gate = Gate::new();
     let (blocker, entered, target) = busy(&*pool, &gate);
-    assert_eq!(target.result_timeout(SHORT), Err(Timeout));
-    assert_eq!(target.result_timeout(std::time::Duration::ZERO), Err(Timeout));
+    assert_eq!(target.result_timeout(SHORT), Err(TaskError::Timeout));
+    assert_eq!(target.result_timeout(std::time::Duration::ZERO), Err(TaskError::Timeout));
     assert_eq!(state(&target), PENDING);
-    assert_eq!(blocker.result_timeout(SHORT), Err(Timeout));
+    assert_eq!(blocker.result_timeout(SHORT), Err(TaskError::Timeout));
     assert_eq!(state(&blocker), RUNNING);
     assert!(!target.wait_timeout(SHORT));
     entered.release();
-    assert_eq!(target.result_timeout(LONG), Ok(Ok(&42)));
+    assert_eq!(target.result_timeout(LONG), Ok(&42));
     assert!(target.wait_timeout(std::time::Duration::ZERO));
-    assert_eq!(blocker.result_timeout(std::time::Duration::ZERO), Ok(Ok(&0)));
+    assert_eq!(blocker.result_timeout(std::time::Duration::ZERO), Ok(&0));
 });
 
 #[test]
@@ -210,9 +210,9 @@ both!(fn exception_and_exception_timeout(pool) {
     assert_eq!(blocked.exception_timeout(LONG), Ok(None));
     assert_eq!(blocked.exception(), None);
     let failed = pool.submit(fail, 9).unwrap();
-    assert_eq!(failed.exception(), Some(&TaskError::Failed("bad 9".to_owned())));
-    assert_eq!(failed.exception_timeout(SHORT), Ok(Some(&TaskError::Failed("bad 9".to_owned()))));
-    assert_eq!(failed.exception().and_then(TaskError::failed), Some(&"bad 9".to_owned()));
+    assert_eq!(failed.exception(), Some(TaskError::Failed("bad 9".to_owned())));
+    assert_eq!(failed.exception_timeout(SHORT), Ok(Some(TaskError::Failed("bad 9".to_owned()))));
+    assert_eq!(failed.exception().as_ref().and_then(TaskError::failed), Some(&"bad 9".to_owned()));
 });
 
 // test_result_with_success: a thread blocked in `result` gets the value when it arrives.
@@ -222,7 +222,7 @@ both!(fn result_blocks_until_done(pool) {
     let entered = gate.entered();
     let waiting = {
         let blocked = blocked.clone();
-        thread::spawn(move || blocked.result().copied().map_err(Clone::clone))
+        thread::spawn(move || blocked.result().copied())
     };
     later(SHORT, move || entered.release());
     assert_eq!(waiting.join().unwrap(), Ok(5));
@@ -234,7 +234,7 @@ both!(fn cancel_wakes_a_blocked_result(pool) {
     let (blocker, entered, target) = busy(&*pool, &gate);
     let waiting = {
         let target = target.clone();
-        thread::spawn(move || target.result().copied().map_err(Clone::clone))
+        thread::spawn(move || target.result().copied())
     };
     let cancel = {
         let target = target.clone();
@@ -257,7 +257,7 @@ fn recorder(future: &Future<u64, String>) -> (mpsc::Receiver<Seen>, Arc<AtomicUs
     let counter = calls.clone();
     future.add_done_callback(move |f| {
         counter.fetch_add(1, Ordering::SeqCst);
-        let outcome = f.result().copied().map_err(Clone::clone);
+        let outcome = f.result().copied();
         let _ = tx.send((*f == me, outcome, thread::current().id()));
     });
     (rx, calls)
@@ -381,13 +381,15 @@ both!(fn identity_hash_and_eq(pool) {
     assert_ne!(AnyFuture::from(&a), AnyFuture::from(&b));
 });
 
-both!(fn into_result_moves_or_clones_the_outcome(pool) {
+both!(fn into_result_moves_the_outcome_of_the_last_handle(pool) {
     let only = pool.submit(echo, 3).unwrap();
     assert_eq!(only.into_result(), Ok(3));
+    // With another handle alive, the outcome stays with that one.
     let shared = pool.submit(echo, 4).unwrap();
     let other = shared.clone();
-    assert_eq!(shared.into_result(), Ok(4));
+    assert_eq!(shared.into_result(), Err(TaskError::Shared));
     assert_eq!(other.result(), Ok(&4));
+    assert_eq!(other.into_result(), Ok(4));
     assert_eq!(pool.submit(fail, 6).unwrap().into_result(), Err(TaskError::Failed("bad 6".to_owned())));
     // It blocks until the future is done.
     let gate = Gate::new();
@@ -420,7 +422,7 @@ both!(fn await_by_reference(pool) {
     assert_eq!(block_on(lend), Ok(&8));
     assert_eq!(block_on(async { (&future).await.copied() }), Ok(8));
     let failed = pool.submit(fail, 1).unwrap();
-    assert_eq!(block_on(async { (&failed).await.cloned() }), Err(&TaskError::Failed("bad 1".to_owned())));
+    assert_eq!(block_on(async { (&failed).await.cloned() }), Err(TaskError::Failed("bad 1".to_owned())));
 });
 
 // `fut.await` moves the outcome out.
@@ -488,7 +490,7 @@ both!(
 both!(
     fn huge_timeouts(pool) {
         let future = pool.submit(echo, 5).unwrap();
-        assert_eq!(future.result_timeout(std::time::Duration::MAX), Ok(Ok(&5)));
+        assert_eq!(future.result_timeout(std::time::Duration::MAX), Ok(&5));
         assert_eq!(future.exception_timeout(std::time::Duration::MAX), Ok(None));
         assert!(future.wait_timeout(std::time::Duration::MAX));
         let r = cf::wait([&future], std::time::Duration::MAX, cf::ReturnWhen::AllCompleted);
@@ -506,7 +508,8 @@ fn odd_panic() -> u64 {
 both!(
     fn panic_with_a_non_string_payload(pool) {
         let future = pool.submit(odd_panic, ()).unwrap();
-        let info = future.result().unwrap_err().panic_info().unwrap();
+        let error = future.result().unwrap_err();
+        let info = error.panic_info().unwrap();
         assert_eq!(info.message, "Box<dyn Any>");
         assert!(info.task.ends_with("odd_panic"), "{}", info.task);
         assert_eq!(pool.submit(echo, 1).unwrap().result(), Ok(&1));
@@ -540,7 +543,7 @@ both!(
         for (i, (c, f)) in counts.iter().zip(&futures).enumerate() {
             assert_eq!(c.load(Ordering::SeqCst), 1, "future {i}: {f:?}");
             assert!(f.done());
-            assert_eq!(f.cancelled(), f.result() == Err(&TaskError::Cancelled));
+            assert_eq!(f.cancelled(), f.result() == Err(TaskError::Cancelled));
         }
     }
 );

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cf::{Exit, Future, ProcessPoolExecutor, Task, TaskError};
+use cf::{BrokenCause, Exit, Future, ProcessPoolExecutor, StartupFailure, Task, TaskError};
 use crash_util::{Gate, LONG, OBSERVE, children, hold, serial, square, until, within, worker_pid};
 
 /// Set by the initializer, in the worker.
@@ -73,20 +73,44 @@ fn kill_a_running_task() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "kill took {took:?}");
     eprintln!("Future::kill of a running task returned in {took:?}");
-    assert!(running.cancelled());
+    // Killed, not cancelled: it was running.
+    assert!(!running.cancelled());
     assert!(running.done());
-    assert!(matches!(running.result(), Err(TaskError::Cancelled)));
+    assert_eq!(running.result(), Err(TaskError::Killed));
     // The pool still works, on another worker.
     let after = pool.submit(worker_pid, ()).unwrap();
-    let pid = *after
-        .result_timeout(LONG)
-        .expect("no hang")
-        .expect("a task after the kill");
+    let pid = *after.result_timeout(LONG).expect("a task after the kill");
     assert_ne!(pid, entered.pid);
     assert_eq!(
         crash_util::wait_dead(&[entered.pid], OBSERVE),
         Vec::<u32>::new()
     );
+}
+
+/// A killed task is an exception, not a cancellation: `wait(FirstException)` returns on it
+/// (before, a kill looked exactly like a cancel, which `FirstException` ignores).
+#[test]
+fn a_killed_task_is_an_exception_for_wait() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .expect("start a pool");
+    let gate = Gate::new();
+    let running = pool.submit(sleeps_a_minute, gate.path()).unwrap();
+    let _entered = gate.entered();
+    let other_gate = Gate::new();
+    let other = pool.submit(hold, other_gate.path()).unwrap();
+    let other_entered = other_gate.entered();
+    assert!(running.kill());
+    let r = cf::wait([&running, &other], LONG, cf::ReturnWhen::FirstException);
+    assert!(
+        r.done.contains(&running) && r.not_done.contains(&other),
+        "{r:?}"
+    );
+    assert!(running.exception().is_some_and(|e| e.is_killed()));
+    other_entered.release();
+    other.result().unwrap();
 }
 
 /// `kill` on a pending future only cancels it: no worker dies.
@@ -108,10 +132,10 @@ fn kill_a_pending_task() {
     assert!(matches!(pending.result(), Err(TaskError::Cancelled)));
     let pid = entered.pid;
     entered.release();
-    assert_eq!(first.result_timeout(LONG).expect("no hang"), Ok(&pid));
+    assert_eq!(first.result_timeout(LONG), Ok(&pid));
     // The same worker serves on.
     let next = pool.submit(worker_pid, ()).unwrap();
-    assert_eq!(next.result_timeout(LONG).expect("no hang"), Ok(&pid));
+    assert_eq!(next.result_timeout(LONG), Ok(&pid));
 }
 
 /// Python semantics: `cancel` cannot stop a running task.
@@ -127,7 +151,7 @@ fn cancel_a_running_task_returns_false() {
     assert!(!running.cancelled());
     let pid = entered.pid;
     entered.release();
-    assert_eq!(running.result_timeout(LONG).expect("no hang"), Ok(&pid));
+    assert_eq!(running.result_timeout(LONG), Ok(&pid));
 }
 
 #[test]
@@ -143,10 +167,7 @@ fn max_tasks_per_child() {
         .collect();
     let mut per_pid = BTreeMap::new();
     for future in &futures {
-        let pid = *future
-            .result_timeout(LONG)
-            .expect("no hang")
-            .expect("a pid");
+        let pid = *future.result_timeout(LONG).expect("a pid");
         *per_pid.entry(pid).or_insert(0) += 1;
     }
     assert_eq!(per_pid.len(), 3, "{per_pid:?}");
@@ -168,10 +189,7 @@ fn initializer() {
         .collect();
     let mut pids = std::collections::BTreeSet::new();
     for future in &futures {
-        let &(value, runs, pid) = future
-            .result_timeout(LONG)
-            .expect("no hang")
-            .expect("a state");
+        let &(value, runs, pid) = future.result_timeout(LONG).expect("a state");
         assert_eq!((value, runs), (42, 1), "worker {pid}");
         pids.insert(pid);
     }
@@ -197,27 +215,45 @@ fn failing_initializer_breaks_the_pool() {
     for _ in 0..3 {
         gate.entered().release();
     }
-    let error = pending.result_timeout(LONG).expect("no hang").unwrap_err();
-    let TaskError::Pool { task, message } = error else {
-        panic!("expected Pool, got {error:?}")
+    let error = pending.result_timeout(LONG).unwrap_err();
+    let TaskError::Broken { task, cause } = &error else {
+        panic!("expected Broken, got {error:?}")
     };
     assert_eq!(task, <square as Task>::NAME);
-    let cause = "3 workers in a row failed to start; the last: the initializer `lifecycle::bad_init` failed: \
-                 task `lifecycle::bad_init` panicked at ";
+    let BrokenCause::Startup {
+        failures: 3,
+        last: StartupFailure::Initializer {
+            task: init,
+            message,
+        },
+    } = cause
+    else {
+        panic!("expected three initializer failures, got {cause:?}")
+    };
+    assert_eq!(init, "lifecycle::bad_init");
     assert!(
-        message.starts_with(&format!("the pool is broken: {cause}")),
+        message.starts_with("task `lifecycle::bad_init` panicked at "),
         "{message}"
     );
     assert!(message.ends_with("): bad init"), "{message}");
+    let text = "3 workers in a row failed to start; the last: the initializer `lifecycle::bad_init` failed: \
+                 task `lifecycle::bad_init` panicked at ";
+    assert!(
+        error.to_string().starts_with(&format!(
+            "task `{task}` did not run: the pool is broken: {text}"
+        )),
+        "{error}"
+    );
     // The pool kills the workers still starting when it breaks; once they are reaped, the
     // refusal still names the initializer, not that kill.
     until("the killed workers are reaped", || children().is_empty());
     let refused = pool.submit(square, 4).unwrap_err();
     assert!(refused.error().is_broken(), "{refused:?}");
+    assert_eq!(refused.error().broken_cause(), Some(cause));
     assert!(
         refused
             .to_string()
-            .starts_with(&format!("the pool is broken: {cause}")),
+            .starts_with(&format!("the pool is broken: {text}")),
         "{refused}"
     );
     assert_eq!(refused.into_args(), 4);
@@ -270,13 +306,13 @@ fn stop_workers(signal: i32, stop: fn(&ProcessPoolExecutor)) {
     within(OBSERVE, "stopping the workers", move || stop(&stopping));
     let mut died = Vec::new();
     for future in &running {
-        match future.result_timeout(LONG).expect("no hang") {
+        match future.result_timeout(LONG) {
             Err(TaskError::WorkerDied {
                 task, pid, exit, ..
             }) => {
                 assert_eq!(task, <hold as Task>::NAME);
-                assert_eq!(*exit, Exit::Signal(signal), "{exit}");
-                died.push(*pid);
+                assert_eq!(exit, Exit::Signal(signal), "{exit}");
+                died.push(pid);
             }
             other => panic!("expected WorkerDied, got {other:?}"),
         }
@@ -362,11 +398,11 @@ fn drop_after_future_kill() {
     within(OBSERVE, "dropping the pool after Future::kill", move || {
         drop(pool)
     });
-    assert!(running.cancelled());
+    assert_eq!(running.result(), Err(TaskError::Killed));
     assert_eq!(children(), Default::default());
 }
 
-/// `kill` on a task that was sent ahead to a worker but has not started cancels it without
+/// `kill` on a task that was sent ahead to a worker but has not started stops it without
 /// killing anyone: the task before it and the one behind it finish on the same worker.
 #[test]
 fn kill_a_task_sent_ahead() {
@@ -385,22 +421,22 @@ fn kill_a_task_sent_ahead() {
         ahead.running() && behind.running()
     });
     assert!(ahead.kill());
-    assert!(ahead.cancelled());
-    assert!(matches!(ahead.result(), Err(TaskError::Cancelled)));
+    assert!(!ahead.cancelled());
+    assert_eq!(ahead.result(), Err(TaskError::Killed));
     let pid = entered.pid;
     entered.release();
-    assert_eq!(first.result_timeout(LONG).expect("no hang"), Ok(&pid));
+    assert_eq!(first.result_timeout(LONG), Ok(&pid));
     assert_eq!(
-        behind.result_timeout(LONG).expect("no hang"),
+        behind.result_timeout(LONG),
         Ok(&(9, pid)),
         "the task behind the killed one, on the same worker"
     );
     let next = pool.submit(worker_pid, ()).unwrap();
-    assert_eq!(next.result_timeout(LONG).expect("no hang"), Ok(&pid));
+    assert_eq!(next.result_timeout(LONG), Ok(&pid));
 }
 
 /// `terminate_workers` with a task sent ahead to a worker (so already running, as in Python's
-/// call queue): it cannot be cancelled any more and fails with `TaskError::Pool`.
+/// call queue): it cannot be cancelled any more and fails with `TaskError::Terminated`.
 #[test]
 fn terminate_workers_with_a_task_sent_ahead() {
     let _serial = serial();
@@ -421,18 +457,24 @@ fn terminate_workers_with_a_task_sent_ahead() {
     within(OBSERVE, "terminate_workers", move || {
         stopping.terminate_workers()
     });
-    match running.result_timeout(LONG).expect("no hang") {
+    match running.result_timeout(LONG) {
         Err(TaskError::WorkerDied { pid, exit, .. }) => {
-            assert_eq!((*pid, *exit), (entered.pid, Exit::Signal(libc::SIGTERM)));
+            assert_eq!((pid, exit), (entered.pid, Exit::Signal(libc::SIGTERM)));
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
-    match ahead.result_timeout(LONG).expect("no hang") {
-        Err(TaskError::Pool { task, message }) => {
+    match ahead.result_timeout(LONG) {
+        Err(error @ TaskError::Terminated { .. }) => {
+            let TaskError::Terminated { task } = &error else {
+                unreachable!()
+            };
             assert_eq!(task, <square as Task>::NAME);
-            assert_eq!(message, "the pool's workers were terminated");
+            assert_eq!(
+                error.to_string(),
+                format!("task `{task}` did not run: the pool's workers were terminated")
+            );
         }
-        other => panic!("expected Pool, got {other:?}"),
+        other => panic!("expected Terminated, got {other:?}"),
     }
     assert!(matches!(pending.result(), Err(TaskError::Cancelled)));
     assert_eq!(children(), Default::default());

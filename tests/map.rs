@@ -304,8 +304,7 @@ both!(
                 "task `map::square` did not run: cannot submit after shutdown"
             );
             match error {
-                TaskError::Pool { message, task } => {
-                    assert_eq!(message, "cannot submit after shutdown");
+                TaskError::Shutdown { task } => {
                     assert_eq!(task, "map::square");
                 }
                 other => panic!("{other:?}"),

@@ -162,13 +162,13 @@ fn abort_fails_only_its_task() {
                 }),
             ) => {
                 assert_eq!(task, "process::square_or_die");
-                assert_eq!(*exit, Exit::Signal(6));
+                assert_eq!(exit, Exit::Signal(6));
                 assert_eq!(exit.signal_name(), Some("SIGABRT"));
                 assert_eq!(exit.to_string(), "signal 6 (SIGABRT)");
-                died = Some(*pid);
+                died = Some(pid);
             }
             (31, Err(TaskError::WorkerDied { exit, .. })) => {
-                assert_eq!(*exit, Exit::Code(3));
+                assert_eq!(exit, Exit::Code(3));
                 assert_eq!(exit.signal_name(), None);
                 assert_eq!(exit.to_string(), "exit code 3");
             }
@@ -230,10 +230,7 @@ fn exit_code() {
         ),
         "{error:?}"
     );
-    assert_eq!(
-        pool.submit(echo, 1).unwrap().result_timeout(LONG),
-        Ok(Ok(&1))
-    );
+    assert_eq!(pool.submit(echo, 1).unwrap().result_timeout(LONG), Ok(&1));
 }
 
 #[test]

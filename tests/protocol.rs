@@ -180,7 +180,7 @@ fn protocol_errors_say_who_and_what() {
     let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
     let future = pool.submit(unknown_kind, ()).unwrap();
     let error = future.result().unwrap_err();
-    let TaskError::Protocol { pid, task, .. } = error else {
+    let TaskError::Protocol { pid, task, .. } = &error else {
         panic!("{error:?}")
     };
     assert_eq!(task, "protocol::unknown_kind");

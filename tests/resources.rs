@@ -114,12 +114,12 @@ fn queued_tasks_take_no_fds() {
     // without a trace as well.
     pool.shutdown(false, true);
     for future in &queued {
-        let outcome = future.result_timeout(LONG).expect("no hang");
+        let outcome = future.result_timeout(LONG);
         assert!(matches!(outcome, Err(TaskError::Cancelled)), "{outcome:?}");
     }
     drop(entered);
     for future in &held {
-        assert!(future.result_timeout(LONG).expect("no hang").is_ok());
+        assert!(future.result_timeout(LONG).is_ok());
     }
     drop(pool);
     drop(gate);
@@ -137,7 +137,6 @@ fn protocol_fds_do_not_reach_grandchildren() {
         .submit(grandchild_fds, ())
         .unwrap()
         .result_timeout(LONG)
-        .expect("no hang")
         .unwrap()
         .iter()
         .copied()
@@ -158,7 +157,6 @@ fn workers_hold_only_their_own_fds() {
         .submit(worker_fds, ())
         .unwrap()
         .result_timeout(LONG)
-        .expect("no hang")
         .unwrap()
         .clone();
     let numbers: BTreeSet<u32> = held.iter().map(|(fd, _)| *fd).collect();
@@ -183,13 +181,13 @@ fn last_words_in_the_error() {
     let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
     let line = "resources: the worker's last line before abort";
     let future = pool.submit(says_and_aborts, line.to_owned()).unwrap();
-    let error = future.result_timeout(LONG).expect("no hang").unwrap_err();
+    let error = future.result_timeout(LONG).unwrap_err();
     let TaskError::WorkerDied {
         task,
         pid,
         exit,
         stderr,
-    } = error
+    } = &error
     else {
         panic!("expected WorkerDied, got {error:?}")
     };

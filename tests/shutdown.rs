@@ -43,10 +43,10 @@ both!(
         let release = later(SHORT, move || drop(entered));
         pool.shutdown(true, false);
         for (i, f) in (0..).zip(&held) {
-            assert_eq!(f.result_timeout(Duration::ZERO), Ok(Ok(&i)));
+            assert_eq!(f.result_timeout(Duration::ZERO), Ok(&i));
         }
         for (i, f) in (0..).zip(&queued) {
-            assert_eq!(f.result_timeout(Duration::ZERO), Ok(Ok(&i)));
+            assert_eq!(f.result_timeout(Duration::ZERO), Ok(&i));
         }
         release.join().unwrap();
     }
@@ -77,7 +77,7 @@ both!(
         assert!(queued.iter().all(|f| !f.cancelled()));
         releaser.join().unwrap();
         for f in held.iter().chain(&queued) {
-            assert!(f.result_timeout(LONG).unwrap().is_ok());
+            assert!(f.result_timeout(LONG).is_ok());
         }
         let after = pool.submit(echo, 1);
         assert!(after.unwrap_err().error().is_shutdown());
@@ -108,7 +108,7 @@ both!(
         assert_eq!(releaser.join().unwrap(), 0, "shutdown did not cancel the pending tasks");
         for f in &pending {
             assert!(f.cancelled(), "{f:?}");
-            assert_eq!(f.result(), Err(&TaskError::Cancelled));
+            assert_eq!(f.result(), Err(TaskError::Cancelled));
         }
         for f in held.iter().chain(&started) {
             assert!(f.done() && !f.cancelled(), "{f:?}");
@@ -131,9 +131,9 @@ both!(
         assert!(pending.iter().all(|f| f.cancelled()));
         assert!(!held[0].done());
         drop(entered);
-        assert_eq!(held[0].result_timeout(LONG), Ok(Ok(&0)));
+        assert_eq!(held[0].result_timeout(LONG), Ok(&0));
         for f in queued.iter().filter(|f| !f.cancelled()) {
-            assert!(f.result_timeout(LONG).unwrap().is_ok());
+            assert!(f.result_timeout(LONG).is_ok());
         }
     }
 );
@@ -163,7 +163,7 @@ both!(
         assert_eq!(waiter.join().unwrap(), 1);
         assert_eq!(iterator.join().unwrap(), (Some(true), false));
         drop(entered);
-        assert_eq!(held[0].result_timeout(LONG), Ok(Ok(&0)));
+        assert_eq!(held[0].result_timeout(LONG), Ok(&0));
     }
 );
 
@@ -203,7 +203,7 @@ fn drop_waits_for_every_task_thread() {
         release = later(SHORT, move || drop(entered));
     }
     for f in &futures {
-        assert!(f.result_timeout(Duration::ZERO).unwrap().is_ok(), "{f:?}");
+        assert!(f.result_timeout(Duration::ZERO).is_ok(), "{f:?}");
     }
     release.join().unwrap();
 }
@@ -225,7 +225,7 @@ fn drop_waits_for_every_task_process() {
         release = later(SHORT, move || drop(entered));
     }
     for f in &futures {
-        assert!(f.result_timeout(Duration::ZERO).unwrap().is_ok(), "{f:?}");
+        assert!(f.result_timeout(Duration::ZERO).is_ok(), "{f:?}");
     }
     release.join().unwrap();
 }

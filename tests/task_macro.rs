@@ -259,7 +259,7 @@ fn runs_in_a_worker() -> Result<(), cf::Error> {
     assert_eq!(loud.result().map(String::as_str), Ok("HELLO"));
     assert_eq!(
         bad.result(),
-        Err(&TaskError::Failed(
+        Err(TaskError::Failed(
             "invalid digit found in string".to_owned()
         ))
     );
@@ -299,8 +299,8 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
     let stuck = pool.submit(spin_forever, ())?;
     match stuck.result() {
-        Err(TaskError::TimedOut { limit, task, .. }) => {
-            assert_eq!(*limit, Duration::from_millis(300));
+        Err(TaskError::TimeLimit { limit, task, .. }) => {
+            assert_eq!(limit, Duration::from_millis(300));
             assert_eq!(task, "task_macro::spin_forever");
         }
         other => panic!("expected a time-out, got {other:?}"),
@@ -309,7 +309,7 @@ fn timeout_attribute_limits_the_task() -> Result<(), cf::Error> {
     let options = cf::TaskOptions::new().timeout(Duration::from_millis(100));
     let shorter = pool.submit_with(spin_forever, (), options)?;
     assert!(
-        matches!(shorter.result(), Err(TaskError::TimedOut { limit, .. }) if *limit == Duration::from_millis(100))
+        matches!(shorter.result(), Err(TaskError::TimeLimit { limit, .. }) if limit == Duration::from_millis(100))
     );
     Ok(())
 }
@@ -344,7 +344,7 @@ fn crate_path_for_a_renamed_dependency() -> Result<(), cf::Error> {
     let tripled = pool.submit(renamed::triple, 14)?;
     let odd = pool.submit(renamed::halve, 3)?;
     assert_eq!(tripled.result(), Ok(&42));
-    assert_eq!(odd.result(), Err(&TaskError::Failed("3 is odd".to_owned())));
+    assert_eq!(odd.result(), Err(TaskError::Failed("3 is odd".to_owned())));
     Ok(())
 }
 
@@ -396,10 +396,10 @@ fn result_aliases_fail_the_task() -> Result<(), cf::Error> {
     let value = pool.submit(aliased::verdict, -1)?;
     assert_eq!(
         negative.result(),
-        Err(&TaskError::Failed("-1 is not positive".to_owned()))
+        Err(TaskError::Failed("-1 is not positive".to_owned()))
     );
     assert_eq!(positive.result(), Ok(&1));
-    assert_eq!(odd.result(), Err(&TaskError::Failed("3 is odd".to_owned())));
+    assert_eq!(odd.result(), Err(TaskError::Failed("3 is odd".to_owned())));
     assert_eq!(value.result(), Ok(&Err("no".to_owned())));
     Ok(())
 }

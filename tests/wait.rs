@@ -106,7 +106,7 @@ fn fixtures(pool: &impl Exec) -> Fixtures {
     assert_eq!(successful.result(), Ok(&42));
     assert_eq!(
         exception.result(),
-        Err(&cf::TaskError::Failed("error 1".to_owned()))
+        Err(cf::TaskError::Failed("error 1".to_owned()))
     );
     Fixtures {
         successful,

@@ -103,7 +103,7 @@ use crate::args::TaskArgs;
 ///
 /// `#[task(timeout = "500ms")]` (units `ms`, `s`, `m`) gives the task a time limit on a
 /// `ProcessPoolExecutor`: a run past it kills its worker and fails the future with
-/// `TaskError::TimedOut`. A limit given at submit (`submit_with`) wins; the pool's default
+/// `TaskError::TimeLimit`. A limit given at submit (`submit_with`) wins; the pool's default
 /// (`task_timeout`) applies to tasks without one.
 ///
 /// ```

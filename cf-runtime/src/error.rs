@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use cf_worker::PanicInfo;
 
+mod broken;
+
+pub use broken::{BrokenCause, HandshakeError, StartupFailure};
+
 /// Something went wrong with an executor itself: starting workers, talking to them, or using it
 /// after shutdown.
 ///
@@ -21,9 +25,9 @@ pub(crate) enum ErrorKind {
     Shutdown,
     NotRegistered(&'static str),
     DuplicateTasks(Vec<&'static str>),
-    Broken(String),
+    Broken(BrokenCause),
     Encode { task: &'static str, message: String },
-    Task(String),
+    Task(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -46,6 +50,14 @@ impl Error {
         matches!(self.kind, ErrorKind::Broken(_))
     }
 
+    /// Why the pool is broken, if it is.
+    pub fn broken_cause(&self) -> Option<&BrokenCause> {
+        match &self.kind {
+            ErrorKind::Broken(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
     /// The task is not in this binary's task table.
     pub fn is_not_registered(&self) -> bool {
         matches!(
@@ -59,9 +71,36 @@ impl Error {
         matches!(self.kind, ErrorKind::Encode { .. })
     }
 
-    /// A task's outcome turned into an `Error` with `?`.
+    /// A task's outcome turned into an `Error` with `?`; the [`TaskError`] is its
+    /// [`source`](std::error::Error::source).
     pub fn is_task(&self) -> bool {
         matches!(self.kind, ErrorKind::Task(_))
+    }
+
+    /// The same refusal as the outcome of task `task` (a `map` input that could not be
+    /// submitted).
+    pub(crate) fn into_task_error<E>(self, task: &str) -> TaskError<E> {
+        let task = task.to_owned();
+        match self.kind {
+            ErrorKind::Shutdown => TaskError::Shutdown { task },
+            ErrorKind::Broken(cause) => TaskError::Broken { task, cause },
+            ErrorKind::NotRegistered(_) | ErrorKind::DuplicateTasks(_) => {
+                TaskError::UnknownTask { task }
+            }
+            ErrorKind::Encode { .. } => TaskError::Codec {
+                message: Error { kind: self.kind }.to_string(),
+                task,
+            },
+            // Not what `submit` fails with; kept typed all the same.
+            ErrorKind::Spawn(e) | ErrorKind::Io(e) => TaskError::Broken {
+                task,
+                cause: BrokenCause::Startup {
+                    failures: 1,
+                    last: StartupFailure::spawn(&e),
+                },
+            },
+            ErrorKind::Task(_) => TaskError::Abandoned,
+        }
     }
 }
 
@@ -89,29 +128,33 @@ impl fmt::Display for Error {
                     names.join(", ")
                 )
             }
-            ErrorKind::Broken(msg) => write!(f, "the pool is broken: {msg}"),
+            ErrorKind::Broken(cause) => write!(f, "the pool is broken: {cause}"),
             ErrorKind::Encode { task, message } => {
                 write!(
                     f,
                     "failed to encode the arguments of task `{task}`: {message}"
                 )
             }
-            ErrorKind::Task(msg) => f.write_str(msg),
+            ErrorKind::Task(_) => f.write_str("a task did not produce its value"),
         }
     }
 }
 
-impl std::error::Error for Error {}
-
-impl<E: fmt::Display> From<TaskError<E>> for Error {
-    fn from(e: TaskError<E>) -> Self {
-        Error::new(ErrorKind::Task(e.to_string()))
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Task(e) => Some(&**e),
+            _ => None,
+        }
     }
 }
 
-impl<E: fmt::Display> From<&TaskError<E>> for Error {
-    fn from(e: &TaskError<E>) -> Self {
-        Error::new(ErrorKind::Task(e.to_string()))
+impl<E> From<TaskError<E>> for Error
+where
+    E: fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    fn from(e: TaskError<E>) -> Self {
+        Error::new(ErrorKind::Task(Box::new(e)))
     }
 }
 
@@ -204,7 +247,13 @@ impl fmt::Display for Exit {
 /// Why a task did not produce its value.
 ///
 /// `E` is the task's own error type: a task that returns `Result<T, E>` fails with
-/// [`TaskError::Failed`]; everything else that can happen to a task is a variant of its own.
+/// [`TaskError::Failed`]; everything else that can happen to a task is a variant of its own, so
+/// that a `match` tells them apart.
+///
+/// Three kinds of time run out, under three names: [`TimeLimit`](Self::TimeLimit) (the task ran
+/// too long and its worker was killed), [`Timeout`](Self::Timeout) (the caller stopped waiting:
+/// `map`'s timeout or [`Future::result_timeout`](crate::Future::result_timeout)), and the
+/// standalone [`Timeout`](crate::Timeout) of the other `*_timeout` waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskError<E = cf_worker::Never> {
@@ -224,7 +273,7 @@ pub enum TaskError<E = cf_worker::Never> {
         stderr: String,
     },
     /// The task ran past its time limit; its worker was killed.
-    TimedOut {
+    TimeLimit {
         /// The task.
         task: String,
         /// The worker's pid.
@@ -250,9 +299,12 @@ pub enum TaskError<E = cf_worker::Never> {
     },
     /// The future was cancelled before it ran.
     Cancelled,
-    /// The caller stopped waiting: `map`'s timeout ran out before this result came (Python's
-    /// `TimeoutError` from `map`). Not [`TimedOut`](Self::TimedOut), where the task itself ran
-    /// past its time limit and was killed.
+    /// The task was stopped while running, by [`Future::kill`](crate::Future::kill).
+    Killed,
+    /// The caller stopped waiting: `map`'s timeout ran out before this result came, or
+    /// [`Future::result_timeout`](crate::Future::result_timeout) gave up (Python's
+    /// `TimeoutError`). Not [`TimeLimit`](Self::TimeLimit), where the task itself ran past its
+    /// time limit and was killed.
     Timeout,
     /// The worker sent something the protocol does not allow (a bad frame); it was killed and
     /// replaced.
@@ -271,13 +323,43 @@ pub enum TaskError<E = cf_worker::Never> {
         /// What went wrong, with serde's message.
         message: String,
     },
-    /// The pool could not run the task (shut down, broken, or the task is unknown to workers).
-    Pool {
+    /// The executor was shut down before the task could be submitted.
+    Shutdown {
         /// The task.
         task: String,
-        /// What went wrong.
-        message: String,
     },
+    /// The pool's workers were terminated ([`terminate_workers`], [`kill_workers`]) before the
+    /// task ran.
+    ///
+    /// [`terminate_workers`]: crate::ProcessPoolExecutor::terminate_workers
+    /// [`kill_workers`]: crate::ProcessPoolExecutor::kill_workers
+    Terminated {
+        /// The task.
+        task: String,
+    },
+    /// The pool is broken and ran no more tasks; `cause` says why.
+    Broken {
+        /// The task.
+        task: String,
+        /// Why the pool broke.
+        cause: BrokenCause,
+    },
+    /// The worker does not know the task (it is not in the binary's task table).
+    UnknownTask {
+        /// The task.
+        task: String,
+    },
+    /// The worker answered a `map` chunk with fewer outcomes than the chunk had inputs; this
+    /// input got none.
+    MissingOutcome {
+        /// The task.
+        task: String,
+    },
+    /// The executor dropped the task without completing its future (a bug of the executor's).
+    Abandoned,
+    /// [`Future::into_result`](crate::Future::into_result) cannot move the outcome out: other
+    /// handles to the future still exist, and they keep it.
+    Shared,
 }
 
 impl<E> TaskError<E> {
@@ -296,9 +378,14 @@ impl<E> TaskError<E> {
         matches!(self, TaskError::WorkerDied { .. })
     }
 
-    /// The task ran past its time limit.
-    pub fn is_timed_out(&self) -> bool {
-        matches!(self, TaskError::TimedOut { .. })
+    /// The task ran past its time limit (its worker was killed).
+    pub fn is_time_limit(&self) -> bool {
+        matches!(self, TaskError::TimeLimit { .. })
+    }
+
+    /// The caller stopped waiting for the result ([`TaskError::Timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TaskError::Timeout)
     }
 
     /// The task went past the worker's memory limit.
@@ -309,6 +396,19 @@ impl<E> TaskError<E> {
     /// The future was cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, TaskError::Cancelled)
+    }
+
+    /// The running task was killed with [`Future::kill`](crate::Future::kill).
+    pub fn is_killed(&self) -> bool {
+        matches!(self, TaskError::Killed)
+    }
+
+    /// The pool could not run the task: shut down, terminated or broken.
+    pub fn is_pool(&self) -> bool {
+        matches!(
+            self,
+            TaskError::Shutdown { .. } | TaskError::Terminated { .. } | TaskError::Broken { .. }
+        )
     }
 
     /// The task's own error, if that is what this is.
@@ -323,6 +423,14 @@ impl<E> TaskError<E> {
     pub fn panic_info(&self) -> Option<&PanicInfo> {
         match self {
             TaskError::Panicked(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// Why the pool is broken, for [`TaskError::Broken`].
+    pub fn broken_cause(&self) -> Option<&BrokenCause> {
+        match self {
+            TaskError::Broken { cause, .. } => Some(cause),
             _ => None,
         }
     }
@@ -343,18 +451,25 @@ impl<E> TaskError<E> {
                 exit,
                 stderr,
             },
-            TaskError::TimedOut { task, pid, limit } => TaskError::TimedOut { task, pid, limit },
+            TaskError::TimeLimit { task, pid, limit } => TaskError::TimeLimit { task, pid, limit },
             TaskError::MemoryLimit { task, pid, limit } => {
                 TaskError::MemoryLimit { task, pid, limit }
             }
             TaskError::StackOverflow { task, pid } => TaskError::StackOverflow { task, pid },
             TaskError::Cancelled => TaskError::Cancelled,
+            TaskError::Killed => TaskError::Killed,
             TaskError::Timeout => TaskError::Timeout,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
             TaskError::Protocol { task, pid, message } => {
                 TaskError::Protocol { task, pid, message }
             }
-            TaskError::Pool { task, message } => TaskError::Pool { task, message },
+            TaskError::Shutdown { task } => TaskError::Shutdown { task },
+            TaskError::Terminated { task } => TaskError::Terminated { task },
+            TaskError::Broken { task, cause } => TaskError::Broken { task, cause },
+            TaskError::UnknownTask { task } => TaskError::UnknownTask { task },
+            TaskError::MissingOutcome { task } => TaskError::MissingOutcome { task },
+            TaskError::Abandoned => TaskError::Abandoned,
+            TaskError::Shared => TaskError::Shared,
         }
     }
 }
@@ -379,7 +494,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                     None => Ok(()),
                 }
             }
-            TaskError::TimedOut { task, pid, limit } => write!(
+            TaskError::TimeLimit { task, pid, limit } => write!(
                 f,
                 "task `{task}` exceeded its time limit of {} (worker pid {pid} was killed)",
                 HumanDuration(*limit)
@@ -396,18 +511,48 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 HumanBytes(*limit)
             ),
             TaskError::Cancelled => f.write_str("the future was cancelled"),
+            TaskError::Killed => f.write_str("the task was killed while running"),
             TaskError::Timeout => f.write_str("timed out waiting for the result"),
             TaskError::Codec { message, .. } => f.write_str(message),
             TaskError::Protocol { task, pid, message } => write!(
                 f,
                 "worker (pid {pid}) broke the protocol while running task `{task}`: {message}"
             ),
-            TaskError::Pool { task, message } => write!(f, "task `{task}` did not run: {message}"),
+            TaskError::Shutdown { task } => {
+                write!(f, "task `{task}` did not run: cannot submit after shutdown")
+            }
+            TaskError::Terminated { task } => write!(
+                f,
+                "task `{task}` did not run: the pool's workers were terminated"
+            ),
+            TaskError::Broken { task, cause } => {
+                write!(f, "task `{task}` did not run: the pool is broken: {cause}")
+            }
+            TaskError::UnknownTask { task } => {
+                write!(f, "task `{task}` is not in the worker's task table")
+            }
+            TaskError::MissingOutcome { task } => write!(
+                f,
+                "task `{task}` has no outcome: the worker returned fewer outcomes than the \
+                 chunk had inputs"
+            ),
+            TaskError::Abandoned => {
+                f.write_str("the executor dropped this task without completing it")
+            }
+            TaskError::Shared => f.write_str(
+                "the outcome cannot move out of a future that other handles still share",
+            ),
         }
     }
 }
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {}
+
+impl<E> From<Timeout> for TaskError<E> {
+    fn from(_: Timeout) -> Self {
+        TaskError::Timeout
+    }
+}
 
 /// A wait ran out of time; the future is still pending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

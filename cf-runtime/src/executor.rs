@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cf_worker::{Item, Never};
 
-use crate::error::{ErrorKind, SubmitError, TaskError};
+use crate::error::{Error, ErrorKind, SubmitError, TaskError};
 use crate::future::Future;
 
 /// An executor: Python's `concurrent.futures.Executor`.
@@ -45,15 +45,15 @@ pub enum Chunked<O, E, A> {
     /// One future for the outcomes of every input, in order.
     Submitted(Future<Vec<Item<O, E>>, Never>),
     /// The executor refused the chunk; why.
-    Refused(String),
+    Refused(crate::Error),
     /// The executor does not run chunks: submit one by one.
     Unsupported(Vec<A>),
 }
 
 /// Inputs in flight in a [`Map`], in input order.
 enum Slot<O, E> {
-    /// One input, submitted alone (or refused, with the task's name and why).
-    One(Result<Future<O, E>, (&'static str, String)>),
+    /// One input, submitted alone (or refused, and why).
+    One(Result<Future<O, E>, TaskError<E>>),
     /// A chunk of `left` more inputs, submitted as one job.
     Chunk {
         future: Option<Future<Vec<Item<O, E>>, Never>>,
@@ -63,11 +63,10 @@ enum Slot<O, E> {
         left: usize,
         task: &'static str,
     },
-    /// A chunk the executor refused.
+    /// A chunk the executor refused, and why.
     Refused {
         left: usize,
-        task: &'static str,
-        message: String,
+        error: TaskError<Never>,
     },
 }
 
@@ -176,7 +175,7 @@ where
         let future = self
             .executor
             .submit(self.f.clone(), args)
-            .map_err(|e| (self.executor.name_of(&self.f), e.to_string()));
+            .map_err(|e| Error::from(e).into_task_error(self.executor.name_of(&self.f)));
         self.in_flight.push_back(Slot::One(future));
         self.in_flight_inputs += 1;
     }
@@ -202,10 +201,9 @@ where
                         left: n,
                         task,
                     }),
-                    Chunked::Refused(message) => Some(Slot::Refused {
+                    Chunked::Refused(error) => Some(Slot::Refused {
                         left: n,
-                        task,
-                        message,
+                        error: error.into_task_error(task),
                     }),
                     Chunked::Unsupported(batch) => {
                         for args in batch {
@@ -260,22 +258,12 @@ where
                 self.in_flight_inputs -= 1;
                 match one {
                     Ok(future) => future.take(deadline),
-                    Err((task, message)) => Err(TaskError::Pool {
-                        task: task.to_owned(),
-                        message,
-                    }),
+                    Err(error) => Err(error),
                 }
             }
-            Slot::Refused {
-                left,
-                task,
-                message,
-            } => {
+            Slot::Refused { left, error } => {
                 *left -= 1;
-                let error = TaskError::Pool {
-                    task: (*task).to_owned(),
-                    message: message.clone(),
-                };
+                let error = error.clone().map_failed(|never| match never {});
                 if *left == 0 {
                     self.in_flight.pop_front();
                 }
@@ -304,10 +292,8 @@ where
                     (None, Some(Item::Ok(value))) => Ok(value),
                     (None, Some(Item::Failed(e))) => Err(TaskError::Failed(e)),
                     (None, Some(Item::Panicked(info))) => Err(TaskError::Panicked(info)),
-                    (None, None) => Err(TaskError::Pool {
+                    (None, None) => Err(TaskError::MissingOutcome {
                         task: (*task).to_owned(),
-                        message: "the worker returned fewer outcomes than the chunk had inputs"
-                            .to_owned(),
                     }),
                 };
                 *left -= 1;

@@ -9,13 +9,14 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cf_worker::Never;
 
 use crate::error::{TaskError, Timeout};
+use crate::sync::{lock, relock};
 
 /// The outcome a future completes with.
 pub(crate) type Outcome<T, E> = Result<T, TaskError<E>>;
@@ -61,12 +62,6 @@ struct State {
 #[doc(hidden)]
 pub struct Signal {
     state: Mutex<State>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks (callbacks and wakers run after unlocking), so a
-    // poisoned lock still holds consistent data.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl fmt::Debug for Signal {
@@ -205,6 +200,7 @@ impl Waiter {
     }
 
     /// Takes the keys that finished, or registers `cx` to be woken when one does.
+    #[cfg(feature = "stream")]
     pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
         let mut state = lock(&self.done);
         if state.keys.is_empty() {
@@ -239,16 +235,8 @@ impl Waiter {
             };
             done.sleeping = true;
             done = match left {
-                None => self
-                    .cv
-                    .wait(done)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(left) => {
-                    self.cv
-                        .wait_timeout(done, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0
-                }
+                None => relock(self.cv.wait(done)),
+                Some(left) => relock(self.cv.wait_timeout(done, left)).0,
             };
             done.sleeping = false;
         }
@@ -377,8 +365,13 @@ impl<T, E> Future<T, E> {
         ) || core.signal().status() == Status::Cancelled
     }
 
-    /// Cancels the task even if it is running, by killing the worker process that runs it; blocks
-    /// until the future is done and returns whether it ended cancelled.
+    /// Cancels the task if it is pending, or stops it if it is running by killing the worker
+    /// process that runs it; blocks until the future is done and returns whether it was
+    /// cancelled or killed.
+    ///
+    /// A killed task is not cancelled ([`cancelled`](Self::cancelled) is false): it fails with
+    /// [`TaskError::Killed`], which counts as an exception for
+    /// [`ReturnWhen::FirstException`](crate::ReturnWhen::FirstException).
     ///
     /// On a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) a running task is stopped by
     /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost.
@@ -403,6 +396,7 @@ impl<T, E> Future<T, E> {
             self.core.signal().wait_until(None);
         }
         self.cancelled()
+            || self.done() && matches!(self.core.outcome().get(), Some(Err(TaskError::Killed)))
     }
 
     /// Whether the future was cancelled.
@@ -427,29 +421,80 @@ impl<T, E> Future<T, E> {
             .expect("a done future has its outcome")
     }
 
-    /// Blocks until the task is done and lends its outcome.
+    /// Blocks until the task is done; lends its value, or gives a copy of its error.
+    ///
+    /// The error is owned (errors are cold: it is cloned), so that `?` takes it out of the
+    /// function whatever the function returns: `Box<dyn Error>`, `anyhow::Error`, [`cf::Error`].
+    /// For an error type that is not `Clone`, [`result_ref`](Self::result_ref) lends both.
     ///
     /// # Errors
     /// Why the task has no value: its own error, a panic, a dead worker, cancellation, ...
-    pub fn result(&self) -> Result<&T, &TaskError<E>> {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = cf::ThreadPoolExecutor::new();
+    ///     let future = pool.submit(|x: u32| x * 2, 21)?;
+    ///     let value = future.result()?;
+    ///     assert_eq!(*value, 42);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// [`cf::Error`]: crate::Error
+    pub fn result(&self) -> Result<&T, TaskError<E>>
+    where
+        E: Clone,
+    {
+        self.result_ref().map_err(TaskError::clone)
+    }
+
+    /// Blocks until the task is done and lends its outcome, error included (no `E: Clone`).
+    ///
+    /// # Errors
+    /// As [`result`](Self::result).
+    pub fn result_ref(&self) -> Result<&T, &TaskError<E>> {
         self.core.signal().wait_until(None);
         self.outcome().as_ref()
     }
 
-    /// Like [`result`](Self::result), giving up after `timeout`; the future stays pending.
+    /// Like [`result`](Self::result), giving up after `timeout`: then it fails with
+    /// [`TaskError::Timeout`] and the future stays as it is (pending or running).
     ///
     /// # Errors
-    /// [`Timeout`] when the task is not done in time.
-    pub fn result_timeout(&self, timeout: Duration) -> Result<Result<&T, &TaskError<E>>, Timeout> {
+    /// As [`result`](Self::result), or [`TaskError::Timeout`] when the task is not done in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use cf::TaskError;
+    ///
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let future = pool.submit(move || rx.recv().is_ok(), ()).unwrap();
+    /// assert_eq!(future.result_timeout(Duration::from_millis(10)), Err(TaskError::Timeout));
+    /// tx.send(()).unwrap();
+    /// assert_eq!(future.result_timeout(Duration::from_secs(60)), Ok(&true));
+    /// ```
+    pub fn result_timeout(&self, timeout: Duration) -> Result<&T, TaskError<E>>
+    where
+        E: Clone,
+    {
         if self.core.signal().wait_until(deadline(Some(timeout))) {
-            Ok(self.outcome().as_ref())
+            self.outcome().as_ref().map_err(TaskError::clone)
         } else {
-            Err(Timeout)
+            Err(TaskError::Timeout)
         }
     }
 
     /// Blocks until the task is done; its error, or `None` when it produced a value.
-    pub fn exception(&self) -> Option<&TaskError<E>> {
+    pub fn exception(&self) -> Option<TaskError<E>>
+    where
+        E: Clone,
+    {
         self.result().err()
     }
 
@@ -457,8 +502,15 @@ impl<T, E> Future<T, E> {
     ///
     /// # Errors
     /// [`Timeout`] when the task is not done in time.
-    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<&TaskError<E>>, Timeout> {
-        self.result_timeout(timeout).map(Result::err)
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<TaskError<E>>, Timeout>
+    where
+        E: Clone,
+    {
+        if self.core.signal().wait_until(deadline(Some(timeout))) {
+            Ok(self.outcome().as_ref().err().cloned())
+        } else {
+            Err(Timeout)
+        }
     }
 
     /// Blocks until done, or until `timeout` passes; whether the future is done.
@@ -488,21 +540,38 @@ impl<T, E> Future<T, E> {
         }
     }
 
-    /// Blocks until done and returns the outcome, moving it out when this is the last handle and
-    /// cloning it otherwise.
+    /// Blocks until done and moves the outcome out of this, the last handle: no `Clone` needed.
+    ///
+    /// A value can move out only when no other handle to the future is left (a clone, a key of
+    /// a map, an [`as_completed`](crate::as_completed) that has not yielded it yet). While one
+    /// is, this fails with [`TaskError::Shared`] and the outcome stays with the other handles,
+    /// untouched. Drop them first, or borrow with [`result`](Self::result), or clone with
+    /// `fut.await`.
     ///
     /// # Errors
-    /// As [`result`](Self::result).
-    pub fn into_result(self) -> Outcome<T, E>
-    where
-        T: Clone,
-        E: Clone,
-    {
+    /// As [`result`](Self::result); [`TaskError::Shared`] while other handles exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// struct NotClone(u32);
+    ///
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let future = pool.submit(|x: u32| NotClone(x), 7).unwrap();
+    /// let other = future.clone();
+    /// let future = match future.into_result() {
+    ///     Err(cf::TaskError::Shared) => other, // `other` still holds the value
+    ///     _ => unreachable!(),
+    /// };
+    /// assert_eq!(future.into_result().ok().map(|v| v.0), Some(7));
+    /// ```
+    pub fn into_result(self) -> Outcome<T, E> {
         self.core.signal().wait_until(None);
-        match self.try_take() {
-            Ok(outcome) => outcome,
-            Err(me) => me.outcome().clone(),
+        if self.cancelled() {
+            // The pool may still hold its completer (the job is queued): nothing to move.
+            return Err(TaskError::Cancelled);
         }
+        self.try_take().unwrap_or(Err(TaskError::Shared))
     }
 
     /// Moves the outcome out of a done future whose only handle this is.
@@ -536,8 +605,8 @@ pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
-impl<'a, T, E> std::future::IntoFuture for &'a Future<T, E> {
-    type Output = Result<&'a T, &'a TaskError<E>>;
+impl<'a, T, E: Clone> std::future::IntoFuture for &'a Future<T, E> {
+    type Output = Result<&'a T, TaskError<E>>;
     type IntoFuture = Lend<'a, T, E>;
 
     fn into_future(self) -> Self::IntoFuture {
@@ -545,19 +614,20 @@ impl<'a, T, E> std::future::IntoFuture for &'a Future<T, E> {
     }
 }
 
-/// The [`std::future::Future`] that `(&fut).await` polls.
+/// The [`std::future::Future`] that `(&fut).await` polls: the value lent, the error cloned, as
+/// [`Future::result`].
 #[derive(Debug)]
 pub struct Lend<'a, T, E> {
     future: &'a Future<T, E>,
 }
 
-impl<'a, T, E> std::future::Future for Lend<'a, T, E> {
-    type Output = Result<&'a T, &'a TaskError<E>>;
+impl<'a, T, E: Clone> std::future::Future for Lend<'a, T, E> {
+    type Output = Result<&'a T, TaskError<E>>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.future;
         if future.core.signal().poll_done(cx) {
-            Poll::Ready(future.outcome().as_ref())
+            Poll::Ready(future.outcome().as_ref().map_err(TaskError::clone))
         } else {
             Poll::Pending
         }
@@ -630,13 +700,10 @@ impl<T, E> Completer<T, E> {
         );
     }
 
-    /// Cancels the future even though it is running (its worker was killed for it).
-    pub(crate) fn cancel_running(self) {
-        self.finish(
-            Status::Cancelled,
-            |s| !s.is_done(),
-            Err(TaskError::Cancelled),
-        );
+    /// Fails the future with [`TaskError::Killed`]: it was running and its worker was killed
+    /// for it (`Future::kill`).
+    pub(crate) fn kill(self) {
+        self.finish(Status::Failed, |s| !s.is_done(), Err(TaskError::Killed));
     }
 
     /// Finishes the future with `outcome` (ignored if it is already done).
@@ -659,11 +726,7 @@ impl<T, E> Drop for Completer<T, E> {
                 Status::Failed,
                 |s| !s.is_done(),
                 move || {
-                    let message = "the pool dropped this task without running it".to_owned();
-                    let _ = core.outcome.set(Err(TaskError::Pool {
-                        task: String::new(),
-                        message,
-                    }));
+                    let _ = core.outcome.set(Err(TaskError::Abandoned));
                     drop(core);
                 },
             );

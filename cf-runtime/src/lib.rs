@@ -8,13 +8,16 @@ mod error;
 mod executor;
 mod future;
 mod process;
+mod sync;
 mod sys;
 mod thread_pool;
 mod wait;
 
 pub use call::{Callable, FnMarker, TaskMarker};
 pub use callback::set_callback_panic_handler;
-pub use error::{Error, Exit, SubmitError, TaskError, Timeout};
+pub use error::{
+    BrokenCause, Error, Exit, HandshakeError, StartupFailure, SubmitError, TaskError, Timeout,
+};
 pub use executor::{Chunked, Executor, Map, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
 pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions, launch};

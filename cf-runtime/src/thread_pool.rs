@@ -9,6 +9,7 @@ use crate::call::Callable;
 use crate::error::{SubmitError, TaskError};
 use crate::executor::{Executor, Map, Submit, shutdown_error};
 use crate::future::{Completer, Future};
+use crate::sync::{lock, relock};
 
 trait Work: Send {
     fn run(self: Box<Self>);
@@ -76,9 +77,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn serve(&self) {
@@ -94,10 +93,7 @@ impl Shared {
                 return;
             } else {
                 state.idle += 1;
-                state = self
-                    .work
-                    .wait(state)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = relock(self.work.wait(state));
                 // A submitter that woke a thread already took one off the idle count; any other
                 // wake-up (shutdown, spurious) takes itself off.
                 if state.wakeups > 0 {
@@ -262,11 +258,7 @@ impl ThreadPoolExecutor {
             // Another caller may hold the handles: wait for the threads themselves.
             let mut state = self.shared.lock();
             while state.live > usize::from(state.ids.contains(&me)) {
-                state = self
-                    .shared
-                    .exited
-                    .wait(state)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = relock(self.shared.exited.wait(state));
             }
         }
     }

@@ -27,7 +27,7 @@ fn task_errors_say_what_happened() {
         "worker (pid 42) died with signal 11 (SIGSEGV) while running task `m::t`; \
          its last words: Segmentation fault in foo"
     );
-    let timed_out: TaskError = TaskError::TimedOut {
+    let timed_out: TaskError = TaskError::TimeLimit {
         task: "m::t".into(),
         pid: 7,
         limit: Duration::from_millis(500),
@@ -48,5 +48,117 @@ fn task_errors_say_what_happened() {
     assert_eq!(
         TaskError::<Never>::Cancelled.to_string(),
         "the future was cancelled"
+    );
+}
+
+#[test]
+fn pool_causes_are_variants_with_their_own_text() {
+    let task = || "m::t".to_owned();
+    let startup = |last| BrokenCause::Startup { failures: 3, last };
+    let cases: Vec<(TaskError, &str)> = vec![
+        (
+            TaskError::Shutdown { task: task() },
+            "task `m::t` did not run: cannot submit after shutdown",
+        ),
+        (
+            TaskError::Terminated { task: task() },
+            "task `m::t` did not run: the pool's workers were terminated",
+        ),
+        (
+            TaskError::Broken {
+                task: task(),
+                cause: BrokenCause::IoThreadStopped,
+            },
+            "task `m::t` did not run: the pool is broken: the pool's i/o thread stopped",
+        ),
+        (
+            TaskError::Broken {
+                task: task(),
+                cause: startup(StartupFailure::Initializer {
+                    task: "m::init".into(),
+                    message: "it returned an error".into(),
+                }),
+            },
+            "task `m::t` did not run: the pool is broken: 3 workers in a row failed to start; \
+             the last: the initializer `m::init` failed: it returned an error",
+        ),
+        (
+            TaskError::UnknownTask { task: task() },
+            "task `m::t` is not in the worker's task table",
+        ),
+        (
+            TaskError::MissingOutcome { task: task() },
+            "task `m::t` has no outcome: the worker returned fewer outcomes than the chunk had \
+             inputs",
+        ),
+        (
+            TaskError::Abandoned,
+            "the executor dropped this task without completing it",
+        ),
+        (TaskError::Killed, "the task was killed while running"),
+        (TaskError::Timeout, "timed out waiting for the result"),
+    ];
+    for (error, text) in cases {
+        assert_eq!(error.to_string(), text);
+    }
+    let failures = [
+        (
+            StartupFailure::Exited {
+                pid: 9,
+                exit: Exit::Code(3),
+            },
+            "worker (pid 9) exited during start-up with exit code 3",
+        ),
+        (
+            StartupFailure::Handshake {
+                pid: 9,
+                reason: HandshakeError::TaskTableDiffers,
+            },
+            "worker (pid 9) failed the handshake: the worker's task table differs from the \
+             parent's",
+        ),
+        (
+            StartupFailure::Handshake {
+                pid: 9,
+                reason: HandshakeError::ProtocolVersion {
+                    worker: 2,
+                    expected: 1,
+                },
+            },
+            "worker (pid 9) failed the handshake: protocol version 2 where 1 was expected",
+        ),
+        (
+            StartupFailure::spawn(&io::Error::from(io::ErrorKind::PermissionDenied)),
+            "failed to start a worker process: permission denied",
+        ),
+    ];
+    for (failure, text) in failures {
+        assert_eq!(failure.to_string(), text);
+    }
+}
+
+#[test]
+fn a_task_error_is_the_source_of_the_error_it_becomes() {
+    let error = Error::from(TaskError::<Never>::Cancelled);
+    assert!(error.is_task());
+    assert_eq!(error.to_string(), "a task did not produce its value");
+    let source = std::error::Error::source(&error).expect("a source");
+    assert_eq!(
+        source.downcast_ref::<TaskError>(),
+        Some(&TaskError::Cancelled)
+    );
+}
+
+#[test]
+fn a_broken_pool_refuses_with_its_cause() {
+    let error = Error::new(ErrorKind::Broken(BrokenCause::IoThreadStopped));
+    assert!(error.is_broken());
+    assert_eq!(error.broken_cause(), Some(&BrokenCause::IoThreadStopped));
+    assert_eq!(
+        error.into_task_error::<Never>("m::t"),
+        TaskError::Broken {
+            task: "m::t".into(),
+            cause: BrokenCause::IoThreadStopped
+        }
     );
 }

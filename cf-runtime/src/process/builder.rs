@@ -21,7 +21,7 @@ use crate::sys;
 #[non_exhaustive]
 pub struct TaskOptions {
     /// The task's time limit: past it, its worker is killed and the future fails with
-    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut). Wins over `#[task(timeout)]` and the
+    /// [`TaskError::TimeLimit`](crate::TaskError::TimeLimit). Wins over `#[task(timeout)]` and the
     /// pool's default.
     pub timeout: Option<Duration>,
 }
@@ -294,7 +294,7 @@ impl ProcessPoolBuilder {
             Err(_) => {
                 let _ = handle.join();
                 return Err(Error::new(ErrorKind::Broken(
-                    "the pool's i/o thread died".into(),
+                    crate::error::BrokenCause::IoThreadStopped,
                 )));
             }
         }

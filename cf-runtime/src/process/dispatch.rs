@@ -21,7 +21,7 @@ use cf_worker::{PanicInfo, decode};
 
 use super::job::{Job, Owner};
 use super::shared::Counters;
-use crate::error::{Exit, TaskError};
+use crate::error::{BrokenCause, Exit, HandshakeError, StartupFailure, TaskError};
 pub(crate) use slot::WorkerId;
 use slot::{Poison, Slot, State, Violation};
 
@@ -123,8 +123,7 @@ pub(crate) struct Dispatcher {
     shutdown: bool,
     terminated: bool,
     startup_failures: u32,
-    last_startup_failure: String,
-    broken: Option<String>,
+    broken: Option<BrokenCause>,
     /// Moving average of how long tasks run, in seconds.
     average_run: f64,
     /// Worker starts to retry, and when (after a failed start).
@@ -147,7 +146,6 @@ impl Dispatcher {
             shutdown: false,
             terminated: false,
             startup_failures: 0,
-            last_startup_failure: String::new(),
             broken: None,
             // Until tasks show that they are short, send one at a time.
             average_run: 1.0,
@@ -174,8 +172,8 @@ impl Dispatcher {
     }
 
     /// Why the pool cannot run tasks any more, once it cannot.
-    pub(crate) fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
+    pub(crate) fn broken(&self) -> Option<&BrokenCause> {
+        self.broken.as_ref()
     }
 
     /// Live workers plus those being started: the `workers` gauge of the stats.
@@ -270,8 +268,8 @@ impl Dispatcher {
                     // run it and reply: keep its place in the FIFO and drop that reply.
                     let job = &mut worker.inflight[at];
                     if let Owner::Future(sink) = std::mem::replace(&mut job.owner, Owner::Nobody) {
-                        sink.cancel_running();
-                        self.stats.running_cancelled();
+                        self.stats.answered(false);
+                        sink.kill();
                     }
                 }
                 None => continue,
@@ -283,27 +281,28 @@ impl Dispatcher {
             && let Some(mut job) = self.queue.remove(at)
             && let Owner::Future(sink) = std::mem::replace(&mut job.owner, Owner::Nobody)
         {
-            self.stats.dequeued_cancelled();
-            sink.cancel_running();
+            self.stats.dequeued_failed();
+            sink.kill();
         }
     }
 
     /// Fails every queued job with why the pool cannot run it.
     fn fail_queue(&mut self) {
-        let cause = if self.terminated {
-            "the pool's workers were terminated".to_owned()
-        } else if let Some(why) = &self.broken {
-            format!("the pool is broken: {why}")
-        } else {
-            return;
+        let error = |task: String| match &self.broken {
+            _ if self.terminated => TaskError::Terminated { task },
+            Some(cause) => TaskError::Broken {
+                task,
+                cause: cause.clone(),
+            },
+            None => unreachable!("only a terminated or broken pool fails its queue"),
         };
+        if !self.terminated && self.broken.is_none() {
+            return;
+        }
         for job in self.queue.drain(..) {
             if let Owner::Future(sink) = job.owner {
                 self.stats.dequeued_failed();
-                sink.fail(TaskError::Pool {
-                    task: job.name.to_owned(),
-                    message: cause.clone(),
-                });
+                sink.fail(error(job.name.to_owned()));
             }
         }
     }
@@ -429,10 +428,11 @@ impl Dispatcher {
             return;
         }
         if now.saturating_duration_since(since) >= self.config.limits.spawn_retry {
-            self.broken = Some(format!(
-                "worker processes failed to start for {:?} ({count} tries); the last: {error}",
-                self.config.limits.spawn_retry
-            ));
+            self.broken = Some(BrokenCause::CannotStart {
+                tries: count,
+                during: now.saturating_duration_since(since),
+                last: StartupFailure::spawn(error),
+            });
             self.fail_queue();
             return;
         }
@@ -540,7 +540,7 @@ impl Dispatcher {
                     self.startup_failures = 0;
                 }
                 Owner::Initializer => {
-                    let why = init_failure(job.name, kind, frame.payload);
+                    let why = init_failure(kind, frame.payload);
                     self.actions.push_back(worker.kill(Poison::InitFailed(why)));
                 }
                 owner => {
@@ -588,29 +588,37 @@ impl Dispatcher {
             // Once the pool is broken or terminated it kills the workers still starting: their
             // deaths are not failures of their own, and must not replace the cause.
             self.startup_failures += 1;
-            let refused = matches!(
-                worker.state,
-                State::Dying(Poison::Protocol(Violation::Handshake(ref why)), _) if why.is_final()
-            );
-            self.last_startup_failure = match worker.state {
-                State::Dying(Poison::InitFailed(ref why), _) => why.clone(),
-                State::Dying(Poison::Protocol(Violation::Handshake(ref why)), _) => format!(
-                    "worker (pid {}) was refused at its handshake: {why}",
-                    worker.pid
+            let pid = worker.pid;
+            let (last, refused) = match &worker.state {
+                State::Dying(Poison::InitFailed(message), _) => (
+                    StartupFailure::Initializer {
+                        task: self
+                            .config
+                            .initializer
+                            .as_ref()
+                            .map_or("", |init| init.name)
+                            .to_owned(),
+                        message: message.clone(),
+                    },
+                    false,
                 ),
-                _ => format!(
-                    "worker (pid {}) exited during start-up with {exit}",
-                    worker.pid
+                State::Dying(Poison::Protocol(Violation::Handshake(reason)), _) => (
+                    StartupFailure::Handshake {
+                        pid,
+                        reason: reason.clone(),
+                    },
+                    reason.is_final(),
                 ),
+                _ => (StartupFailure::Exited { pid, exit }, false),
             };
             if refused {
                 // Another build of the program: every replacement would be refused too.
-                self.broken = Some(self.last_startup_failure.clone());
+                self.broken = Some(BrokenCause::Refused { last });
             } else if self.startup_failures >= MAX_STARTUP_FAILURES {
-                self.broken = Some(format!(
-                    "{} workers in a row failed to start; the last: {}",
-                    self.startup_failures, self.last_startup_failure
-                ));
+                self.broken = Some(BrokenCause::Startup {
+                    failures: self.startup_failures,
+                    last,
+                });
             }
         }
         // Jobs queued behind the one that was running go first to the next worker, unless the
@@ -620,9 +628,8 @@ impl Dispatcher {
                 Owner::Initializer => {}
                 Owner::Future(sink) if self.terminated => {
                     self.stats.answered(false);
-                    sink.fail(TaskError::Pool {
+                    sink.fail(TaskError::Terminated {
                         task: job.name.to_owned(),
-                        message: "the pool's workers were terminated".to_owned(),
                     });
                 }
                 Owner::Nobody if self.terminated => {}
@@ -680,16 +687,15 @@ impl Dispatcher {
         let pid = worker.pid;
         let error = match poison {
             Some(Poison::Cancelled { .. }) => {
-                self.stats.running_cancelled();
-                return sink.cancel_running();
+                self.stats.answered(false);
+                return sink.kill();
             }
             Some(Poison::Protocol(violation)) => TaskError::Protocol {
                 task,
                 pid,
                 message: violation.to_string(),
             },
-            Some(Poison::InitFailed(message)) => TaskError::Pool { task, message },
-            Some(Poison::TimedOut { limit, .. }) => TaskError::TimedOut { task, pid, limit },
+            Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit { task, pid, limit },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
                 let message = match frame::wanted(worker.inbuf.data()) {
@@ -701,7 +707,8 @@ impl Dispatcher {
                 };
                 TaskError::Protocol { task, pid, message }
             }
-            Some(Poison::Terminated | Poison::Aborting) | None => {
+            // A worker whose initializer failed was never ready: it ran no task.
+            Some(Poison::Terminated | Poison::Aborting | Poison::InitFailed(_)) | None => {
                 self.death(task, pid, exit, stderr)
             }
         };
@@ -777,24 +784,15 @@ impl Dispatcher {
         live + self.spawning - self.spawning_spares
     }
 
-    /// The I/O thread is going away: fails every job still held with `message`, and hands back
-    /// the workers' ids so that the driver can end them.
-    pub(crate) fn abandon(&mut self, message: &str) {
-        for worker in &mut self.workers {
-            for job in worker.inflight.drain(..) {
-                if let Owner::Future(sink) = job.owner {
-                    sink.fail(TaskError::Pool {
-                        task: job.name.to_owned(),
-                        message: message.to_owned(),
-                    });
-                }
-            }
-        }
-        for job in self.queue.drain(..) {
+    /// The I/O thread is going away: fails every job still held or queued.
+    pub(crate) fn abandon(&mut self) {
+        let queued = self.queue.drain(..);
+        let held = self.workers.iter_mut().flat_map(|w| w.inflight.drain(..));
+        for job in held.chain(queued) {
             if let Owner::Future(sink) = job.owner {
-                sink.fail(TaskError::Pool {
+                sink.fail(TaskError::Broken {
                     task: job.name.to_owned(),
-                    message: message.to_owned(),
+                    cause: BrokenCause::IoThreadStopped,
                 });
             }
         }
@@ -808,58 +806,26 @@ fn ran_out_of_memory(exit: Exit, stderr: &str) -> bool {
 }
 
 /// What a failed initializer reported.
-fn init_failure(name: &str, kind: ReplyKind, payload: &[u8]) -> String {
-    let detail = match kind {
+fn init_failure(kind: ReplyKind, payload: &[u8]) -> String {
+    match kind {
         ReplyKind::Panicked => {
             decode::<PanicInfo>(payload).map_or_else(|e| e.to_string(), |p| p.to_string())
         }
         ReplyKind::Failed => "it returned an error".to_owned(),
         _ => String::from_utf8_lossy(payload).into_owned(),
-    };
-    format!("the initializer `{name}` failed: {detail}")
-}
-
-/// Why a worker's handshake was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// The first frame was not a hello.
-    NotHello(u8),
-    /// Another protocol version.
-    Version(u32),
-    /// The worker's task table is not the parent's: another build of the program.
-    Table,
-    /// No hello came within the deadline.
-    Silent(Duration),
-}
-
-impl Refusal {
-    /// Whether every replacement would be refused too (another build of the program).
-    fn is_final(&self) -> bool {
-        matches!(self, Refusal::Version(_) | Refusal::Table)
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::NotHello(kind) => write!(f, "expected a hello frame, got kind {kind:#04x}"),
-            Refusal::Version(v) => write!(
-                f,
-                "protocol version {v} where {PROTOCOL_VERSION} was expected"
-            ),
-            Refusal::Table => f.write_str("the worker's task table differs from the parent's"),
-            Refusal::Silent(limit) => write!(f, "it sent no hello within {limit:?}"),
-        }
     }
 }
 
 /// Checks a worker's first frame.
-fn hello(frame: frame::Frame<'_>, fingerprint: u64) -> Result<(), Refusal> {
+fn hello(frame: frame::Frame<'_>, fingerprint: u64) -> Result<(), HandshakeError> {
     if frame.kind != ReplyKind::Hello as u8 {
-        return Err(Refusal::NotHello(frame.kind));
+        return Err(HandshakeError::NotHello { kind: frame.kind });
     }
     if frame.aux != PROTOCOL_VERSION {
-        return Err(Refusal::Version(frame.aux));
+        return Err(HandshakeError::ProtocolVersion {
+            worker: frame.aux,
+            expected: PROTOCOL_VERSION,
+        });
     }
     let theirs = frame
         .payload
@@ -867,7 +833,7 @@ fn hello(frame: frame::Frame<'_>, fingerprint: u64) -> Result<(), Refusal> {
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes);
     if theirs != Some(fingerprint) {
-        return Err(Refusal::Table);
+        return Err(HandshakeError::TaskTableDiffers);
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::dispatch::{Action, Config, Dispatcher, WorkerId};
 use super::link::{Launch, Link};
 use super::shared::Shared;
 use super::spawner::Spawner;
-use crate::error::TaskError;
+use crate::error::{BrokenCause, TaskError};
 use crate::sys::{self, Poller};
 
 /// How long the I/O thread looks for replies before it sleeps, while tasks are in flight.
@@ -130,7 +130,7 @@ impl Driver {
         let mut inbox = self.shared.lock();
         inbox.notified = false;
         if inbox.broken.is_none() {
-            inbox.broken = self.d.broken().map(str::to_owned);
+            inbox.broken = self.d.broken().cloned();
         }
         let (shutdown, cancel) = (inbox.shutdown, inbox.cancel);
         let jobs = std::mem::take(&mut inbox.jobs);
@@ -311,8 +311,7 @@ impl Drop for Driver {
         for (_, link) in &mut self.links {
             link.close_requests();
         }
-        let message = "the pool's i/o thread stopped";
-        self.d.abandon(message);
+        self.d.abandon();
         let hard = self.failed || std::thread::panicking();
         for (_, link) in &mut self.links {
             if hard {
@@ -323,15 +322,14 @@ impl Drop for Driver {
         }
         let mut inbox = self.shared.lock();
         if !self.d.is_shutdown() || hard {
-            inbox.broken.get_or_insert_with(|| message.to_owned());
+            inbox.broken.get_or_insert(BrokenCause::IoThreadStopped);
         }
         inbox.io_gone = true;
         self.shared.acked.notify_all();
         for job in inbox.jobs.drain(..) {
             if let super::job::Owner::Future(sink) = job.owner {
-                sink.fail(TaskError::Pool {
+                sink.fail(TaskError::Shutdown {
                     task: job.name.to_owned(),
-                    message: "the pool shut down".to_owned(),
                 });
             }
         }

@@ -70,8 +70,8 @@ pub(crate) trait Sink: Send {
     fn fail(self: Box<Self>, error: TaskError<Never>);
     /// Cancels the future if it has not started.
     fn cancel(self: Box<Self>);
-    /// Cancels the future although it was running (its worker was killed for it).
-    fn cancel_running(self: Box<Self>);
+    /// Fails the future with `TaskError::Killed`: it was running (its worker was killed for it).
+    fn kill(self: Box<Self>);
 }
 
 impl<T, E> Sink for Completer<T, E>
@@ -104,9 +104,8 @@ where
                 task: task.to_owned(),
                 message: text(),
             }),
-            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::Pool {
+            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::UnknownTask {
                 task: task.to_owned(),
-                message: text(),
             }),
         };
         self.complete(outcome);
@@ -120,7 +119,7 @@ where
         Completer::cancel(*self);
     }
 
-    fn cancel_running(self: Box<Self>) {
-        Completer::cancel_running(*self);
+    fn kill(self: Box<Self>) {
+        Completer::kill(*self);
     }
 }

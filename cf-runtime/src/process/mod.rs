@@ -132,7 +132,7 @@ impl ProcessPoolExecutor {
     /// let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
     /// let limit = cf::TaskOptions::new().timeout(Duration::from_millis(100));
     /// let stuck = pool.submit_with(spin, (), limit)?;
-    /// assert!(stuck.result().unwrap_err().is_timed_out());
+    /// assert!(stuck.result().unwrap_err().is_time_limit());
     /// # Ok(())
     /// # }
     /// ```
@@ -353,7 +353,7 @@ impl<T: Task> Submit<T, T::Args, TaskMarker> for ProcessPoolExecutor {
     fn __submit_chunk(&self, _: &T, args: Vec<T::Args>) -> Chunked<T::Output, T::Error, T::Args> {
         match self.submit_chunk::<T>(args) {
             Ok(future) => Chunked::Submitted(future),
-            Err(e) => Chunked::Refused(e.to_string()),
+            Err(e) => Chunked::Refused(e.into()),
         }
     }
 }

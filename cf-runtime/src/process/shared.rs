@@ -22,7 +22,7 @@ pub(crate) struct Inbox {
     pub(crate) cancel_done: bool,
     /// The I/O thread has ended.
     pub(crate) io_gone: bool,
-    pub(crate) broken: Option<String>,
+    pub(crate) broken: Option<crate::error::BrokenCause>,
     /// Ids of running jobs to stop by killing their worker (`Future::kill`).
     pub(crate) kills: Vec<u64>,
     /// A signal to send every worker (`terminate_workers`, `kill_workers`).
@@ -73,10 +73,6 @@ impl Counters {
     pub(crate) fn answered(&self, ok: bool) {
         sub(&self.running);
         add(if ok { &self.completed } else { &self.failed });
-    }
-    pub(crate) fn running_cancelled(&self) {
-        sub(&self.running);
-        add(&self.cancelled);
     }
     pub(crate) fn requeued(&self) {
         sub(&self.running);

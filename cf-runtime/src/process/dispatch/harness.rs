@@ -76,7 +76,7 @@ impl Sink for Probe {
     fn cancel(self: Box<Self>) {
         self.end(End::Cancelled);
     }
-    fn cancel_running(self: Box<Self>) {
+    fn kill(self: Box<Self>) {
         self.end(End::Killed);
     }
 }

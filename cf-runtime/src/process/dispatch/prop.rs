@@ -193,7 +193,7 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
         );
         match &ends[0] {
             End::Killed => prop_assert!(m.killed.contains(id), "job {id} killed unasked"),
-            End::Failed(TaskError::TimedOut { .. }) => {
+            End::Failed(TaskError::TimeLimit { .. }) => {
                 prop_assert!(m.limited.contains(id), "job {id} timed out with no limit");
             }
             _ => {}

@@ -7,7 +7,8 @@ use cf_worker::frame::FrameError;
 
 use super::super::buffer::{InBuf, Outbox};
 use super::super::job::Job;
-use super::{Action, Limits, Refusal, Sig};
+use super::{Action, Limits, Sig};
+use crate::error::HandshakeError;
 
 /// Names a worker between the dispatcher and the driver; never reused within a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,7 +20,7 @@ pub(crate) enum Violation {
     /// A frame with an impossible or too large length.
     Frame(FrameError),
     /// Its first frame was refused.
-    Handshake(Refusal),
+    Handshake(HandshakeError),
     /// A reply of a kind the protocol does not have.
     UnknownKind(u8),
     /// A reply for a job that it was not running.
@@ -208,9 +209,11 @@ impl Slot {
             return None;
         }
         match self.state {
-            State::Handshake => Some(Poison::Protocol(Violation::Handshake(Refusal::Silent(
-                limits.handshake,
-            )))),
+            State::Handshake => Some(Poison::Protocol(Violation::Handshake(
+                HandshakeError::Silent {
+                    limit: limits.handshake,
+                },
+            ))),
             State::Dying(Poison::Terminated, _) => {
                 // SIGKILL once; the poison stays `Terminated`.
                 self.term_since = None;

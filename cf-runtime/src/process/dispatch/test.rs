@@ -6,7 +6,7 @@ use cf_worker::frame::ReplyKind;
 
 use super::harness::{End, FINGERPRINT, World, config, init};
 use super::{Action, Sig};
-use crate::error::{Exit, TaskError};
+use crate::error::{BrokenCause, Exit, HandshakeError, StartupFailure, TaskError};
 
 fn died_with(end: Option<End>) -> TaskError {
     match end {
@@ -123,7 +123,7 @@ fn a_time_limit_kills_only_its_own_job() {
     w.exit(a, Exit::Signal(9), "");
     assert!(matches!(
         died_with(w.end(slow)),
-        TaskError::TimedOut { limit, .. } if limit == Duration::from_millis(100)
+        TaskError::TimeLimit { limit, .. } if limit == Duration::from_millis(100)
     ));
     assert_eq!(w.end(next), None);
     let b = w.ready().unwrap();
@@ -185,15 +185,15 @@ fn three_workers_failing_at_start_break_the_pool() {
         assert!(w.d.broken().is_none(), "round {round}");
         w.exit(a, Exit::Code(101), "");
     }
-    let why = w.d.broken().expect("broken");
+    let why = w.d.broken().expect("broken").to_string();
     assert!(
         why.starts_with("3 workers in a row failed to start"),
         "{why}"
     );
     assert!(why.contains("exit code 101"), "{why}");
-    assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
+    assert!(matches!(died_with(w.end(queued)), TaskError::Broken { .. }));
     let late = w.submit(None);
-    assert!(matches!(died_with(w.end(late)), TaskError::Pool { .. }));
+    assert!(matches!(died_with(w.end(late)), TaskError::Broken { .. }));
 }
 
 #[test]
@@ -204,13 +204,21 @@ fn a_refused_handshake_breaks_the_pool_at_once_and_says_why() {
     w.hello(a, FINGERPRINT + 1);
     assert_eq!(w.workers[&a].signals, [Sig::Kill]);
     w.exit(a, Exit::Signal(9), "");
-    let why = w.d.broken().expect("broken");
+    let cause = w.d.broken().expect("broken");
     assert_eq!(
-        why,
-        "worker (pid 1000) was refused at its handshake: the worker's task table differs from \
-         the parent's"
+        cause,
+        &BrokenCause::Refused {
+            last: StartupFailure::Handshake {
+                pid: 1000,
+                reason: HandshakeError::TaskTableDiffers
+            }
+        }
     );
-    assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
+    assert_eq!(
+        cause.to_string(),
+        "worker (pid 1000) failed the handshake: the worker's task table differs from the parent's"
+    );
+    assert!(matches!(died_with(w.end(queued)), TaskError::Broken { .. }));
     assert!(
         w.spawns.is_empty(),
         "no replacement: it would be refused too"
@@ -281,7 +289,7 @@ fn a_failing_initializer_is_the_cause() {
         assert_eq!(w.workers[&a].signals, [Sig::Kill]);
         w.exit(a, Exit::Signal(9), "");
     }
-    let why = w.d.broken().expect("broken");
+    let why = w.d.broken().expect("broken").to_string();
     assert!(why.contains("the initializer `setup` failed: "), "{why}");
 }
 
@@ -324,7 +332,10 @@ fn terminate_signals_every_worker_and_fails_what_is_left() {
     w.d.terminate(Sig::Term, w.now);
     w.pump();
     assert_eq!(w.workers[&a].signals, [Sig::Term]);
-    assert!(matches!(died_with(w.end(queued)), TaskError::Pool { .. }));
+    assert!(matches!(
+        died_with(w.end(queued)),
+        TaskError::Terminated { .. }
+    ));
     w.exit(a, Exit::Signal(15), "");
     assert!(matches!(
         died_with(w.end(running)),
@@ -481,13 +492,16 @@ fn failed_starts_break_the_pool_after_the_retry_window() {
         }
     }
     assert!(w.now - start >= window);
-    let why = w.d.broken().unwrap();
+    let why = w.d.broken().unwrap().to_string();
     assert!(
-        why.starts_with("worker processes failed to start for 10s"),
+        why.starts_with("worker processes failed to start for 10."),
         "{why}"
     );
-    assert!(why.ends_with("the last: no more processes"), "{why}");
-    assert!(matches!(died_with(w.end(job)), TaskError::Pool { .. }));
+    assert!(
+        why.ends_with("the last: failed to start a worker process: no more processes"),
+        "{why}"
+    );
+    assert!(matches!(died_with(w.end(job)), TaskError::Broken { .. }));
 }
 
 #[test]
