@@ -10,6 +10,7 @@ use super::link::{Link, Ready};
 use super::output::Output;
 use crate::error::Exit;
 use crate::sys::{self, Poller};
+use nix::sys::signal::Signal;
 
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
 const PIPE_SIZE: usize = 1 << 20;
@@ -95,12 +96,11 @@ impl Link for LocalLink {
 
     fn ready(&self, poller: &Poller) -> Ready {
         let [res, pidfd, req, err] = self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
-        Ready {
-            readable: res,
-            writable: req,
-            exited: pidfd,
-            output: err,
-        }
+        Ready::default()
+            .with(Ready::READABLE, res)
+            .with(Ready::WRITABLE, req)
+            .with(Ready::EXITED, pidfd)
+            .with(Ready::OUTPUT, err)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -129,16 +129,12 @@ impl Link for LocalLink {
     }
 
     fn signal(&mut self, sig: Sig) {
-        // Once reaped, its pid may be another process's.
-        if self.exit.is_none() {
-            sys::signal(
-                self.pid,
-                match sig {
-                    Sig::Term => 15,
-                    Sig::Kill => 9,
-                },
-            );
-        }
+        let signal = match sig {
+            Sig::Term => Signal::SIGTERM,
+            Sig::Kill => Signal::SIGKILL,
+        };
+        // ESRCH: it has exited already, and its exit is on its way.
+        let _ = sys::pidfd_signal(&self.pidfd, signal);
     }
 
     fn forward_output(&mut self) {

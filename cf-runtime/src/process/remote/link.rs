@@ -137,12 +137,10 @@ impl Link for RemoteLink {
 
     fn ready(&self, poller: &Poller) -> Ready {
         let [read, write, died] = self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
-        Ready {
-            readable: read,
-            writable: write,
-            exited: died,
-            output: false,
-        }
+        Ready::default()
+            .with(Ready::READABLE, read)
+            .with(Ready::WRITABLE, write)
+            .with(Ready::EXITED, died)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
