@@ -141,7 +141,7 @@ pub use cf_runtime::{
     AnyFuture, AsCompleted, BrokenCause, Callable, Chunked, DoneAndNotDone, Error, Executor, Exit,
     FnMarker, Future, HandshakeError, Lend, Map, PoolStats, ProcessPoolBuilder,
     ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError, TaskError, TaskMarker,
-    TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable, as_completed,
+    TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable, as_completed, launch,
     set_callback_panic_handler, wait,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};

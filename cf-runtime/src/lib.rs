@@ -20,7 +20,7 @@ pub use error::{
 };
 pub use executor::{Chunked, Executor, Map, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
-pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};
+pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions, launch};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 #[cfg(feature = "stream")]
 pub use wait::CompletedStream;

@@ -40,6 +40,8 @@ pub(crate) enum Launcher {
         exe: PathBuf,
         memory_limit: Option<u64>,
     },
+    /// Workers under agents reached over TCP.
+    Remote(Box<super::remote::Plan>),
 }
 
 impl Launcher {
@@ -48,6 +50,9 @@ impl Launcher {
             Launcher::Local { exe, memory_limit } => {
                 Ok(Box::new(Spawner::new(exe, memory_limit, shared)?))
             }
+            Launcher::Remote(plan) => Ok(Box::new(super::remote::launcher::Remote::start(
+                *plan, shared,
+            )?)),
         }
     }
 }
