@@ -121,7 +121,7 @@ impl Link for RemoteLink {
         self.pid
     }
 
-    fn register(&mut self, poller: &mut Poller, write: bool) {
+    fn register(&mut self, poller: &mut Poller, write: bool, _output: bool) {
         // The death notice travels on another connection and may overtake the last reply bytes:
         // the worker is buried only once its death is known *and* its stream has ended. Until
         // the stream ends the death pipe is not watched (it would stay readable); if something
