@@ -11,7 +11,9 @@ use cf_worker::{Task, encode_into, table};
 use super::ProcessPoolExecutor;
 use super::dispatch::{self, Init};
 use super::driver;
+use super::forward::Forward;
 use super::shared::{Inbox, Shared};
+use crate::callback::Completions;
 use crate::error::{Error, ErrorKind};
 use crate::sys;
 
@@ -215,6 +217,11 @@ impl ProcessPoolBuilder {
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, usize::from));
         let exe = std::env::current_exe().map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
         let (wake_rx, wake_tx) = sys::wake_pipe().map_err(|e| Error::new(ErrorKind::Io(e)))?;
+        // Started here, so that they inherit this thread's output capture (libtest's): user
+        // code and worker output never run on, or block, the I/O thread.
+        let io_error = |e| Error::new(ErrorKind::Io(e));
+        let completions = Completions::start("cf-pool-done").map_err(io_error)?;
+        let output = Forward::start().map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
             io_thread: OnceLock::new(),
@@ -223,6 +230,7 @@ impl ProcessPoolBuilder {
             wake: wake_tx,
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            output,
         });
         let (started_tx, started_rx) = mpsc::channel();
         let config = dispatch::Config {
@@ -264,6 +272,7 @@ impl ProcessPoolBuilder {
             shared,
             handle,
             max_workers,
+            completions,
         ))
     }
 }

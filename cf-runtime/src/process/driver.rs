@@ -276,7 +276,7 @@ impl Driver {
         for at in 0..self.links.len() {
             let ready = self.links[at].1.ready(&self.poller);
             if ready.output || ready.exited {
-                self.links[at].1.forward_output();
+                self.links[at].1.forward_output(&self.shared.output);
             }
             if ready.writable {
                 self.flush(at);
@@ -313,7 +313,7 @@ impl Drop for Driver {
                 link.signal(super::dispatch::Sig::Kill);
             }
             let _ = link.reap();
-            link.forward_output();
+            link.forward_output(&self.shared.output);
         }
         let mut inbox = self.shared.lock();
         if !self.d.is_shutdown() || hard {
