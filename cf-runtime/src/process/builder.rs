@@ -130,6 +130,10 @@ impl ProcessPoolBuilder {
     /// Runs `task(args)` in every worker as it starts, before any other task (Python's
     /// `initializer` and `initargs`). A worker whose initializer fails is replaced; after three
     /// failures in a row the pool is broken and every pending future fails with the cause.
+    ///
+    /// A worker never runs `main`: this is where to set up what `main` does for the parent and
+    /// tasks need (a `tracing` subscriber, globals, a tokio runtime kept in a `static`).
+    /// Its stderr, like every task's, is forwarded to the parent's.
     #[must_use]
     pub fn initializer<T: Task>(mut self, task: T, args: T::Args) -> Self {
         let _ = task;
