@@ -5,16 +5,20 @@
 //! completer's handle on the core *before* the new state is published, so that whoever sees a
 //! finished future and holds the only handle can move the outcome out (this is how `map` hands
 //! out owned results).
+//!
+//! A future completed by a process pool's I/O thread runs no user code there: its done-callbacks,
+//! and the drop of a value whose future nobody holds any more, go to the pool's completion
+//! thread (see [`Completions`]).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use cf_worker::Never;
 
+use crate::callback::{Completions, run_guarded};
 use crate::error::{TaskError, Timeout};
 use crate::sync::{lock, relock};
 
@@ -121,8 +125,15 @@ impl Signal {
     }
 
     /// Moves to `to` and wakes everyone, if `allowed` says the current status may change; `set`
-    /// runs under the lock, before the new status is visible.
-    fn finish(&self, to: Status, allowed: fn(Status) -> bool, set: impl FnOnce()) -> bool {
+    /// runs under the lock, before the new status is visible. The callbacks run on `completions`
+    /// when given (in the order the futures complete), here otherwise.
+    fn finish(
+        &self,
+        to: Status,
+        allowed: fn(Status) -> bool,
+        completions: Option<&Completions>,
+        set: impl FnOnce(),
+    ) -> bool {
         let mut state = lock(&self.state);
         if !allowed(state.status) {
             return false;
@@ -139,8 +150,13 @@ impl Signal {
         for waker in wakers {
             waker.wake();
         }
-        for callback in callbacks {
-            run_callback(callback);
+        match completions {
+            Some(completions) if !callbacks.is_empty() => {
+                completions.run(Box::new(move || {
+                    callbacks.into_iter().for_each(run_callback)
+                }));
+            }
+            _ => callbacks.into_iter().for_each(run_callback),
         }
         true
     }
@@ -158,11 +174,7 @@ impl Signal {
 }
 
 fn run_callback(callback: Callback) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
-        let message = cf_worker::panic_message(&*payload);
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
-        crate::callback::report_panic(&message);
-    }
+    run_guarded(callback);
 }
 
 /// How long a waiter looks for its result before it parks.
@@ -330,11 +342,15 @@ impl<T, E> fmt::Debug for Future<T, E> {
 impl<T: Send + std::marker::Sync + 'static, E: Send + std::marker::Sync + 'static> Future<T, E> {
     /// A new pending future and the completer that finishes it.
     pub(crate) fn pending() -> (Self, Completer<T, E>) {
-        Self::with_killer(None)
+        Self::with_killer(None, None)
     }
 
-    /// A new pending future whose running task `killer` can stop.
-    pub(crate) fn with_killer(killer: Option<Killer>) -> (Self, Completer<T, E>) {
+    /// A new pending future whose running task `killer` can stop, and whose callbacks (and the
+    /// drop of a value nobody holds) run on `completions` when given.
+    pub(crate) fn with_killer(
+        killer: Option<Killer>,
+        completions: Option<Completions>,
+    ) -> (Self, Completer<T, E>) {
         let signal = Signal::new();
         lock(&signal.state).killer = killer;
         let core = Arc::new(Core {
@@ -343,7 +359,10 @@ impl<T: Send + std::marker::Sync + 'static, E: Send + std::marker::Sync + 'stati
         });
         (
             Future { core: core.clone() },
-            Completer { core: Some(core) },
+            Completer {
+                core: Some(core),
+                completions: completions.map(|c| (c, release::<T, E> as Release<T, E>)),
+            },
         )
     }
 }
@@ -359,6 +378,7 @@ impl<T, E> Future<T, E> {
         core.signal().finish(
             Status::Cancelled,
             |s| s == Status::Pending,
+            None,
             || {
                 let _ = core.outcome().set(Err(TaskError::Cancelled));
             },
@@ -376,8 +396,7 @@ impl<T, E> Future<T, E> {
     /// On a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) a running task is stopped by
     /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost.
     /// Elsewhere (a [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) cannot stop a thread) this is
-    /// [`cancel`](Self::cancel) and returns `false` for a running task. In a done-callback of a
-    /// process pool (which runs on the pool's own thread) the kill is requested, not awaited.
+    /// [`cancel`](Self::cancel) and returns `false` for a running task.
     pub fn kill(&self) -> bool {
         if self.cancel() {
             return true;
@@ -519,7 +538,13 @@ impl<T, E> Future<T, E> {
     }
 
     /// Runs `f` with this future once it is done: at once (in this thread) if it already is,
-    /// otherwise in the thread that completes it.
+    /// otherwise in the thread that completes it — except on a
+    /// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor), whose I/O thread runs no user code:
+    /// there the callbacks of the futures it completes run on the pool's completion thread
+    /// (`cf-pool-done`), one at a time, in the order the futures completed. A callback there may
+    /// block, or wait for another task of the same pool: it delays only the callbacks behind it,
+    /// never a task. A future cancelled by [`cancel`](Self::cancel) runs its callbacks in the
+    /// cancelling thread.
     ///
     /// A panicking callback is caught and reported to the handler set with
     /// [`set_callback_panic_handler`](crate::set_callback_panic_handler); it never
@@ -655,6 +680,25 @@ impl<T, E> Unpin for Future<T, E> {}
 pub(crate) struct Completer<T, E> {
     /// `None` once used: each completer finishes its future at most once.
     core: Option<Arc<Core<T, E>>>,
+    /// Where callbacks, and the drop of a value nobody holds, run, and how to send a value
+    /// there; `None`: here.
+    completions: Option<(Completions, Release<T, E>)>,
+}
+
+/// Lets go of a completer's handle on its core, and of a value that did not go into it.
+type Release<T, E> = fn(Arc<Core<T, E>>, Option<Outcome<T, E>>, &Completions);
+
+/// Lets go of a completer's handle on its core; if it was the last, the core (and the value in
+/// it) is dropped on `completions`, so that a value's `Drop` never runs on the completing thread.
+fn release<T: Send + 'static, E: Send + 'static>(
+    core: Arc<Core<T, E>>,
+    outcome: Option<Outcome<T, E>>,
+    completions: &Completions,
+) {
+    let core = Arc::into_inner(core);
+    if core.is_some() || outcome.is_some() {
+        completions.run(Box::new(move || drop((core, outcome))));
+    }
 }
 
 impl<T, E> Completer<T, E> {
@@ -682,13 +726,30 @@ impl<T, E> Completer<T, E> {
 
     /// Moves to `to`, if `allowed`, with `outcome`; the core handle is dropped under the state
     /// lock, before the new state can be seen (see the module docs).
+    ///
+    /// With [`Completions`], no user code runs here: when nobody else holds the future any more
+    /// (or it was already done), its value is dropped on the completion thread.
     fn finish(mut self, to: Status, allowed: fn(Status) -> bool, outcome: Outcome<T, E>) {
         let core = self.core.take().expect("a completer is used once");
         let sync = core.sync.clone();
-        sync.finish(to, allowed, move || {
-            let _ = core.outcome.set(outcome);
-            drop(core);
+        let Some((completions, release)) = self.completions.take() else {
+            sync.finish(to, allowed, None, move || {
+                let _ = core.outcome.set(outcome);
+                drop(core);
+            });
+            return;
+        };
+        let mut left = Some((core, outcome));
+        sync.finish(to, allowed, Some(&completions), || {
+            if let Some((core, outcome)) = left.take() {
+                let _ = core.outcome.set(outcome);
+                release(core, None, &completions);
+            }
         });
+        // Not allowed (the future was already done): the value goes the same way.
+        if let Some((core, outcome)) = left {
+            release(core, Some(outcome), &completions);
+        }
     }
 
     /// Cancels the future if it is still pending (the task will not run).
@@ -722,9 +783,11 @@ impl<T, E> Drop for Completer<T, E> {
         // A completer dropped unused is a bug of the pool's; its future must not wait forever.
         if let Some(core) = self.core.take() {
             let sync = core.sync.clone();
+            // No value of the user's is in the core (only this error): it may drop here.
             sync.finish(
                 Status::Failed,
                 |s| !s.is_done(),
+                self.completions.as_ref().map(|(c, _)| c),
                 move || {
                     let _ = core.outcome.set(Err(TaskError::Abandoned));
                     drop(core);

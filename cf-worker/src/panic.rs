@@ -97,9 +97,21 @@ fn install_hook() {
                 }
             }
             LAST.with(|last| *last.borrow_mut() = location);
-            previous(info);
+            // A task's panic comes back to the parent as its future's error, which says all the
+            // default hook would: printing it here too would show it twice (the parent forwards
+            // this stderr). With `RUST_BACKTRACE` set, the hook still prints, for the backtrace.
+            let caught = cfg!(panic = "unwind") && TASK.with(|t| t.borrow().is_some());
+            if !caught || backtrace_wanted() {
+                previous(info);
+            }
         }));
     });
+}
+
+/// Whether `RUST_BACKTRACE` asks for backtraces.
+fn backtrace_wanted() -> bool {
+    static WANTED: OnceLock<bool> = OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0"))
 }
 
 /// Runs `f`, turning a panic into a [`PanicInfo`] for task `task`.

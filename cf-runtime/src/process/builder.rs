@@ -11,8 +11,10 @@ use cf_worker::{Task, encode_into, table};
 use super::ProcessPoolExecutor;
 use super::dispatch::{self, Init};
 use super::driver;
+use super::forward::Forward;
 use super::remote::{Launcher, Local};
 use super::shared::{Inbox, Shared};
+use crate::callback::Completions;
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::sys;
 
@@ -161,6 +163,10 @@ impl ProcessPoolBuilder {
     /// Runs `task(args)` in every worker as it starts, before any other task (Python's
     /// `initializer` and `initargs`). A worker whose initializer fails is replaced; after three
     /// failures in a row the pool is broken and every pending future fails with the cause.
+    ///
+    /// A worker never runs `main`: this is where to set up what `main` does for the parent and
+    /// tasks need (a `tracing` subscriber, globals, a tokio runtime kept in a `static`).
+    /// Its stderr, like every task's, is forwarded to the parent's.
     #[must_use]
     pub fn initializer<T: Task>(mut self, task: T, args: T::Args) -> Self {
         let _ = task;
@@ -271,6 +277,11 @@ impl ProcessPoolBuilder {
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, usize::from));
         let exe = std::env::current_exe().map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
         let (wake_rx, wake_tx) = sys::wake_pipe().map_err(|e| Error::new(ErrorKind::Io(e)))?;
+        // Started here, so that they inherit this thread's output capture (libtest's): user
+        // code and worker output never run on, or block, the I/O thread.
+        let io_error = |e| Error::new(ErrorKind::Io(e));
+        let completions = Completions::start("cf-pool-done").map_err(io_error)?;
+        let output = Forward::start().map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
             io_thread: OnceLock::new(),
@@ -279,6 +290,7 @@ impl ProcessPoolBuilder {
             wake: wake_tx,
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            output,
         });
         let (started_tx, started_rx) = mpsc::channel();
         let config = dispatch::Config {
@@ -323,6 +335,7 @@ impl ProcessPoolBuilder {
             shared,
             handle,
             max_workers,
+            completions,
         ))
     }
 }

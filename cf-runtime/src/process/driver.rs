@@ -310,7 +310,7 @@ impl Driver {
         for at in 0..self.links.len() {
             let ready = self.links[at].1.ready(&self.poller);
             if ready.output() || ready.exited() || output_due {
-                self.links[at].1.forward_output();
+                self.links[at].1.forward_output(&self.shared.output);
             }
             if ready.writable() {
                 self.flush(at);
@@ -368,7 +368,7 @@ impl Driver {
                 for link in &mut left {
                     link.signal(Sig::Kill);
                     let _ = link.reap();
-                    link.forward_output();
+                    link.forward_output(&self.shared.output);
                 }
                 return;
             }
@@ -380,7 +380,7 @@ impl Driver {
                     while matches!(link.read(&mut scratch), Ok(n) if n > 0) {}
                 }
                 if ready.output() || ready.exited() {
-                    link.forward_output();
+                    link.forward_output(&self.shared.output);
                 }
                 if ready.exited() {
                     let _ = link.reap();

@@ -1,5 +1,6 @@
 //! A task on its way to a worker, and the type-erased end that completes its future.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use cf_worker::frame::{ReplyKind, RequestKind};
@@ -64,7 +65,10 @@ pub(crate) trait Sink: Send {
     /// Whether the task has not started. A job put back in the queue after its worker died was
     /// running: it is not pending, and `cancel_futures` does not cancel it.
     fn pending(&self) -> bool;
-    /// Completes the future from a worker's reply.
+    /// Completes the future from a worker's reply. Runs on the I/O thread: the user's
+    /// `Deserialize` runs under `catch_unwind` (a panic fails this future with
+    /// [`TaskError::Codec`]), and the completer routes callbacks and a value nobody holds to
+    /// the pool's completion thread.
     fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str);
     /// Fails the future with an error that is not the task's own.
     fn fail(self: Box<Self>, error: TaskError<Never>);
@@ -76,8 +80,8 @@ pub(crate) trait Sink: Send {
 
 impl<T, E> Sink for Completer<T, E>
 where
-    T: DeserializeOwned + Send + Sync,
-    E: DeserializeOwned + Send + Sync,
+    T: DeserializeOwned + Send + Sync + 'static,
+    E: DeserializeOwned + Send + Sync + 'static,
 {
     fn set_running(&self) -> bool {
         Completer::set_running(self)
@@ -93,7 +97,7 @@ where
             message: format!("failed to decode the {what} of task `{task}`: {e}"),
         };
         let text = || String::from_utf8_lossy(payload).into_owned();
-        let outcome = match kind {
+        let decoded = catch_unwind(AssertUnwindSafe(|| match kind {
             ReplyKind::Ok => decode::<T>(payload).map_err(|e| codec("result", e)),
             ReplyKind::Failed => {
                 Err(decode::<E>(payload).map_or_else(|e| codec("error", e), TaskError::Failed))
@@ -107,7 +111,18 @@ where
             ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::UnknownTask {
                 task: task.to_owned(),
             }),
-        };
+        }));
+        let outcome = decoded.unwrap_or_else(|payload| {
+            let message = cf_worker::panic_message(&*payload);
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            Err(TaskError::Codec {
+                task: task.to_owned(),
+                message: format!(
+                    "failed to decode the outcome of task `{task}`: its `Deserialize` panicked: \
+                     {message}"
+                ),
+            })
+        });
         self.complete(outcome);
     }
 

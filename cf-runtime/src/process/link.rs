@@ -11,6 +11,7 @@
 use std::io;
 
 use super::dispatch::Sig;
+use super::forward::Forward;
 use crate::error::Exit;
 use crate::sys::Poller;
 
@@ -82,8 +83,9 @@ pub(crate) trait Link: Send {
     /// Sends `sig` to the worker, unless it is already reaped.
     fn signal(&mut self, sig: Sig);
 
-    /// Forwards the worker's diagnostic output and keeps its tail for [`last_words`](Self::last_words).
-    fn forward_output(&mut self);
+    /// Reads the worker's diagnostic output without blocking, queues it on `to` (the pool's
+    /// forwarding thread prints it) and keeps its tail for [`last_words`](Self::last_words).
+    fn forward_output(&mut self, to: &Forward);
 
     /// How the worker ended; call once [`Ready::EXITED`] said so, or to wait for its end.
     fn reap(&mut self) -> Exit;

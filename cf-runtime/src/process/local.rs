@@ -1,11 +1,12 @@
 //! A worker on this machine: a child process with a request pipe, a result pipe, a stderr pipe
 //! and a pidfd.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use super::dispatch::Sig;
+use super::forward::Forward;
 use super::link::{Link, Ready};
 use super::output::Output;
 use crate::error::Exit;
@@ -138,10 +139,8 @@ impl Link for LocalLink {
         let _ = sys::pidfd_signal(&self.pidfd, signal);
     }
 
-    fn forward_output(&mut self) {
-        let mut forward = |bytes: &[u8]| {
-            let _ = io::stderr().write_all(bytes);
-        };
+    fn forward_output(&mut self, to: &Forward) {
+        let mut forward = |bytes: &[u8]| to.push(bytes);
         let mut buf = [0; 8192];
         while let Some(err) = &self.err {
             match sys::read(err.as_fd(), &mut buf) {

@@ -6,6 +6,7 @@ mod buffer;
 mod builder;
 mod dispatch;
 mod driver;
+mod forward;
 mod job;
 mod link;
 mod local;
@@ -36,6 +37,7 @@ pub use shared::PoolStats;
 use shared::{Cancel, Shared};
 
 use crate::call::TaskMarker;
+use crate::callback::Completions;
 use crate::error::{Error, ErrorKind, SubmitError};
 use crate::executor::{Chunked, Executor, Map, Submit, shutdown_error};
 use crate::future::{Future, Kill};
@@ -49,6 +51,8 @@ pub struct ProcessPoolExecutor {
     io: Mutex<Option<JoinHandle<()>>>,
     io_thread: thread::ThreadId,
     max_workers: usize,
+    /// The completion thread: done-callbacks and drops of values nobody holds.
+    completions: Completions,
 }
 
 /// The largest encoded arguments a frame can carry.
@@ -64,12 +68,18 @@ impl fmt::Debug for ProcessPoolExecutor {
 
 impl ProcessPoolExecutor {
     /// The pool whose I/O thread `io` has started its first worker.
-    fn new_started(shared: Arc<Shared>, io: JoinHandle<()>, max_workers: usize) -> Self {
+    fn new_started(
+        shared: Arc<Shared>,
+        io: JoinHandle<()>,
+        max_workers: usize,
+        completions: Completions,
+    ) -> Self {
         ProcessPoolExecutor {
             shared,
             io_thread: io.thread().id(),
             io: Mutex::new(Some(io)),
             max_workers,
+            completions,
         }
     }
 
@@ -198,7 +208,8 @@ impl ProcessPoolExecutor {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let killer = Arc::downgrade(&self.shared) as std::sync::Weak<dyn Kill>;
-        let (future, completer) = Future::with_killer(Some((killer, id)));
+        let (future, completer) =
+            Future::with_killer(Some((killer, id)), Some(self.completions.clone()));
         let job = Job {
             id,
             request: kind,
@@ -315,7 +326,12 @@ impl ProcessPoolExecutor {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
             match handle {
-                Some(handle) => drop(handle.join()),
+                Some(handle) => {
+                    drop(handle.join());
+                    // Every future is done: its output printed, its callbacks run.
+                    self.shared.output.close();
+                    self.completions.flush();
+                }
                 // Another caller is joining the I/O thread: wait until it is gone too.
                 None => {
                     let mut inbox = self.shared.lock();

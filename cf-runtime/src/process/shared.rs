@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 
 use super::dispatch::Sig;
+use super::forward::Forward;
 use super::job::Job;
 use crate::future::Kill;
 use crate::sys;
@@ -130,6 +131,8 @@ pub(crate) struct Shared {
     /// Set by `shutdown`: submitters stop before taking the lock.
     pub(crate) closed: AtomicBool,
     pub(crate) next_id: AtomicU64,
+    /// Where the I/O thread puts the workers' stderr, for the forwarding thread to print.
+    pub(crate) output: Arc<Forward>,
 }
 
 impl Kill for Shared {
