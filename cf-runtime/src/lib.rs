@@ -7,6 +7,7 @@ mod callback;
 mod error;
 mod executor;
 mod future;
+mod map;
 mod process;
 mod sync;
 mod sys;
@@ -18,8 +19,9 @@ pub use callback::set_callback_panic_handler;
 pub use error::{
     BrokenCause, Error, Exit, HandshakeError, StartupFailure, SubmitError, TaskError, Timeout,
 };
-pub use executor::{Chunked, Executor, Map, Submit};
+pub use executor::{Chunked, Executor, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
+pub use map::Map;
 pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 #[cfg(feature = "stream")]

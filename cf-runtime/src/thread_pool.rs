@@ -7,8 +7,9 @@ use std::thread::{self, JoinHandle};
 
 use crate::call::Callable;
 use crate::error::{SubmitError, TaskError};
-use crate::executor::{Executor, Map, Submit, shutdown_error};
+use crate::executor::{Executor, Submit, shutdown_error};
 use crate::future::{Completer, Future};
+use crate::map::Map;
 use crate::sync::{lock, relock};
 
 trait Work: Send {

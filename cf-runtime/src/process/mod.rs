@@ -30,8 +30,9 @@ use shared::Shared;
 
 use crate::call::TaskMarker;
 use crate::error::{Error, ErrorKind, SubmitError};
-use crate::executor::{Chunked, Executor, Map, Submit, shutdown_error};
+use crate::executor::{Chunked, Executor, Submit, shutdown_error};
 use crate::future::{Future, Kill};
+use crate::map::Map;
 
 /// Python's `ProcessPoolExecutor`: runs `#[task]` functions in worker processes, each a re-run of
 /// this binary, so that a crash in one task fails only that task's future.
