@@ -123,7 +123,7 @@
 //! | `future.cancel()`, `cancelled()`, `running()`, `done()` | the same names |
 //! | `future.add_done_callback(fn)` | [`Future::add_done_callback`] |
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs, timeout, ReturnWhen::..)` |
-//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, timeout)` |
+//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, None)` yields futures; `(fs, duration)` yields `Result`s, `Err(`[`Timeout`]`)` last if the time runs out |
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen`] |
 //! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] ([`TaskError::Timeout`] from `map`; a task's own time limit is [`TaskError::TimeLimit`]) |
 //! | `BrokenProcessPool` | [`TaskError::Broken`] with its [`BrokenCause`], only when workers cannot start; a dead worker fails one future ([`TaskError::WorkerDied`]) |
@@ -138,11 +138,11 @@ pub use cf_macros::task;
 #[cfg(feature = "stream")]
 pub use cf_runtime::CompletedStream;
 pub use cf_runtime::{
-    AnyFuture, AsCompleted, BrokenCause, Callable, Chunked, DoneAndNotDone, Error, Executor, Exit,
-    FnMarker, Future, HandshakeError, Lend, Map, PoolStats, ProcessPoolBuilder,
-    ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError, TaskError, TaskMarker,
-    TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable, as_completed,
-    set_callback_panic_handler, wait,
+    AnyFuture, AsCompleted, AsCompletedTimeout, BrokenCause, Callable, Chunked, DoneAndNotDone,
+    Error, Executor, Exit, FnMarker, Future, HandshakeError, Lend, Map, PoolStats,
+    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError,
+    TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable,
+    as_completed, set_callback_panic_handler, wait,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 

@@ -26,4 +26,4 @@ pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOption
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 #[cfg(feature = "stream")]
 pub use wait::CompletedStream;
-pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
+pub use wait::{AsCompleted, AsCompletedTimeout, DoneAndNotDone, ReturnWhen, as_completed, wait};

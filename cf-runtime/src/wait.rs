@@ -2,9 +2,13 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cf_worker::Never;
+
+use crate::error::Timeout;
 use crate::future::{Signal, Status, Waitable, Waiter, deadline};
 
 /// When [`wait`] returns: Python's `return_when`.
@@ -116,9 +120,19 @@ pub fn wait<W: Waitable>(
 /// Yields the futures as they complete: those already done first, then each as it finishes or
 /// is cancelled. Each distinct future comes once.
 ///
-/// With a `timeout`, iteration stops when it runs out, and [`AsCompleted::timed_out`] tells that
-/// it did (Python raises `TimeoutError` there); the futures not yet done are in
-/// [`AsCompleted::not_done`].
+/// The `timeout` decides what the iterator yields, so that a timeout cannot pass for the end of
+/// the futures (Python raises `TimeoutError` there):
+///
+/// - `None`: each future itself, until all are out.
+/// - a [`Duration`]: `Ok(future)` for each, and if the time runs out first, one last
+///   `Err(`[`Timeout`]`)`, after which iteration ends; the futures not yet done are then in
+///   [`AsCompleted::not_done`]. With `?`, a plain `for` loop stops there:
+///   `for fut in as_completed(&futures, limit) { let fut = fut?; ... }`.
+///
+/// For a timeout known only at run time (an `Option<Duration>`), pass
+/// `timeout.unwrap_or(Duration::MAX)`: `Duration::MAX` never runs out.
+///
+/// # Examples
 ///
 /// ```
 /// # use cf::{as_completed, ThreadPoolExecutor};
@@ -130,11 +144,30 @@ pub fn wait<W: Waitable>(
 /// }
 /// assert_eq!(total, 12);
 /// ```
-pub fn as_completed<W: Waitable>(
+///
+/// With a timeout, the last item says that the time ran out:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # use cf::{as_completed, ThreadPoolExecutor, Timeout};
+/// let pool = ThreadPoolExecutor::new();
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let quick = pool.submit(|x: u32| x + 1, 1).unwrap();
+/// let stuck = pool.submit(move || rx.recv().is_ok(), ()).unwrap();
+/// let mut done = as_completed([quick.clone()], Duration::from_secs(60));
+/// assert_eq!(done.next(), Some(Ok(quick)));
+/// assert_eq!(done.next(), None);
+/// let mut late = as_completed([stuck], Duration::from_millis(10));
+/// assert!(matches!(late.next(), Some(Err(Timeout))));
+/// assert_eq!(late.not_done().count(), 1);
+/// # tx.send(()).unwrap();
+/// ```
+pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
     futures: impl IntoIterator<Item = W>,
-    timeout: impl Into<Option<Duration>>,
-) -> AsCompleted<W::Handle> {
-    let deadline = deadline(timeout.into());
+    timeout: T,
+) -> AsCompleted<W::Handle, T> {
+    let deadline = timeout.__deadline();
     let all = distinct(futures);
     let waiter = Arc::new(Waiter::default());
     let mut ready = VecDeque::new();
@@ -155,20 +188,77 @@ pub fn as_completed<W: Waitable>(
         waiter,
         deadline,
         timed_out: false,
+        _timeout: PhantomData,
     }
 }
 
-/// The iterator [`as_completed`] returns.
-pub struct AsCompleted<F> {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The `timeout` of [`as_completed`]: `None`, or a [`Duration`]. It decides what the iterator
+/// yields.
+#[diagnostic::on_unimplemented(
+    message = "`as_completed` takes `None` or a `Duration` as its timeout, not `{Self}`",
+    label = "not `None` or a `Duration`",
+    note = "for an `Option<Duration>`, pass `timeout.unwrap_or(Duration::MAX)`: it yields \
+            `Result<future, Timeout>`, and `Duration::MAX` never runs out"
+)]
+pub trait AsCompletedTimeout: sealed::Sealed {
+    /// What [`AsCompleted`] yields for a future `F`.
+    type Item<F>;
+    #[doc(hidden)]
+    fn __deadline(self) -> Option<Instant>;
+    #[doc(hidden)]
+    fn __completed<F>(future: F) -> Self::Item<F>;
+    /// The last item when the time runs out.
+    #[doc(hidden)]
+    fn __timed_out<F>() -> Option<Self::Item<F>>;
+}
+
+impl sealed::Sealed for Option<Never> {}
+/// `None`: no timeout; the iterator yields each future.
+impl AsCompletedTimeout for Option<Never> {
+    type Item<F> = F;
+    fn __deadline(self) -> Option<Instant> {
+        None
+    }
+    fn __completed<F>(future: F) -> F {
+        future
+    }
+    fn __timed_out<F>() -> Option<F> {
+        None
+    }
+}
+
+impl sealed::Sealed for Duration {}
+/// A timeout: the iterator yields `Ok(future)`, and `Err(Timeout)` last if the time runs out.
+impl AsCompletedTimeout for Duration {
+    type Item<F> = Result<F, Timeout>;
+    fn __deadline(self) -> Option<Instant> {
+        deadline(Some(self))
+    }
+    fn __completed<F>(future: F) -> Result<F, Timeout> {
+        Ok(future)
+    }
+    fn __timed_out<F>() -> Option<Result<F, Timeout>> {
+        Some(Err(Timeout))
+    }
+}
+
+/// The iterator [`as_completed`] returns; `T` is the type of its timeout, which decides what it
+/// yields (see [`AsCompletedTimeout`]).
+pub struct AsCompleted<F, T = Option<Never>> {
     slots: Vec<Option<(F, Arc<Signal>)>>,
     ready: VecDeque<usize>,
     pending: usize,
     waiter: Arc<Waiter>,
     deadline: Option<Instant>,
     timed_out: bool,
+    _timeout: PhantomData<fn() -> T>,
 }
 
-impl<F> AsCompleted<F> {
+impl<F, T> AsCompleted<F, T> {
     /// Whether iteration stopped because the timeout ran out.
     pub fn timed_out(&self) -> bool {
         self.timed_out
@@ -178,15 +268,12 @@ impl<F> AsCompleted<F> {
     pub fn not_done(&self) -> impl Iterator<Item = &F> {
         self.slots.iter().flatten().map(|(f, _)| f)
     }
-}
 
-impl<F> Iterator for AsCompleted<F> {
-    type Item = F;
-
-    fn next(&mut self) -> Option<F> {
+    /// The next future, `Err(Timeout)` once when the time runs out, then `None`.
+    fn next_completed(&mut self) -> Option<Result<F, Timeout>> {
         loop {
             if let Some(handle) = self.take_ready() {
-                return Some(handle);
+                return Some(Ok(handle));
             }
             if self.pending == 0 || self.timed_out {
                 return None;
@@ -198,22 +285,37 @@ impl<F> Iterator for AsCompleted<F> {
                 }
                 None => {
                     self.timed_out = true;
-                    return None;
+                    return Some(Err(Timeout));
                 }
             }
         }
     }
+}
+
+impl<F, T: AsCompletedTimeout> Iterator for AsCompleted<F, T> {
+    type Item = T::Item<F>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_completed()? {
+            Ok(future) => Some(T::__completed(future)),
+            Err(Timeout) => T::__timed_out(),
+        }
+    }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.timed_out {
+            return (0, Some(0));
+        }
+        // One more for the `Err(Timeout)` that may come last.
+        let timeout = usize::from(self.deadline.is_some() && self.pending > 0);
         let left = self.ready.len() + self.pending;
-        (
-            if self.timed_out { 0 } else { self.ready.len() },
-            Some(left),
-        )
+        (self.ready.len(), Some(left + timeout))
     }
 }
 
-impl<F> AsCompleted<F> {
+impl<F, T: AsCompletedTimeout> std::iter::FusedIterator for AsCompleted<F, T> {}
+
+impl<F, T> AsCompleted<F, T> {
     /// The next future to yield: one already known to be done, or, once all of those are out,
     /// a new batch from the waiter.
     fn take_ready(&mut self) -> Option<F> {
@@ -228,7 +330,7 @@ impl<F> AsCompleted<F> {
 }
 
 #[cfg(feature = "stream")]
-impl<F> AsCompleted<F> {
+impl<F, T> AsCompleted<F, T> {
     /// The same futures as a [`Stream`](futures_core::Stream), for async code: each comes once,
     /// those already done first, then in completion order, and the polling task is woken as
     /// each finishes. A stream has no timer of its own, so the `timeout` given to
@@ -251,7 +353,7 @@ impl<F> AsCompleted<F> {
     /// assert_eq!(sum, 6);
     /// # }
     /// ```
-    pub fn into_stream(self) -> CompletedStream<F> {
+    pub fn into_stream(self) -> CompletedStream<F, T> {
         CompletedStream { inner: self }
     }
 }
@@ -259,15 +361,15 @@ impl<F> AsCompleted<F> {
 /// The [`Stream`](futures_core::Stream) that [`AsCompleted::into_stream`] returns.
 #[cfg(feature = "stream")]
 #[derive(Debug)]
-pub struct CompletedStream<F> {
-    inner: AsCompleted<F>,
+pub struct CompletedStream<F, T = Option<Never>> {
+    inner: AsCompleted<F, T>,
 }
 
 #[cfg(feature = "stream")]
-impl<F> Unpin for CompletedStream<F> {}
+impl<F, T> Unpin for CompletedStream<F, T> {}
 
 #[cfg(feature = "stream")]
-impl<F> futures_core::Stream for CompletedStream<F> {
+impl<F, T> futures_core::Stream for CompletedStream<F, T> {
     type Item = F;
 
     fn poll_next(
@@ -298,7 +400,7 @@ impl<F> futures_core::Stream for CompletedStream<F> {
     }
 }
 
-impl<F> Drop for AsCompleted<F> {
+impl<F, T> Drop for AsCompleted<F, T> {
     fn drop(&mut self) {
         for (_, sync) in self.slots.iter().flatten() {
             sync.unregister(&self.waiter);
@@ -306,7 +408,7 @@ impl<F> Drop for AsCompleted<F> {
     }
 }
 
-impl<F> fmt::Debug for AsCompleted<F> {
+impl<F, T> fmt::Debug for AsCompleted<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
             .field("left", &(self.ready.len() + self.pending))
