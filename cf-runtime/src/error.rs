@@ -28,6 +28,44 @@ pub(crate) enum ErrorKind {
     Broken(BrokenCause),
     Encode { task: &'static str, message: String },
     Task(Box<dyn std::error::Error + Send + Sync>),
+    Config(ConfigError),
+}
+
+/// A setting of a builder that cannot work; [`Error::is_config`] tells this kind of error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConfigError {
+    /// `max_workers(0)`.
+    NoWorkers,
+    /// `prefetch(0)`.
+    NoPrefetch,
+    /// `max_tasks_per_child(0)`.
+    NoTasksPerChild,
+    /// `max_frame` outside the frame format's bounds.
+    MaxFrame {
+        bytes: usize,
+        min: usize,
+        max: usize,
+    },
+    /// `memory_limit` too small for a worker to start.
+    MemoryLimit { bytes: u64, min: u64 },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ConfigError::NoWorkers => f.write_str("max_workers must be greater than 0"),
+            ConfigError::NoPrefetch => f.write_str("prefetch must be at least 1"),
+            ConfigError::NoTasksPerChild => f.write_str("max_tasks_per_child must be at least 1"),
+            ConfigError::MaxFrame { bytes, min, max } => write!(
+                f,
+                "max_frame must be between {min} and {max} bytes, not {bytes}"
+            ),
+            ConfigError::MemoryLimit { bytes, min } => write!(
+                f,
+                "memory_limit of {bytes} bytes is below the {min} bytes a worker needs to start"
+            ),
+        }
+    }
 }
 
 impl Error {
@@ -71,6 +109,11 @@ impl Error {
         matches!(self.kind, ErrorKind::Encode { .. })
     }
 
+    /// A builder setting cannot work (such as `max_workers(0)`); the message names it.
+    pub fn is_config(&self) -> bool {
+        matches!(self.kind, ErrorKind::Config(_))
+    }
+
     /// A task's outcome turned into an `Error` with `?`; the [`TaskError`] is its
     /// [`source`](std::error::Error::source).
     pub fn is_task(&self) -> bool {
@@ -99,7 +142,7 @@ impl Error {
                     last: StartupFailure::spawn(&e),
                 },
             },
-            ErrorKind::Task(_) => TaskError::Abandoned,
+            ErrorKind::Task(_) | ErrorKind::Config(_) => TaskError::Abandoned,
         }
     }
 }
@@ -136,6 +179,7 @@ impl fmt::Display for Error {
                 )
             }
             ErrorKind::Task(_) => f.write_str("a task did not produce its value"),
+            ErrorKind::Config(e) => write!(f, "invalid pool setting: {e}"),
         }
     }
 }

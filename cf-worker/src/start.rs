@@ -96,7 +96,7 @@ fn run() -> ! {
     if memory > 0 && !sys::limit_memory(memory) {
         std::process::exit(EXIT_STARTUP);
     }
-    if !sys::ignore_sigpipe() {
+    if !sys::ignore_sigpipe() || !sys::ignore_sigint() {
         std::process::exit(EXIT_STARTUP);
     }
     sys::watch_stack_overflow();

@@ -12,7 +12,7 @@ use super::ProcessPoolExecutor;
 use super::dispatch::{self, Init};
 use super::driver;
 use super::shared::{Inbox, Shared};
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, Error, ErrorKind};
 use crate::sys;
 
 /// Per-task options for [`ProcessPoolExecutor::submit_with`].
@@ -49,8 +49,12 @@ pub struct ProcessPoolBuilder {
     timeout: Option<Duration>,
     memory_limit: Option<u64>,
     spare: bool,
-    max_frame: u32,
+    max_frame: usize,
 }
+
+/// The smallest memory limit a worker can start under: its binary, its libraries and one
+/// stack are mapped before it runs a task.
+const MIN_MEMORY_LIMIT: u64 = 32 << 20;
 
 impl fmt::Debug for ProcessPoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,19 +89,16 @@ impl Default for ProcessPoolBuilder {
             timeout: None,
             memory_limit: None,
             spare: true,
-            max_frame: cf_worker::frame::DEFAULT_MAX_FRAME,
+            max_frame: cf_worker::frame::DEFAULT_MAX_FRAME as usize,
         }
     }
 }
 
 impl ProcessPoolBuilder {
-    /// The number of worker processes (default: the available cores).
-    ///
-    /// # Panics
-    /// If `n` is zero.
+    /// The number of worker processes (default: the available cores). Zero is refused by
+    /// [`build`](Self::build).
     #[must_use]
     pub fn max_workers(mut self, n: usize) -> Self {
-        assert!(n > 0, "max_workers must be greater than 0");
         self.max_workers = Some(n);
         self
     }
@@ -107,25 +108,19 @@ impl ProcessPoolBuilder {
     ///
     /// By default a worker holds up to 8 while tasks are short (under half a millisecond on
     /// average) and one at a time otherwise, so that no task waits behind a long one while a
-    /// worker is idle. Setting it fixes the depth at `n`.
-    ///
-    /// # Panics
-    /// If `n` is zero.
+    /// worker is idle. Setting it fixes the depth at `n`; zero is refused by
+    /// [`build`](Self::build).
     #[must_use]
     pub fn prefetch(mut self, n: usize) -> Self {
-        assert!(n > 0, "prefetch must be at least 1");
         self.prefetch = n;
         self.adaptive = false;
         self
     }
 
-    /// Replaces each worker after it has run `n` tasks (Python's `max_tasks_per_child`).
-    ///
-    /// # Panics
-    /// If `n` is zero.
+    /// Replaces each worker after it has run `n` tasks (Python's `max_tasks_per_child`). Zero is
+    /// refused by [`build`](Self::build).
     #[must_use]
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        assert!(n > 0, "max_tasks_per_child must be at least 1");
         self.max_tasks_per_child = Some(n);
         self
     }
@@ -166,7 +161,7 @@ impl ProcessPoolBuilder {
 
     /// Limits each worker's address space (`RLIMIT_AS`) to `bytes`; a task that allocates past
     /// it fails with [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit). Leave room for
-    /// the binary itself (tens of MiB).
+    /// the binary itself (tens of MiB); under 32 MiB is refused by [`build`](Self::build).
     #[must_use]
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
@@ -184,27 +179,53 @@ impl ProcessPoolBuilder {
     /// The largest reply a worker may send, in bytes (default and maximum: 2 GiB - 1). A worker
     /// that announces a larger frame is killed and its task fails with
     /// [`TaskError::Protocol`](crate::TaskError::Protocol).
-    ///
-    /// # Panics
-    /// If `bytes` is below the 13-byte frame header or above the maximum.
+    /// A size below the 13-byte frame header or above the maximum is refused by
+    /// [`build`](Self::build).
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> Self {
-        let bytes = u32::try_from(bytes)
-            .ok()
-            .filter(|&b| {
-                (cf_worker::frame::HEADER_LEN as u32..=cf_worker::frame::DEFAULT_MAX_FRAME)
-                    .contains(&b)
-            })
-            .expect("max_frame must be between 13 bytes and 2 GiB - 1");
         self.max_frame = bytes;
         self
+    }
+
+    /// Refuses settings that cannot work; returns the frame limit.
+    fn check(&self) -> Result<u32, Error> {
+        let refuse = |e| Err(Error::new(ErrorKind::Config(e)));
+        if self.max_workers == Some(0) {
+            return refuse(ConfigError::NoWorkers);
+        }
+        if self.prefetch == 0 {
+            return refuse(ConfigError::NoPrefetch);
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return refuse(ConfigError::NoTasksPerChild);
+        }
+        if let Some(bytes) = self.memory_limit.filter(|&b| b < MIN_MEMORY_LIMIT) {
+            return refuse(ConfigError::MemoryLimit {
+                bytes,
+                min: MIN_MEMORY_LIMIT,
+            });
+        }
+        let (min, max) = (
+            cf_worker::frame::HEADER_LEN,
+            cf_worker::frame::DEFAULT_MAX_FRAME,
+        );
+        match u32::try_from(self.max_frame) {
+            Ok(bytes) if (min..=max as usize).contains(&self.max_frame) => Ok(bytes),
+            _ => refuse(ConfigError::MaxFrame {
+                bytes: self.max_frame,
+                min,
+                max: max as usize,
+            }),
+        }
     }
 
     /// Starts the workers and the pool's I/O thread.
     ///
     /// # Errors
-    /// A worker could not be started, or the binary's task table has duplicate names.
+    /// A setting cannot work ([`Error::is_config`], the message names it), a worker could not be
+    /// started, or the binary's task table has duplicate names.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        let max_frame = self.check()?;
         let initializer = self.initializer.transpose()?;
         let duplicates = table().duplicates();
         if !duplicates.is_empty() {
@@ -234,7 +255,7 @@ impl ProcessPoolBuilder {
             timeout: self.timeout,
             memory_limit: self.memory_limit,
             spare: self.spare,
-            max_frame: self.max_frame,
+            max_frame,
             fingerprint: table().fingerprint(),
             limits: dispatch::Limits::default(),
         };

@@ -71,6 +71,8 @@ pub(crate) struct Limits {
     /// Failed worker starts are retried, with backoff, for this long before the pool is
     /// broken (a passing shortage of processes or fds is not a broken pool).
     pub(crate) spawn_retry: Duration,
+    /// A worker whose protocol stream closed but that has not exited after this is killed.
+    pub(crate) closed_grace: Duration,
 }
 
 impl Default for Limits {
@@ -79,6 +81,7 @@ impl Default for Limits {
             handshake: Duration::from_secs(10),
             term_grace: Duration::from_secs(1),
             spawn_retry: Duration::from_secs(10),
+            closed_grace: Duration::from_secs(1),
         }
     }
 }
@@ -453,6 +456,14 @@ impl Dispatcher {
     pub(crate) fn received(&mut self, id: WorkerId, n: usize) {
         if let Some(worker) = self.slot(id) {
             worker.inbuf.filled(n);
+        }
+    }
+
+    /// Worker `id`'s reply stream ended, or its request stream broke (EPIPE). Its exit normally
+    /// follows at once; if it does not within [`Limits::closed_grace`], it is killed.
+    pub(crate) fn stream_closed(&mut self, id: WorkerId, now: Instant) {
+        if let Some(worker) = self.slot(id) {
+            worker.closed_since.get_or_insert(now);
         }
     }
 

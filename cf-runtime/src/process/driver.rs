@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::dispatch::{Action, Config, Dispatcher, WorkerId};
+use super::dispatch::{Action, Config, Dispatcher, Sig, WorkerId};
 use super::link::{Launch, Link};
 use super::shared::Shared;
 use super::spawner::Spawner;
@@ -23,6 +23,10 @@ use crate::sys::{self, Poller};
 
 /// How long the I/O thread looks for replies before it sleeps, while tasks are in flight.
 const SPIN: Duration = Duration::from_micros(50);
+
+/// How long the pool's end waits for idle workers to exit once their requests are closed, before
+/// it kills them (a stopped worker never exits by itself).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Where a pool's workers run.
 pub(crate) enum Launcher {
@@ -216,8 +220,12 @@ impl Driver {
         while let Some(bytes) = self.d.transmit(*id) {
             match link.write(bytes) {
                 Ok(n) => self.d.transmitted(*id, n),
-                // EAGAIN: the stream is full, wait for room. EPIPE: the worker is gone, and its
-                // exit will say so.
+                // EPIPE: the worker is gone (its exit will say so), or its task closed the pipe.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    self.d.stream_closed(*id, Instant::now());
+                    return;
+                }
+                // EAGAIN: the stream is full, wait for room.
                 Err(_) => return,
             }
         }
@@ -228,8 +236,12 @@ impl Driver {
         let (id, link) = &mut self.links[at];
         while let Some(buf) = self.d.read_buf(*id) {
             match link.read(buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => {
+                    self.d.stream_closed(*id, now);
+                    break;
+                }
                 Ok(n) => self.d.received(*id, n),
+                Err(_) => break,
             }
         }
         self.d.parse(*id, now);
@@ -299,22 +311,71 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Ends the workers: closes their requests, waits up to [`EXIT_GRACE`] for them to exit
+    /// (they do at once, unless stopped or stuck), then kills those left. With `hard`, kills at
+    /// once.
+    fn end_workers(&mut self, hard: bool) {
+        let mut left: Vec<_> = self.links.drain(..).map(|(_, link)| link).collect();
+        for link in &mut left {
+            link.close_requests();
+            if hard {
+                link.signal(Sig::Kill);
+            }
+        }
+        let deadline = Instant::now() + EXIT_GRACE;
+        let mut scratch = [0; 4096];
+        while !left.is_empty() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                for link in &mut left {
+                    tracing::warn!(pid = link.pid(), "cf: a worker did not exit; killing it");
+                    link.signal(Sig::Kill);
+                }
+            }
+            self.poller.clear();
+            for link in &mut left {
+                link.register(&mut self.poller, false);
+            }
+            if self
+                .poller
+                .wait(Some(remaining.max(EXIT_GRACE / 100)))
+                .is_err()
+            {
+                // Cannot watch them: kill them, then wait (a killed process exits at once).
+                for link in &mut left {
+                    link.signal(Sig::Kill);
+                    let _ = link.reap();
+                    link.forward_output();
+                }
+                return;
+            }
+            let poller = &self.poller;
+            left.retain_mut(|link| {
+                let ready = link.ready(poller);
+                if ready.readable {
+                    // Nobody waits for these bytes any more.
+                    while matches!(link.read(&mut scratch), Ok(n) if n > 0) {}
+                }
+                if ready.output || ready.exited {
+                    link.forward_output();
+                }
+                if ready.exited {
+                    let _ = link.reap();
+                }
+                !ready.exited
+            });
+        }
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         // Normal end: every job is done; closing the request streams ends the workers. After a
         // panic in this thread, fail what is left rather than leave anyone waiting.
-        for (_, link) in &mut self.links {
-            link.close_requests();
-        }
         self.d.abandon();
         let hard = self.failed || std::thread::panicking();
-        for (_, link) in &mut self.links {
-            if hard {
-                link.signal(super::dispatch::Sig::Kill);
-            }
-            let _ = link.reap();
-            link.forward_output();
-        }
+        self.end_workers(hard);
         let mut inbox = self.shared.lock();
         if !self.d.is_shutdown() || hard {
             inbox.broken.get_or_insert(BrokenCause::IoThreadStopped);

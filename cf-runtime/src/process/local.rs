@@ -10,6 +10,7 @@ use super::link::{Link, Ready};
 use super::output::Output;
 use crate::error::Exit;
 use crate::sys::{self, Poller};
+use nix::sys::signal::Signal;
 
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
 const PIPE_SIZE: usize = 1 << 20;
@@ -129,16 +130,12 @@ impl Link for LocalLink {
     }
 
     fn signal(&mut self, sig: Sig) {
-        // Once reaped, its pid may be another process's.
-        if self.exit.is_none() {
-            sys::signal(
-                self.pid,
-                match sig {
-                    Sig::Term => 15,
-                    Sig::Kill => 9,
-                },
-            );
-        }
+        let signal = match sig {
+            Sig::Term => Signal::SIGTERM,
+            Sig::Kill => Signal::SIGKILL,
+        };
+        // ESRCH: it has exited already, and its exit is on its way.
+        let _ = sys::pidfd_signal(&self.pidfd, signal);
     }
 
     fn forward_output(&mut self) {

@@ -78,10 +78,7 @@ impl ProcessPoolExecutor {
     /// A pool of `max_workers` workers.
     ///
     /// # Errors
-    /// As [`new`](Self::new).
-    ///
-    /// # Panics
-    /// If `max_workers` is zero.
+    /// As [`new`](Self::new); zero workers is a configuration error ([`Error::is_config`]).
     pub fn with_max_workers(max_workers: usize) -> Result<Self, Error> {
         Self::builder().max_workers(max_workers).build()
     }

@@ -148,6 +148,24 @@ pub(crate) fn pidfd(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// Sends `signal` through the pidfd of a child: unlike kill(2) by pid, it cannot reach another
+/// process that took the pid after something else in the program reaped the child (a
+/// `waitpid(-1)` thread, SIGCHLD ignored).
+pub(crate) fn pidfd_signal(pidfd: &OwnedFd, signal: Signal) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal(2) takes an fd, a signal number, a null siginfo pointer (the
+    // kernel then fills in what kill(2) would) and flags 0; it writes no memory of ours.
+    syscall!(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
 /// Sends signal `n` to process `pid`.
 pub(crate) fn signal(pid: u32, n: i32) {
     if let (Ok(pid), Ok(sig)) = (i32::try_from(pid), nix::sys::signal::Signal::try_from(n)) {

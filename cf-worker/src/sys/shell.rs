@@ -44,6 +44,11 @@ pub(crate) fn ignore_sigpipe() -> bool {
 }
 
 /// Workers are not supported here.
+pub(crate) fn ignore_sigint() -> bool {
+    false
+}
+
+/// Workers are not supported here.
 pub(crate) fn limit_memory(_: u64) -> bool {
     false
 }

@@ -96,6 +96,16 @@ pub(crate) fn ignore_sigpipe() -> bool {
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.is_ok()
 }
 
+/// Ignores SIGINT: a terminal's Ctrl-C reaches the whole foreground process group, and a worker
+/// must not die of it while its parent handles it (a graceful shutdown). The worker still dies
+/// with its parent, by the parent-death signal.
+pub(crate) fn ignore_sigint() -> bool {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety question arises; this
+    // runs before any thread of ours exists (signal(2)).
+    unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }.is_ok()
+}
+
 /// Asks for SIGKILL when the parent dies, and checks that `parent` is still the parent (it may
 /// have died before the request). False if it is not.
 pub(crate) fn die_with_parent(parent: u64) -> bool {

@@ -29,6 +29,7 @@ enum Ev {
     Advance(u32),
     CancelPending,
     Terminate,
+    Close(usize),
 }
 
 fn event() -> impl Strategy<Value = Ev> {
@@ -47,6 +48,7 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => (1000u32..12_000).prop_map(Ev::Advance),
         1 => Just(Ev::CancelPending),
         1 => Just(Ev::Terminate),
+        1 => any::<usize>().prop_map(Ev::Close),
     ]
 }
 
@@ -171,6 +173,11 @@ fn apply(w: &mut World, m: &mut Model, ev: &Ev, pool_limit: bool) {
             w.d.shutdown();
             w.d.cancel_pending();
             w.pump();
+        }
+        Ev::Close(at) => {
+            if let Some(id) = pick(w, at) {
+                w.d.stream_closed(id, w.now);
+            }
         }
         Ev::Terminate => {
             w.d.shutdown();

@@ -25,6 +25,9 @@ pub(crate) enum Violation {
     UnknownKind(u8),
     /// A reply for a job that it was not running.
     NotRunning(u64),
+    /// Its reply stream ended (or its request stream broke) and it did not exit: its task took
+    /// over the protocol's pipes, or a process it started holds them.
+    Closed,
 }
 
 impl std::fmt::Display for Violation {
@@ -34,6 +37,7 @@ impl std::fmt::Display for Violation {
             Violation::Handshake(e) => e.fmt(f),
             Violation::UnknownKind(kind) => write!(f, "unknown reply kind {kind:#04x}"),
             Violation::NotRunning(id) => write!(f, "reply for job {id} which it was not running"),
+            Violation::Closed => f.write_str("its protocol stream closed while it went on running"),
         }
     }
 }
@@ -90,6 +94,8 @@ pub(crate) struct Slot {
     pub(crate) started: Instant,
     /// When it was sent SIGTERM, for the grace before SIGKILL.
     pub(crate) term_since: Option<Instant>,
+    /// When its reply stream ended or its request stream broke while it lived.
+    pub(crate) closed_since: Option<Instant>,
 }
 
 impl Slot {
@@ -106,6 +112,7 @@ impl Slot {
             sent: 0,
             started: now,
             term_since: None,
+            closed_since: None,
         }
     }
 
@@ -191,11 +198,16 @@ impl Slot {
     /// The nearest moment something about it is due: its task's time limit, its handshake's
     /// deadline, or the end of its SIGTERM's grace.
     pub(crate) fn deadline(&self, pool: Option<Duration>, limits: Limits) -> Option<Instant> {
-        match self.state {
+        let own = match self.state {
             State::Handshake => self.started.checked_add(limits.handshake),
             State::Dying(Poison::Terminated, _) => self.term_since?.checked_add(limits.term_grace),
             _ => self.task_deadline(pool),
-        }
+        };
+        let closed = self
+            .closed_since
+            .filter(|_| !matches!(self.state, State::Dying(..)))
+            .and_then(|since| since.checked_add(limits.closed_grace));
+        own.into_iter().chain(closed).min()
     }
 
     /// Why it must be killed at `now`, if it must.
@@ -207,6 +219,12 @@ impl Slot {
     ) -> Option<Poison> {
         if self.deadline(pool, limits)? > now {
             return None;
+        }
+        let closed = self
+            .closed_since
+            .and_then(|since| since.checked_add(limits.closed_grace));
+        if closed.is_some_and(|at| at <= now) && !matches!(self.state, State::Dying(..)) {
+            return Some(Poison::Protocol(Violation::Closed));
         }
         match self.state {
             State::Handshake => Some(Poison::Protocol(Violation::Handshake(

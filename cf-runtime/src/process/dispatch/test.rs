@@ -516,3 +516,24 @@ fn shutdown_finishes_once_the_queue_is_done() {
     assert!(w.d.finished());
     assert_eq!(w.d.poll_action(), None::<Action>);
 }
+
+#[test]
+fn a_worker_whose_stream_closed_but_lives_on_is_killed_after_the_grace() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    w.d.stream_closed(a, w.now);
+    let grace = w.d.config.limits.closed_grace;
+    w.advance(grace - Duration::from_millis(1));
+    assert!(w.workers[&a].signals.is_empty());
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
+    let error = died_with(w.end(job));
+    assert!(
+        error
+            .to_string()
+            .ends_with("its protocol stream closed while it went on running"),
+        "{error}"
+    );
+}
