@@ -117,7 +117,7 @@
 //! | `ThreadPoolExecutor()` | [`ThreadPoolExecutor::new`] |
 //! | `executor.submit(fn, *args)` | `executor.submit(fn, args)`: `()`, `x` or `(x, y, ..)` |
 //! | `executor.map(fn, it, chunksize=n)` | `executor.map(fn, it).chunksize(n)` (lazy, ordered) |
-//! | `executor.shutdown(wait, cancel_futures=c)` | `executor.shutdown(wait, c)`; dropping is `shutdown(true, false)` |
+//! | `executor.shutdown(wait=True, cancel_futures=False)` | [`Executor::shutdown`]`()`, as dropping; [`Executor::shutdown_with`]`(`[`Shutdown`]` { wait, cancel_futures })` |
 //! | `future.result(timeout)` | [`Future::result`], [`Future::result_timeout`] |
 //! | `future.exception(timeout)` | [`Future::exception`], [`Future::exception_timeout`] |
 //! | `future.cancel()`, `cancelled()`, `running()`, `done()` | the same names |
@@ -140,9 +140,9 @@ pub use cf_runtime::CompletedStream;
 pub use cf_runtime::{
     AnyFuture, AsCompleted, AsCompletedTimeout, BrokenCause, Callable, Chunked, DoneAndNotDone,
     Error, Executor, Exit, FnMarker, Future, HandshakeError, Lend, Map, PoolStats,
-    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError,
-    TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable,
-    as_completed, set_callback_panic_handler, wait,
+    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, Shutdown, StartupFailure, Submit,
+    SubmitError, TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor,
+    Timeout, Waitable, as_completed, set_callback_panic_handler, wait,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 

@@ -7,9 +7,47 @@ use crate::future::Future;
 
 /// An executor: Python's `concurrent.futures.Executor`.
 pub trait Executor {
-    /// Stops taking work. With `wait`, blocks until every submitted task is done and the workers
-    /// have exited; with `cancel_futures`, cancels the tasks that have not started. Idempotent.
-    fn shutdown(&self, wait: bool, cancel_futures: bool);
+    /// Stops taking work as `how` says: Python's `shutdown(wait, cancel_futures)`, by name.
+    /// Idempotent. See [`Shutdown`].
+    fn shutdown_with(&self, how: Shutdown);
+
+    /// Stops taking work and blocks until every submitted task is done and the workers have
+    /// exited: Python's `shutdown()`, the same as dropping the executor.
+    fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+}
+
+/// How an executor shuts down: the arguments of Python's `shutdown`, by name.
+///
+/// The default is Python's: `wait: true, cancel_futures: false`.
+///
+/// # Examples
+///
+/// ```
+/// use cf::{Executor, Shutdown};
+///
+/// let pool = cf::ThreadPoolExecutor::new();
+/// // Return at once, and cancel the tasks that have not started.
+/// pool.shutdown_with(Shutdown { wait: false, cancel_futures: true });
+/// // The rest as Python's default.
+/// pool.shutdown_with(Shutdown { cancel_futures: true, ..Shutdown::default() });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shutdown {
+    /// Block until every submitted task is done and the workers have exited.
+    pub wait: bool,
+    /// Cancel the tasks that have not started (they are cancelled when the call returns).
+    pub cancel_futures: bool,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            wait: true,
+            cancel_futures: false,
+        }
+    }
 }
 
 /// An executor that can run `C` on arguments `A`.

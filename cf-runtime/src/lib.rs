@@ -19,7 +19,7 @@ pub use callback::set_callback_panic_handler;
 pub use error::{
     BrokenCause, Error, Exit, HandshakeError, StartupFailure, SubmitError, TaskError, Timeout,
 };
-pub use executor::{Chunked, Executor, Submit};
+pub use executor::{Chunked, Executor, Shutdown, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
 pub use map::Map;
 pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};

@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::call::Callable;
 use crate::error::{SubmitError, TaskError};
-use crate::executor::{Executor, Submit, shutdown_error};
+use crate::executor::{Executor, Shutdown, Submit, shutdown_error};
 use crate::future::{Completer, Future};
 use crate::map::Map;
 use crate::sync::{lock, relock};
@@ -113,8 +113,8 @@ impl Shared {
 /// No crash isolation: a task that aborts takes the process with it. Panics are caught and
 /// become [`TaskError::Panicked`].
 ///
-/// Dropping the executor is [`shutdown(true, false)`](Executor::shutdown): it waits for the
-/// tasks already submitted.
+/// Dropping the executor is [`shutdown()`](Self::shutdown): it waits for the tasks already
+/// submitted.
 pub struct ThreadPoolExecutor {
     shared: Arc<Shared>,
 }
@@ -224,8 +224,30 @@ impl ThreadPoolExecutor {
         Map::new(self, f, args.into_iter(), self.shared.max_workers)
     }
 
-    /// Stops taking work; see [`Executor::shutdown`].
-    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+    /// Stops taking work and waits for every submitted task: Python's `shutdown()`, the same as
+    /// dropping the pool. For Python's other arguments, see
+    /// [`shutdown_with`](Self::shutdown_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let future = pool.submit(|x: u32| x + 1, 1).unwrap();
+    /// pool.shutdown();
+    /// assert!(future.done());
+    /// assert!(pool.submit(|x: u32| x + 1, 2).is_err());
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Stops taking work as `how` says (Python's `shutdown(wait, cancel_futures)`); see
+    /// [`Shutdown`]. Idempotent.
+    pub fn shutdown_with(&self, how: Shutdown) {
+        let Shutdown {
+            wait,
+            cancel_futures,
+        } = how;
         let (cancelled, threads) = {
             let mut state = self.shared.lock();
             state.shutdown = true;
@@ -266,8 +288,8 @@ impl ThreadPoolExecutor {
 }
 
 impl Executor for ThreadPoolExecutor {
-    fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
+    fn shutdown_with(&self, how: Shutdown) {
+        ThreadPoolExecutor::shutdown_with(self, how);
     }
 }
 
@@ -291,7 +313,7 @@ where
 
 impl Drop for ThreadPoolExecutor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        self.shutdown();
     }
 }
 

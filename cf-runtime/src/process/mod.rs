@@ -30,14 +30,14 @@ use shared::Shared;
 
 use crate::call::TaskMarker;
 use crate::error::{Error, ErrorKind, SubmitError};
-use crate::executor::{Chunked, Executor, Submit, shutdown_error};
+use crate::executor::{Chunked, Executor, Shutdown, Submit, shutdown_error};
 use crate::future::{Future, Kill};
 use crate::map::Map;
 
 /// Python's `ProcessPoolExecutor`: runs `#[task]` functions in worker processes, each a re-run of
 /// this binary, so that a crash in one task fails only that task's future.
 ///
-/// Dropping the executor is [`shutdown(true, false)`](Executor::shutdown).
+/// Dropping the executor is [`shutdown()`](Self::shutdown).
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     io: Mutex<Option<JoinHandle<()>>>,
@@ -232,9 +232,56 @@ impl ProcessPoolExecutor {
         Map::new(self, task, args.into_iter(), self.max_workers)
     }
 
-    /// Stops taking work; see [`Executor::shutdown`].
-    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        self.stop(wait, cancel_futures, None);
+    /// Stops taking work, waits for every submitted task and for the workers to exit: Python's
+    /// `shutdown()`, the same as dropping the pool. For Python's other arguments, see
+    /// [`shutdown_with`](Self::shutdown_with); from async code,
+    /// [`shutdown_async`](Self::shutdown_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// fn main() -> Result<(), cf::Error> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    ///     let future = pool.submit(double, 21)?;
+    ///     pool.shutdown();
+    ///     assert_eq!(future.result(), Ok(&42)); // done before `shutdown` returned
+    ///     assert!(pool.submit(double, 1).is_err());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Stops taking work as `how` says (Python's `shutdown(wait, cancel_futures)`); see
+    /// [`Shutdown`]. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cf::Shutdown;
+    ///
+    /// #[cf::task]
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// fn main() -> Result<(), cf::Error> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    ///     let futures: Vec<_> = (0..100).map(|i| pool.submit(double, i)).collect::<Result<_, _>>()?;
+    ///     // Cancel what has not started; the running task finishes.
+    ///     pool.shutdown_with(Shutdown { wait: true, cancel_futures: true });
+    ///     assert!(futures.iter().all(|f| f.done()));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown_with(&self, how: Shutdown) {
+        self.stop(how.wait, how.cancel_futures, None);
     }
 
     /// What the pool has done so far: tasks submitted, running, completed, failed, cancelled,
@@ -323,8 +370,8 @@ impl ProcessPoolExecutor {
 }
 
 impl Executor for ProcessPoolExecutor {
-    fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        ProcessPoolExecutor::shutdown(self, wait, cancel_futures);
+    fn shutdown_with(&self, how: Shutdown) {
+        ProcessPoolExecutor::shutdown_with(self, how);
     }
 }
 
@@ -351,7 +398,7 @@ impl<T: Task> Submit<T, T::Args, TaskMarker> for ProcessPoolExecutor {
 
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        self.shutdown();
     }
 }
 
