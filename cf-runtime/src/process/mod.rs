@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cf_worker::frame::RequestKind;
 use cf_worker::{Item, Never, Task, encode_into, table};
@@ -33,6 +33,7 @@ use crate::error::{Error, ErrorKind, SubmitError};
 use crate::executor::{Chunked, Executor, Shutdown, Submit, shutdown_error};
 use crate::future::{Future, Kill};
 use crate::map::Map;
+use crate::sync::relock;
 
 /// Python's `ProcessPoolExecutor`: runs `#[task]` functions in worker processes, each a re-run of
 /// this binary, so that a crash in one task fails only that task's future.
@@ -298,6 +299,55 @@ impl ProcessPoolExecutor {
             respawns: get(&c.respawns),
             queued: get(&c.queued),
             workers: get(&c.workers),
+            ready_workers: get(&c.ready_workers),
+        }
+    }
+
+    /// Blocks until all [`max_workers`](Self::max_workers) workers are ready to take tasks
+    /// (started, handshake and initializer done), or until `timeout` passes; whether they are.
+    ///
+    /// [`stats`](Self::stats)`().workers` counts a worker from the moment it is asked for; this
+    /// waits for [`PoolStats::ready_workers`]. Useful before timing a benchmark, or to fail early
+    /// on an initializer that cannot succeed. Blocking: from async code, call it inside
+    /// `spawn_blocking`.
+    ///
+    /// # Errors
+    /// The pool is broken (its workers cannot start: [`Error::broken_cause`] says why) or shut
+    /// down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn main() -> Result<(), cf::Error> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(2)?;
+    ///     assert!(pool.wait_ready(Duration::from_secs(60))?);
+    ///     assert_eq!(pool.stats().ready_workers, 2);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn wait_ready(&self, timeout: impl Into<Option<Duration>>) -> Result<bool, Error> {
+        let deadline = crate::future::deadline(timeout.into());
+        let ready = || self.shared.stats.ready_workers.load(Ordering::Relaxed);
+        let mut inbox = self.shared.lock();
+        loop {
+            if let Some(cause) = &inbox.broken {
+                return Err(Error::new(ErrorKind::Broken(cause.clone())));
+            }
+            if inbox.shutdown || inbox.io_gone {
+                return Err(Error::new(ErrorKind::Shutdown));
+            }
+            if ready() >= self.max_workers as u64 {
+                return Ok(true);
+            }
+            inbox = match deadline {
+                None => relock(self.shared.acked.wait(inbox)),
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => relock(self.shared.acked.wait_timeout(inbox, left)).0,
+                    None => return Ok(false),
+                },
+            };
         }
     }
 
@@ -329,6 +379,8 @@ impl ProcessPoolExecutor {
             }
             self.shared.closed.store(true, Ordering::Release);
             self.shared.wake(&mut inbox);
+            // `wait_ready` returns on shutdown.
+            self.shared.acked.notify_all();
         }
         if cancel_futures && !self.on_io_thread() {
             // Python's promise: the pending futures are cancelled when `shutdown` returns.

@@ -41,6 +41,10 @@ pub(crate) struct Counters {
     pub(crate) queued: AtomicU64,
     /// A gauge the I/O thread sets each time round its loop.
     pub(crate) workers: AtomicU64,
+    /// Workers that take tasks, the spare not included; set with `workers`.
+    pub(crate) ready_workers: AtomicU64,
+    /// The pool is broken; set with `workers`.
+    pub(crate) broken: AtomicBool,
 }
 
 fn add(counter: &AtomicU64) {
@@ -105,8 +109,11 @@ pub struct PoolStats {
     pub respawns: u64,
     /// Tasks waiting for a worker.
     pub queued: u64,
-    /// Live worker processes, the spare included.
+    /// Live worker processes, the spare included, started or being started.
     pub workers: u64,
+    /// Workers that take tasks: started, handshake and initializer done; the spare not
+    /// included. See [`ProcessPoolExecutor::wait_ready`](crate::ProcessPoolExecutor::wait_ready).
+    pub ready_workers: u64,
 }
 
 pub(crate) struct Shared {
@@ -114,7 +121,8 @@ pub(crate) struct Shared {
     /// The I/O thread, once started.
     pub(crate) io_thread: OnceLock<thread::ThreadId>,
     pub(crate) inbox: Mutex<Inbox>,
-    /// Signalled when the I/O thread sets `cancel_done` or `io_gone`.
+    /// Signalled when the I/O thread sets `cancel_done` or `io_gone`, when the number of ready
+    /// workers changes or the pool breaks, and on shutdown.
     pub(crate) acked: Condvar,
     /// The write end of the I/O thread's wake-up pipe.
     pub(crate) wake: OwnedFd,
@@ -138,6 +146,15 @@ impl Shared {
         self.inbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes `wait_ready`: the ready workers changed, or the pool broke (with this cause).
+    pub(crate) fn ready_changed(&self, broken: Option<&crate::error::BrokenCause>) {
+        let mut inbox = self.lock();
+        if inbox.broken.is_none() {
+            inbox.broken = broken.cloned();
+        }
+        self.acked.notify_all();
     }
 
     /// Wakes the I/O thread, whatever it is doing (the spawner, without the inbox lock).
