@@ -88,12 +88,16 @@
 //! A [`Future`] is a [`std::future::Future`]: `(&fut).await` is [`Future::result`], `fut.await` clones
 //! it ([`Future::into_result`] moves it out of the last handle, without `Clone`), and both work from any executor (tokio, async-std, `futures::executor`), with
 //! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
-//! `Stream` (feature `stream`, on by default).
+//! `Stream` (feature `stream`, on by default), [`wait_async`] is [`wait`] as a future, and
+//! [`Executor::shutdown_async`] shuts a pool down without blocking the runtime's thread (dropping
+//! a pool that still runs tasks blocks the thread that drops it). The other waiting calls block:
+//! the README lists them, with what to use from async code.
 //!
 //! # Observability
 //!
 //! [`ProcessPoolExecutor::stats`] counts tasks submitted, running, completed, failed and
-//! cancelled, the queue depth and the workers replaced. The pool emits [`tracing`] events for
+//! cancelled, the queue depth, the workers (started, and ready to take tasks) and the workers
+//! replaced; [`ProcessPoolExecutor::wait_ready`] waits until every worker takes tasks. The pool emits [`tracing`] events for
 //! worker start, exit, replacement and kill (info) and for each failed task (debug).
 //!
 //! [`tracing`]: https://docs.rs/tracing
@@ -140,9 +144,9 @@ pub use cf_runtime::CompletedStream;
 pub use cf_runtime::{
     AnyFuture, AsCompleted, AsCompletedTimeout, BrokenCause, Callable, Chunked, DoneAndNotDone,
     Error, Executor, Exit, FnMarker, Future, HandshakeError, Lend, Map, PoolStats,
-    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, Shutdown, StartupFailure, Submit,
-    SubmitError, TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor,
-    Timeout, Waitable, as_completed, set_callback_panic_handler, wait,
+    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, Shutdown, ShutdownFuture, StartupFailure,
+    Submit, SubmitError, TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor,
+    Timeout, WaitFuture, Waitable, as_completed, set_callback_panic_handler, wait, wait_async,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 

@@ -16,6 +16,41 @@ pub trait Executor {
     fn shutdown(&self) {
         self.shutdown_with(Shutdown::default());
     }
+
+    /// Stops taking work and returns a future that completes once every submitted task is done
+    /// and the workers have exited: [`shutdown`](Self::shutdown) for async code, which blocks
+    /// no thread while it waits.
+    fn shutdown_async(&self) -> ShutdownFuture;
+}
+
+/// What `shutdown_async` returns: completes once the executor has shut down (every submitted
+/// task done, the workers gone), without blocking a thread while it waits.
+///
+/// The shutdown itself starts when `shutdown_async` is called, not when this is first polled;
+/// dropping this does not undo it. Once it has completed, dropping the executor does not block.
+#[must_use = "the shutdown has started; await this to know when it has finished"]
+#[derive(Debug)]
+pub struct ShutdownFuture {
+    /// Completed (or abandoned) when the executor's last thread ends.
+    end: Future<(), Never>,
+}
+
+impl ShutdownFuture {
+    pub(crate) fn new(end: Future<(), Never>) -> Self {
+        ShutdownFuture { end }
+    }
+}
+
+impl std::future::Future for ShutdownFuture {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // Abandoned (the thread that would complete it panicked) is an end too.
+        std::pin::Pin::new(&mut self.end).poll(cx).map(|_| ())
+    }
 }
 
 /// How an executor shuts down: the arguments of Python's `shutdown`, by name.

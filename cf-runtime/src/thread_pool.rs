@@ -7,10 +7,11 @@ use std::thread::{self, JoinHandle};
 
 use crate::call::Callable;
 use crate::error::{SubmitError, TaskError};
-use crate::executor::{Executor, Shutdown, Submit, shutdown_error};
+use crate::executor::{Executor, Shutdown, ShutdownFuture, Submit, shutdown_error};
 use crate::future::{Completer, Future};
 use crate::map::Map;
 use crate::sync::{lock, relock};
+use cf_worker::Never;
 
 trait Work: Send {
     fn run(self: Box<Self>);
@@ -65,6 +66,19 @@ struct State {
     ids: Vec<thread::ThreadId>,
     threads: Vec<JoinHandle<()>>,
     shutdown: bool,
+    /// Completes `ended` once shut down with no thread left.
+    end: Option<Completer<(), Never>>,
+}
+
+impl State {
+    /// The completer of `ended`, once the pool is shut down and its last thread has returned.
+    fn take_end(&mut self) -> Option<Completer<(), Never>> {
+        if self.shutdown && self.live == 0 {
+            self.end.take()
+        } else {
+            None
+        }
+    }
 }
 
 struct Shared {
@@ -74,6 +88,8 @@ struct Shared {
     exited: Condvar,
     max_workers: usize,
     name: String,
+    /// Done once the pool is shut down and its last thread has returned: `shutdown_async`.
+    ended: Future<(), Never>,
 }
 
 impl Shared {
@@ -91,6 +107,11 @@ impl Shared {
             } else if state.shutdown {
                 state.live -= 1;
                 self.exited.notify_all();
+                let end = state.take_end();
+                drop(state);
+                if let Some(end) = end {
+                    end.complete(Ok(()));
+                }
                 return;
             } else {
                 state.idle += 1;
@@ -241,6 +262,31 @@ impl ThreadPoolExecutor {
         self.shutdown_with(Shutdown::default());
     }
 
+    /// Stops taking work and returns a future that completes once every submitted task is done
+    /// and every thread has returned: [`shutdown`](Self::shutdown) for async code, which blocks
+    /// no thread while it waits. To cancel the tasks that have not started first, call
+    /// [`shutdown_with`](Self::shutdown_with)`(Shutdown { wait: false, cancel_futures: true })`
+    /// before it (that does not block).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let future = pool.submit(|x: u32| x + 1, 1).unwrap();
+    /// pool.shutdown_async().await;
+    /// assert!(future.done());
+    /// drop(pool); // does not block: the threads are gone
+    /// # });
+    /// ```
+    pub fn shutdown_async(&self) -> ShutdownFuture {
+        self.shutdown_with(Shutdown {
+            wait: false,
+            cancel_futures: false,
+        });
+        ShutdownFuture::new(self.shared.ended.clone())
+    }
+
     /// Stops taking work as `how` says (Python's `shutdown(wait, cancel_futures)`); see
     /// [`Shutdown`]. Idempotent.
     pub fn shutdown_with(&self, how: Shutdown) {
@@ -248,9 +294,10 @@ impl ThreadPoolExecutor {
             wait,
             cancel_futures,
         } = how;
-        let (cancelled, threads) = {
+        let (cancelled, threads, end) = {
             let mut state = self.shared.lock();
             state.shutdown = true;
+            let end = state.take_end();
             let cancelled: Vec<_> = if cancel_futures {
                 state.queue.drain(..).collect()
             } else {
@@ -262,10 +309,13 @@ impl ThreadPoolExecutor {
             } else {
                 Vec::new()
             };
-            (cancelled, threads)
+            (cancelled, threads, end)
         };
         for work in cancelled {
             work.cancel();
+        }
+        if let Some(end) = end {
+            end.complete(Ok(()));
         }
         let me = thread::current().id();
         let mut mine = false;
@@ -290,6 +340,10 @@ impl ThreadPoolExecutor {
 impl Executor for ThreadPoolExecutor {
     fn shutdown_with(&self, how: Shutdown) {
         ThreadPoolExecutor::shutdown_with(self, how);
+    }
+
+    fn shutdown_async(&self) -> ShutdownFuture {
+        ThreadPoolExecutor::shutdown_async(self)
     }
 }
 
@@ -346,6 +400,7 @@ impl ThreadPoolBuilder {
     /// Builds the pool; threads start as work arrives.
     pub fn build(self) -> ThreadPoolExecutor {
         let cores = thread::available_parallelism().map_or(1, usize::from);
+        let (ended, end) = Future::pending();
         ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -356,6 +411,7 @@ impl ThreadPoolBuilder {
                     ids: Vec::new(),
                     threads: Vec::new(),
                     shutdown: false,
+                    end: Some(end),
                 }),
                 work: Condvar::new(),
                 exited: Condvar::new(),
@@ -363,6 +419,7 @@ impl ThreadPoolBuilder {
                 name: self
                     .thread_name_prefix
                     .unwrap_or_else(|| "cf-thread".to_owned()),
+                ended,
             }),
         }
     }

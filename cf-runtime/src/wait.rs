@@ -2,8 +2,11 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
+use std::hash::Hash;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cf_worker::Never;
@@ -70,51 +73,164 @@ pub fn wait<W: Waitable>(
     return_when: ReturnWhen,
 ) -> DoneAndNotDone<W::Handle> {
     let deadline = deadline(timeout.into());
-    let all = distinct(futures);
-    let waiter = Arc::new(Waiter::default());
-    let mut done = vec![false; all.len()];
-    let mut done_count = 0;
-    let mut failed = false;
-    for (key, (_, sync)) in all.iter().enumerate() {
-        let status = sync.register(&waiter, key);
-        if status.is_done() {
-            done[key] = true;
-            done_count += 1;
-            failed |= status == Status::Failed;
-        }
-    }
-    // As Python: with every future done (or none given), there is nothing to wait for.
-    let satisfied = |done_count: usize, failed: bool| match return_when {
-        _ if done_count == all.len() => true,
-        ReturnWhen::FirstCompleted => done_count > 0,
-        ReturnWhen::FirstException => failed || done_count == all.len(),
-        ReturnWhen::AllCompleted => done_count == all.len(),
-    };
-    while !satisfied(done_count, failed) {
-        let Some(keys) = waiter.wait(deadline) else {
+    let mut waiting = Waiting::new(futures, return_when);
+    while !waiting.satisfied() {
+        let Some(keys) = waiting.waiter.wait(deadline) else {
             break;
         };
-        for key in keys {
-            if !std::mem::replace(&mut done[key], true) {
+        waiting.mark(keys);
+    }
+    waiting.finish()
+}
+
+/// [`wait`] for async code: a future that completes when the futures reach the state
+/// `return_when` names, and blocks no thread meanwhile.
+///
+/// It has no timeout of its own: put your runtime's timeout around it (dropping it stops the
+/// wait and leaves the futures alone).
+///
+/// # Examples
+///
+/// ```
+/// # use cf::{wait_async, ReturnWhen, ThreadPoolExecutor};
+/// let pool = ThreadPoolExecutor::new();
+/// let futures: Vec<_> = (0..4).map(|i| pool.submit(move |x: i32| x * 2, i).unwrap()).collect();
+/// let r = futures::executor::block_on(wait_async(&futures, ReturnWhen::AllCompleted));
+/// assert_eq!(r.done.len(), 4);
+/// ```
+pub fn wait_async<W: Waitable>(
+    futures: impl IntoIterator<Item = W>,
+    return_when: ReturnWhen,
+) -> WaitFuture<W::Handle> {
+    WaitFuture {
+        waiting: Some(Waiting::new(futures, return_when)),
+    }
+}
+
+/// The future [`wait_async`] returns.
+#[must_use = "a future does nothing unless awaited"]
+pub struct WaitFuture<F> {
+    /// `None` once it has completed.
+    waiting: Option<Waiting<F>>,
+}
+
+impl<F> fmt::Debug for WaitFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitFuture")
+            .field("done", &self.waiting.as_ref().map(|w| w.done_count))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Unpin for WaitFuture<F> {}
+
+impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
+    type Output = DoneAndNotDone<F>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let waiting = self
+            .waiting
+            .as_mut()
+            .expect("a `WaitFuture` is not polled after it completed");
+        while !waiting.satisfied() {
+            match waiting.waiter.poll(cx) {
+                Poll::Ready(keys) => waiting.mark(keys),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(self.waiting.take().expect("checked above").finish())
+    }
+}
+
+/// The futures a [`wait`] or [`wait_async`] watches, and which of them are done.
+struct Waiting<F> {
+    all: Vec<(F, Arc<Signal>)>,
+    waiter: Arc<Waiter>,
+    done: Vec<bool>,
+    done_count: usize,
+    failed: bool,
+    return_when: ReturnWhen,
+}
+
+impl<F> Waiting<F> {
+    /// Registers on the distinct futures of `futures`, noting those already done.
+    fn new<W: Waitable<Handle = F>>(
+        futures: impl IntoIterator<Item = W>,
+        return_when: ReturnWhen,
+    ) -> Self {
+        let all = distinct(futures);
+        let waiter = Arc::new(Waiter::default());
+        let mut done = vec![false; all.len()];
+        let mut done_count = 0;
+        let mut failed = false;
+        for (key, (_, sync)) in all.iter().enumerate() {
+            let status = sync.register(&waiter, key);
+            if status.is_done() {
+                done[key] = true;
                 done_count += 1;
-                failed |= all[key].1.status() == Status::Failed;
+                failed |= status == Status::Failed;
+            }
+        }
+        Waiting {
+            all,
+            waiter,
+            done,
+            done_count,
+            failed,
+            return_when,
+        }
+    }
+
+    /// Whether the futures are where `return_when` asks; as Python, with every future done (or
+    /// none given) there is nothing to wait for.
+    fn satisfied(&self) -> bool {
+        match self.return_when {
+            _ if self.done_count == self.all.len() => true,
+            ReturnWhen::FirstCompleted => self.done_count > 0,
+            ReturnWhen::FirstException => self.failed,
+            ReturnWhen::AllCompleted => false,
+        }
+    }
+
+    /// Notes the futures whose keys the waiter took.
+    fn mark(&mut self, keys: Vec<usize>) {
+        for key in keys {
+            if !std::mem::replace(&mut self.done[key], true) {
+                self.done_count += 1;
+                self.failed |= self.all[key].1.status() == Status::Failed;
             }
         }
     }
-    let mut result = DoneAndNotDone {
-        done: HashSet::new(),
-        not_done: HashSet::new(),
-    };
-    for (key, (handle, sync)) in all.into_iter().enumerate() {
-        sync.unregister(&waiter);
-        // A future may finish between the last wake-up and now: report what is true now.
-        if done[key] || sync.status().is_done() {
-            result.done.insert(handle);
-        } else {
-            result.not_done.insert(handle);
+
+    /// The done and not-done sets as they stand now.
+    fn finish(mut self) -> DoneAndNotDone<F>
+    where
+        F: Eq + Hash,
+    {
+        let mut result = DoneAndNotDone {
+            done: HashSet::new(),
+            not_done: HashSet::new(),
+        };
+        for (key, (handle, sync)) in std::mem::take(&mut self.all).into_iter().enumerate() {
+            sync.unregister(&self.waiter);
+            // A future may finish between the last wake-up and now: report what is true now.
+            if self.done[key] || sync.status().is_done() {
+                result.done.insert(handle);
+            } else {
+                result.not_done.insert(handle);
+            }
+        }
+        result
+    }
+}
+
+impl<F> Drop for Waiting<F> {
+    fn drop(&mut self) {
+        // A wait given up half-way (a dropped `WaitFuture`): the futures forget this waiter.
+        for (_, sync) in &self.all {
+            sync.unregister(&self.waiter);
         }
     }
-    result
 }
 
 /// Yields the futures as they complete: those already done first, then each as it finishes or

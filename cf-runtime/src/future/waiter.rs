@@ -43,7 +43,6 @@ impl Waiter {
     }
 
     /// Takes the keys that finished, or registers `cx` to be woken when one does.
-    #[cfg(feature = "stream")]
     pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
         let mut state = lock(&self.done);
         if state.keys.is_empty() {

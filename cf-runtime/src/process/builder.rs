@@ -264,9 +264,14 @@ impl ProcessPoolBuilder {
             memory_limit: self.memory_limit,
         };
         let io_shared = shared.clone();
+        // Done when the I/O thread ends (abandoned if it panics): `shutdown_async`.
+        let (ended, end) = crate::future::Future::pending();
         let handle = thread::Builder::new()
             .name("cf-pool-io".to_owned())
-            .spawn(move || driver::run(io_shared, wake_rx, launch, config, &started_tx))
+            .spawn(move || {
+                driver::run(io_shared, wake_rx, launch, config, &started_tx);
+                end.complete(Ok(()));
+            })
             .map_err(|e| Error::new(ErrorKind::Io(e)))?;
         match started_rx.recv() {
             Ok(Ok(())) => {}
@@ -285,6 +290,7 @@ impl ProcessPoolBuilder {
             shared,
             handle,
             max_workers,
+            ended,
         ))
     }
 }

@@ -30,7 +30,7 @@ use shared::Shared;
 
 use crate::call::TaskMarker;
 use crate::error::{Error, ErrorKind, SubmitError};
-use crate::executor::{Chunked, Executor, Shutdown, Submit, shutdown_error};
+use crate::executor::{Chunked, Executor, Shutdown, ShutdownFuture, Submit, shutdown_error};
 use crate::future::{Future, Kill};
 use crate::map::Map;
 use crate::sync::relock;
@@ -44,6 +44,8 @@ pub struct ProcessPoolExecutor {
     io: Mutex<Option<JoinHandle<()>>>,
     io_thread: thread::ThreadId,
     max_workers: usize,
+    /// Done once the I/O thread has ended: `shutdown_async`.
+    ended: Future<(), Never>,
 }
 
 /// The largest encoded arguments a frame can carry.
@@ -59,12 +61,18 @@ impl fmt::Debug for ProcessPoolExecutor {
 
 impl ProcessPoolExecutor {
     /// The pool whose I/O thread `io` has started its first worker.
-    fn new_started(shared: Arc<Shared>, io: JoinHandle<()>, max_workers: usize) -> Self {
+    fn new_started(
+        shared: Arc<Shared>,
+        io: JoinHandle<()>,
+        max_workers: usize,
+        ended: Future<(), Never>,
+    ) -> Self {
         ProcessPoolExecutor {
             shared,
             io_thread: io.thread().id(),
             io: Mutex::new(Some(io)),
             max_workers,
+            ended,
         }
     }
 
@@ -259,6 +267,38 @@ impl ProcessPoolExecutor {
         self.shutdown_with(Shutdown::default());
     }
 
+    /// Stops taking work and returns a future that completes once every submitted task is done
+    /// and the workers have exited: [`shutdown`](Self::shutdown) for async code, which blocks no
+    /// thread while it waits (dropping a pool that is not shut down blocks the thread that drops
+    /// it, a runtime's worker thread included). Once it has completed, dropping the pool does not
+    /// block. To cancel the tasks that have not started first, call
+    /// [`shutdown_with`](Self::shutdown_with)`(Shutdown { wait: false, cancel_futures: true })`
+    /// before it (that waits only for the pool's I/O thread to take the request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// # fn main() -> Result<(), cf::Error> {
+    /// # futures::executor::block_on(async {
+    /// let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    /// let future = pool.submit(double, 21)?;
+    /// pool.shutdown_async().await;
+    /// assert_eq!(future.result(), Ok(&42));
+    /// drop(pool); // does not block: the workers are gone
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub fn shutdown_async(&self) -> ShutdownFuture {
+        self.stop(false, false, None);
+        ShutdownFuture::new(self.ended.clone())
+    }
+
     /// Stops taking work as `how` says (Python's `shutdown(wait, cancel_futures)`); see
     /// [`Shutdown`]. Idempotent.
     ///
@@ -424,6 +464,10 @@ impl ProcessPoolExecutor {
 impl Executor for ProcessPoolExecutor {
     fn shutdown_with(&self, how: Shutdown) {
         ProcessPoolExecutor::shutdown_with(self, how);
+    }
+
+    fn shutdown_async(&self) -> ShutdownFuture {
+        ProcessPoolExecutor::shutdown_async(self)
     }
 }
 

@@ -87,7 +87,7 @@ impl Counters {
     }
 }
 
-/// A snapshot of a pool's activity, from [`ProcessPoolExecutor::stats`].
+/// A snapshot of a pool's activity, from [`ProcessPoolExecutor::stats`](crate::ProcessPoolExecutor::stats).
 ///
 /// Counts are totals since the pool started, and a task is counted before its future
 /// completes. A future cancelled while queued is counted when the pool reaches it; `workers` is
