@@ -369,7 +369,11 @@ fn max_workers_is_respected() {
 }
 
 #[test]
-#[should_panic = "max_workers must be greater than 0"]
-fn zero_workers_panics() {
-    let _ = cf::ProcessPoolExecutor::with_max_workers(0);
+fn zero_workers_is_a_configuration_error() {
+    let error = cf::ProcessPoolExecutor::with_max_workers(0).expect_err("zero workers");
+    assert!(error.is_config());
+    assert_eq!(
+        error.to_string(),
+        "invalid pool setting: max_workers must be greater than 0"
+    );
 }

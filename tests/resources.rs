@@ -74,10 +74,12 @@ fn hundred_pools_leave_no_fds_and_no_children() {
 fn queued_tasks_take_no_fds() {
     let _serial = serial();
     let fds_before = fd_count();
-    // One task per worker at a time: the 100,000 all stay in the parent's queue.
+    // One task per worker at a time: the 100,000 all stay in the parent's queue. No spare: its
+    // start in the background would open and close fds while they are counted.
     let pool = ProcessPoolExecutor::builder()
         .max_workers(2)
         .prefetch(1)
+        .spare_worker(false)
         .build()
         .expect("start a pool");
     let gate = Gate::new();

@@ -525,15 +525,8 @@ impl Dispatcher {
                     problem = Some(Violation::Handshake(e));
                     break;
                 }
-                match &self.config.initializer {
-                    Some(init) => {
-                        worker.state = State::Initializing;
-                        worker.send(Job::initializer(init), now);
-                    }
-                    None => {
-                        worker.state = State::Ready;
-                        self.startup_failures = 0;
-                    }
+                if worker.greeted(self.config.initializer.as_ref(), now) {
+                    self.startup_failures = 0;
                 }
                 continue;
             }
@@ -554,34 +547,20 @@ impl Dispatcher {
                 self.average_run = 0.8 * self.average_run + 0.2 * run;
             }
             worker.front_since = (!worker.inflight.is_empty()).then_some(now);
-            match job.owner {
-                Owner::Initializer if kind == ReplyKind::Ok => {
+            match deliver(job, kind, frame.payload, worker.pid, &self.stats) {
+                Delivered::Initialized => {
                     worker.state = State::Ready;
                     self.startup_failures = 0;
                 }
-                Owner::Initializer => {
-                    let why = init_failure(kind, frame.payload);
+                Delivered::InitFailed(why) => {
                     self.actions.push_back(worker.kill(Poison::InitFailed(why)));
                 }
-                owner => {
-                    if let Owner::Future(sink) = owner {
-                        self.stats.answered(kind == ReplyKind::Ok);
-                        if kind != ReplyKind::Ok {
-                            tracing::debug!(
-                                task = job.name,
-                                pid = worker.pid,
-                                ?kind,
-                                "cf: task failed"
-                            );
-                        }
-                        sink.reply(kind, frame.payload, job.name);
-                    }
-                    if kind == ReplyKind::Aborting {
-                        // Its death is explained: no job behind this one was running.
-                        worker.poison(Poison::Aborting);
-                        worker.front_since = None;
-                    }
+                Delivered::Aborting => {
+                    // Its death is explained: no job behind this one was running.
+                    worker.poison(Poison::Aborting);
+                    worker.front_since = None;
                 }
+                Delivered::Done => {}
             }
         }
         let worker = &mut self.workers[at];
@@ -816,6 +795,39 @@ impl Dispatcher {
                 });
             }
         }
+    }
+}
+
+/// What a reply means for the worker that sent it.
+enum Delivered {
+    /// Its initializer succeeded: it is ready.
+    Initialized,
+    /// Its initializer failed, for this reason.
+    InitFailed(String),
+    /// Its task panicked and it is aborting.
+    Aborting,
+    /// Nothing: it goes on.
+    Done,
+}
+
+/// Hands the reply to `job` to whoever waits for it.
+fn deliver(job: Job, kind: ReplyKind, payload: &[u8], pid: u32, stats: &Counters) -> Delivered {
+    match job.owner {
+        Owner::Initializer if kind == ReplyKind::Ok => return Delivered::Initialized,
+        Owner::Initializer => return Delivered::InitFailed(init_failure(kind, payload)),
+        Owner::Future(sink) => {
+            stats.answered(kind == ReplyKind::Ok);
+            if kind != ReplyKind::Ok {
+                tracing::debug!(task = job.name, pid, ?kind, "cf: task failed");
+            }
+            sink.reply(kind, payload, job.name);
+        }
+        Owner::Nobody => {}
+    }
+    if kind == ReplyKind::Aborting {
+        Delivered::Aborting
+    } else {
+        Delivered::Done
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::{Action, Config, Dispatcher, Sig, WorkerId};
 use super::link::{Launch, Link};
-use super::shared::Shared;
+use super::shared::{Cancel, Shared};
 use super::spawner::Spawner;
 use crate::error::{BrokenCause, TaskError};
 use crate::sys::{self, Poller};
@@ -131,7 +131,8 @@ impl Driver {
         if inbox.broken.is_none() {
             inbox.broken = self.d.broken().cloned();
         }
-        let (shutdown, cancel) = (inbox.shutdown, inbox.cancel);
+        let shutdown = inbox.shutdown.is_some();
+        let cancel = matches!(inbox.shutdown, Some(Cancel::Asked | Cancel::Done));
         let jobs = std::mem::take(&mut inbox.jobs);
         let kills = std::mem::take(&mut inbox.kills);
         let terminate = inbox.terminate.take();
@@ -146,8 +147,8 @@ impl Driver {
         if cancel {
             self.d.cancel_pending();
             let mut inbox = self.shared.lock();
-            if !inbox.cancel_done {
-                inbox.cancel_done = true;
+            if inbox.shutdown == Some(Cancel::Asked) {
+                inbox.shutdown = Some(Cancel::Done);
                 self.shared.acked.notify_all();
             }
         }
@@ -295,16 +296,16 @@ impl Driver {
         let now = Instant::now();
         for at in 0..self.links.len() {
             let ready = self.links[at].1.ready(&self.poller);
-            if ready.output || ready.exited {
+            if ready.output() || ready.exited() {
                 self.links[at].1.forward_output();
             }
-            if ready.writable {
+            if ready.writable() {
                 self.flush(at);
             }
-            if ready.readable || ready.exited {
+            if ready.readable() || ready.exited() {
                 self.fill(at, now);
             }
-            if ready.exited {
+            if ready.exited() {
                 dead.push(at);
             }
         }
@@ -361,17 +362,17 @@ impl Driver {
             let poller = &self.poller;
             left.retain_mut(|link| {
                 let ready = link.ready(poller);
-                if ready.readable {
+                if ready.readable() {
                     // Nobody waits for these bytes any more.
                     while matches!(link.read(&mut scratch), Ok(n) if n > 0) {}
                 }
-                if ready.output || ready.exited {
+                if ready.output() || ready.exited() {
                     link.forward_output();
                 }
-                if ready.exited {
+                if ready.exited() {
                     let _ = link.reap();
                 }
-                !ready.exited
+                !ready.exited()
             });
         }
     }

@@ -16,15 +16,39 @@ use crate::sys::Poller;
 
 /// What a link's fds reported in one turn of the poll loop.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Ready {
+pub(crate) struct Ready(u8);
+
+impl Ready {
     /// Reply bytes (or their end) can be read.
-    pub(crate) readable: bool,
+    pub(crate) const READABLE: Ready = Ready(1);
     /// Request bytes can be written.
-    pub(crate) writable: bool,
+    pub(crate) const WRITABLE: Ready = Ready(2);
     /// The worker has exited: read what is left, then [`Link::reap`].
-    pub(crate) exited: bool,
+    pub(crate) const EXITED: Ready = Ready(4);
     /// Diagnostic output (stderr) is waiting.
-    pub(crate) output: bool,
+    pub(crate) const OUTPUT: Ready = Ready(8);
+
+    /// `self` with `other` added when `on`.
+    #[must_use]
+    pub(crate) fn with(self, other: Ready, on: bool) -> Ready {
+        if on { Ready(self.0 | other.0) } else { self }
+    }
+
+    pub(crate) fn readable(self) -> bool {
+        self.0 & Self::READABLE.0 != 0
+    }
+
+    pub(crate) fn writable(self) -> bool {
+        self.0 & Self::WRITABLE.0 != 0
+    }
+
+    pub(crate) fn exited(self) -> bool {
+        self.0 & Self::EXITED.0 != 0
+    }
+
+    pub(crate) fn output(self) -> bool {
+        self.0 & Self::OUTPUT.0 != 0
+    }
 }
 
 /// One worker, as the driver reaches it.
@@ -61,7 +85,7 @@ pub(crate) trait Link: Send {
     /// Forwards the worker's diagnostic output and keeps its tail for [`last_words`](Self::last_words).
     fn forward_output(&mut self);
 
-    /// How the worker ended; call once [`Ready::exited`] said so, or to wait for its end.
+    /// How the worker ended; call once [`Ready::EXITED`] said so, or to wait for its end.
     fn reap(&mut self) -> Exit;
 
     /// The kept end of its diagnostic output, from the first whole line.

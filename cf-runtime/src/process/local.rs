@@ -96,12 +96,11 @@ impl Link for LocalLink {
 
     fn ready(&self, poller: &Poller) -> Ready {
         let [res, pidfd, req, err] = self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
-        Ready {
-            readable: res,
-            writable: req,
-            exited: pidfd,
-            output: err,
-        }
+        Ready::default()
+            .with(Ready::READABLE, res)
+            .with(Ready::WRITABLE, req)
+            .with(Ready::EXITED, pidfd)
+            .with(Ready::OUTPUT, err)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -26,7 +26,7 @@ pub use builder::{ProcessPoolBuilder, TaskOptions};
 use dispatch::Sig;
 use job::{Job, Owner};
 pub use shared::PoolStats;
-use shared::Shared;
+use shared::{Cancel, Shared};
 
 use crate::call::TaskMarker;
 use crate::error::{Error, ErrorKind, SubmitError};
@@ -213,7 +213,7 @@ impl ProcessPoolExecutor {
             inputs,
         };
         let mut inbox = self.shared.lock();
-        if inbox.shutdown || inbox.broken.is_some() {
+        if inbox.shutdown.is_some() || inbox.broken.is_some() {
             drop(inbox);
             return Err(self.refusal(args));
         }
@@ -227,7 +227,9 @@ impl ProcessPoolExecutor {
     fn refusal<A>(&self, args: A) -> SubmitError<A> {
         let inbox = self.shared.lock();
         match &inbox.broken {
-            Some(why) if !inbox.shutdown => SubmitError::new(args, ErrorKind::Broken(why.clone())),
+            Some(why) if inbox.shutdown.is_none() => {
+                SubmitError::new(args, ErrorKind::Broken(why.clone()))
+            }
             _ => shutdown_error(args),
         }
     }
@@ -412,8 +414,10 @@ impl ProcessPoolExecutor {
     fn stop(&self, wait: bool, cancel_futures: bool, signal: Option<Sig>) {
         {
             let mut inbox = self.shared.lock();
-            inbox.shutdown = true;
-            inbox.cancel |= cancel_futures;
+            let cancel = inbox.shutdown.get_or_insert(Cancel::No);
+            if cancel_futures && *cancel == Cancel::No {
+                *cancel = Cancel::Asked;
+            }
             if signal.is_some() {
                 inbox.terminate = signal;
             }
@@ -425,7 +429,7 @@ impl ProcessPoolExecutor {
         if cancel_futures && !self.on_io_thread() {
             // Python's promise: the pending futures are cancelled when `shutdown` returns.
             let mut inbox = self.shared.lock();
-            while !inbox.cancel_done && !inbox.io_gone {
+            while inbox.shutdown != Some(Cancel::Done) && !inbox.io_gone {
                 inbox = self
                     .shared
                     .acked

@@ -10,16 +10,25 @@ use super::job::Job;
 use crate::future::Kill;
 use crate::sys;
 
+/// What `shutdown` asked of the tasks that have not started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// Let them run (`cancel_futures = false`).
+    No,
+    /// Cancel them (`cancel_futures = true`); the I/O thread has not done it yet.
+    Asked,
+    /// The I/O thread has cancelled every task that was pending when it was asked.
+    Done,
+}
+
 /// What submitters hand the I/O thread.
 #[derive(Default)]
 pub(crate) struct Inbox {
     pub(crate) jobs: Vec<Job>,
     /// A wake-up byte is on its way; no need to write another.
     pub(crate) notified: bool,
-    pub(crate) shutdown: bool,
-    pub(crate) cancel: bool,
-    /// The I/O thread has cancelled every task that was pending when `cancel` was set.
-    pub(crate) cancel_done: bool,
+    /// Set by `shutdown`, with what it asked of the pending tasks.
+    pub(crate) shutdown: Option<Cancel>,
     /// The I/O thread has ended.
     pub(crate) io_gone: bool,
     pub(crate) broken: Option<crate::error::BrokenCause>,

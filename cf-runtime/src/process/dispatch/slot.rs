@@ -7,7 +7,7 @@ use cf_worker::frame::FrameError;
 
 use super::super::buffer::{InBuf, Outbox};
 use super::super::job::Job;
-use super::{Action, Limits, Sig};
+use super::{Action, Init, Limits, Sig};
 use crate::error::HandshakeError;
 
 /// Names a worker between the dispatcher and the driver; never reused within a pool.
@@ -158,6 +158,22 @@ impl Slot {
                 .find(|job| job.id == id)
                 .map(|job| &job.args[..])
         })
+    }
+
+    /// Its hello was accepted: it runs the initializer first, if there is one. True if it is
+    /// ready at once.
+    pub(crate) fn greeted(&mut self, init: Option<&Init>, now: Instant) -> bool {
+        match init {
+            Some(init) => {
+                self.state = State::Initializing;
+                self.send(Job::initializer(init), now);
+                false
+            }
+            None => {
+                self.state = State::Ready;
+                true
+            }
+        }
     }
 
     /// Marks it on its way out for `why`, unless it already is (the first reason sticks).
