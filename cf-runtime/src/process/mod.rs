@@ -377,7 +377,7 @@ impl ProcessPoolExecutor {
             if let Some(cause) = &inbox.broken {
                 return Err(Error::new(ErrorKind::Broken(cause.clone())));
             }
-            if inbox.shutdown || inbox.io_gone {
+            if inbox.shutdown.is_some() || inbox.io_gone {
                 return Err(Error::new(ErrorKind::Shutdown));
             }
             if ready() >= self.max_workers as u64 {
