@@ -183,9 +183,24 @@ impl ThreadPoolExecutor {
     }
 
     /// Schedules `f(args)`: `args` is `()` for no argument, the value for one, a tuple for more.
+    /// `f` is a `#[task]` function, a plain function or a closure.
     ///
     /// # Errors
     /// The pool was shut down; the arguments come back in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let sum = pool.submit(|a: u32, b: u32| a + b, (2, 3)).unwrap();
+    /// let none = pool.submit(|| "no argument", ()).unwrap();
+    /// assert_eq!(sum.result(), Ok(&5));
+    /// assert_eq!(none.result(), Ok(&"no argument"));
+    ///
+    /// pool.shutdown();
+    /// let refused = pool.submit(|x: u32| x, 7).unwrap_err();
+    /// assert_eq!(refused.into_args(), 7); // the arguments come back
+    /// ```
     pub fn submit<C, A, M>(
         &self,
         f: C,
@@ -236,6 +251,14 @@ impl ThreadPoolExecutor {
     /// Runs `f` on every input, yielding the outcomes in input order (Python's `map`).
     ///
     /// Lazy: tasks are submitted as the iterator is consumed, a bounded number ahead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let squares: Result<Vec<u64>, _> = pool.map(|x: u64| x * x, 0..5).collect();
+    /// assert_eq!(squares.unwrap(), [0, 1, 4, 9, 16]);
+    /// ```
     pub fn map<C, I, M>(&self, f: C, args: I) -> Map<'_, Self, C, I::IntoIter, M>
     where
         I: IntoIterator,

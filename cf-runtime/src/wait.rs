@@ -58,6 +58,9 @@ fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> Vec<(W::Handle
 ///
 /// Returns the done and not-done sets; on timeout, as they stand. Duplicates count once. Futures
 /// from any executor (and any type, through [`AnyFuture`](crate::AnyFuture)) can be mixed.
+/// Blocking: from async code, use [`wait_async`].
+///
+/// # Examples
 ///
 /// ```
 /// # use cf::{wait, ReturnWhen, ThreadPoolExecutor};

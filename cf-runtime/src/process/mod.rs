@@ -108,6 +108,29 @@ impl ProcessPoolExecutor {
     /// # Errors
     /// The pool was shut down or is broken, or the arguments failed to encode; the arguments come
     /// back in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
+    /// #[cf::task]
+    /// fn pid() -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    ///     let sum = pool.submit(add, (2, 3))?; // a tuple for two arguments
+    ///     let worker = pool.submit(pid, ())?; // `()` for none
+    ///     assert_eq!(*sum.result()?, 5);
+    ///     assert_ne!(*worker.result()?, std::process::id()); // it ran in another process
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn submit<T: Task>(
         &self,
         task: T,
@@ -236,6 +259,25 @@ impl ProcessPoolExecutor {
 
     /// Runs `task` on every input on the workers, yielding outcomes in input order (Python's
     /// `map`). Lazy: tasks are submitted as the iterator is consumed, a bounded number ahead.
+    /// Each `next` blocks until its result is in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(2)?;
+    ///     // A few hundred inputs per frame to a worker, results in input order.
+    ///     let squares = pool.map(square, 0..1000).chunksize(256);
+    ///     let total: u64 = squares.collect::<Result<Vec<_>, _>>()?.iter().sum();
+    ///     assert_eq!(total, (0..1000).map(|x| x * x).sum());
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn map<T: Task, I>(&self, task: T, args: I) -> Map<'_, Self, T, I::IntoIter, TaskMarker>
     where
         I: IntoIterator<Item = T::Args>,
