@@ -146,7 +146,8 @@ pub use cf_runtime::{
     Error, Executor, Exit, FnMarker, Future, HandshakeError, Lend, Map, PoolStats,
     ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, Shutdown, ShutdownFuture, StartupFailure,
     Submit, SubmitError, TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor,
-    Timeout, WaitFuture, Waitable, as_completed, set_callback_panic_handler, wait, wait_async,
+    Timeout, WaitFuture, Waitable, as_completed, launch, set_callback_panic_handler, wait,
+    wait_async,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 

@@ -260,6 +260,8 @@ pub enum Exit {
     Signal(i32),
     /// Its end was not observed (it was already reaped).
     Unknown,
+    /// Its machine's agent was lost (killed, hung or unreachable), so how it ended is not known.
+    Lost,
 }
 
 impl Exit {
@@ -281,6 +283,7 @@ impl fmt::Display for Exit {
                 None => write!(f, "signal {n}"),
             },
             Exit::Unknown => f.write_str("an unknown status"),
+            Exit::Lost => f.write_str("its agent lost (no exit status)"),
         }
     }
 }

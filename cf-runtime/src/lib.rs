@@ -22,7 +22,7 @@ pub use error::{
 pub use executor::{Chunked, Executor, Shutdown, ShutdownFuture, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
 pub use map::Map;
-pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions};
+pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions, launch};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 #[cfg(feature = "stream")]
 pub use wait::CompletedStream;

@@ -58,7 +58,10 @@ pub(crate) fn serve_pipes(
     output: OwnedFd,
     stderr: OwnedFd,
 ) -> Result<(), ServeError> {
-    let fds = [input.as_raw_fd(), output.as_raw_fd(), stderr.as_raw_fd()];
+    // The protocol pipes, checked after each task: a task that replaced one would hang the
+    // worker (reading from a pipe nobody writes) or lose its replies. The stderr copy is not:
+    // replacing it loses output, nothing more, and each check is a syscall per task.
+    let fds = [input.as_raw_fd(), output.as_raw_fd()];
     let identities = fds.map(sys::identity);
     RESULT_AT.store(output.as_raw_fd(), Ordering::Relaxed);
     let output = File::from(output);

@@ -11,6 +11,7 @@ use cf_worker::{Task, encode_into, table};
 use super::ProcessPoolExecutor;
 use super::dispatch::{self, Init};
 use super::driver;
+use super::remote::{Launcher, Local};
 use super::shared::{Inbox, Shared};
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::sys;
@@ -50,6 +51,7 @@ pub struct ProcessPoolBuilder {
     memory_limit: Option<u64>,
     spare: bool,
     max_frame: usize,
+    launcher: Result<Launcher, Error>,
 }
 
 /// The smallest memory limit a worker can start under: its binary, its libraries and one
@@ -74,6 +76,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("memory_limit", &self.memory_limit)
             .field("spare", &self.spare)
             .field("max_frame", &self.max_frame)
+            .field("launcher", &self.launcher)
             .finish()
     }
 }
@@ -90,11 +93,41 @@ impl Default for ProcessPoolBuilder {
             memory_limit: None,
             spare: true,
             max_frame: cf_worker::frame::DEFAULT_MAX_FRAME as usize,
+            launcher: Ok(Local.into()),
         }
     }
 }
 
 impl ProcessPoolBuilder {
+    /// The builder of [`ProcessPoolExecutor::builder`]: the defaults, and the launcher that
+    /// [`CF_LAUNCHER`](crate::launch::ENV_LAUNCHER) names, if set.
+    pub(crate) fn from_env() -> Self {
+        let mut builder = Self::default();
+        if let Some(launcher) = Launcher::from_env().transpose() {
+            builder.launcher = launcher;
+        }
+        builder
+    }
+
+    /// Where the workers run (default: child processes of this one, or what
+    /// [`CF_LAUNCHER`](crate::launch::ENV_LAUNCHER) names): see [`crate::launch`].
+    ///
+    /// ```no_run
+    /// use cf::launch::Slurm;
+    ///
+    /// # fn main() -> Result<(), cf::Error> {
+    /// let pool = cf::ProcessPoolExecutor::builder()
+    ///     .launcher(Slurm::new().ntasks(64))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn launcher(mut self, launcher: impl Into<Launcher>) -> Self {
+        self.launcher = Ok(launcher.into());
+        self
+    }
+
     /// The number of worker processes (default: the available cores). Zero is refused by
     /// [`build`](Self::build).
     #[must_use]
@@ -227,12 +260,14 @@ impl ProcessPoolBuilder {
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         let max_frame = self.check()?;
         let initializer = self.initializer.transpose()?;
+        let launcher = self.launcher?;
         let duplicates = table().duplicates();
         if !duplicates.is_empty() {
             return Err(Error::new(ErrorKind::DuplicateTasks(duplicates.to_vec())));
         }
         let max_workers = self
             .max_workers
+            .or_else(|| launcher.default_workers())
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, usize::from));
         let exe = std::env::current_exe().map_err(|e| Error::new(ErrorKind::Spawn(e)))?;
         let (wake_rx, wake_tx) = sys::wake_pipe().map_err(|e| Error::new(ErrorKind::Io(e)))?;
@@ -259,9 +294,12 @@ impl ProcessPoolBuilder {
             fingerprint: table().fingerprint(),
             limits: dispatch::Limits::default(),
         };
-        let launch = driver::Launcher::Local {
-            exe,
-            memory_limit: self.memory_limit,
+        let launch = match launcher.plan(exe.clone(), self.memory_limit) {
+            Some(plan) => driver::Launcher::Remote(Box::new(plan)),
+            None => driver::Launcher::Local {
+                exe,
+                memory_limit: self.memory_limit,
+            },
         };
         let io_shared = shared.clone();
         // Done when the I/O thread ends (abandoned if it panics): `shutdown_async`.

@@ -24,6 +24,11 @@ use crate::sys::{self, Poller};
 /// How long the I/O thread looks for replies before it sleeps, while tasks are in flight.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// While tasks are in flight, how often the workers' output (stderr) is read. Each task ends
+/// with a marker on its worker's stderr: waking for it would double the I/O thread's wake-ups.
+/// An idle pool reads output as it comes.
+const OUTPUT_LATENCY: Duration = Duration::from_millis(10);
+
 /// How long the pool's end waits for idle workers to exit once their requests are closed, before
 /// it kills them (a stopped worker never exits by itself).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -35,6 +40,8 @@ pub(crate) enum Launcher {
         exe: PathBuf,
         memory_limit: Option<u64>,
     },
+    /// Workers under agents reached over TCP.
+    Remote(Box<super::remote::Plan>),
 }
 
 impl Launcher {
@@ -43,6 +50,9 @@ impl Launcher {
             Launcher::Local { exe, memory_limit } => {
                 Ok(Box::new(Spawner::new(exe, memory_limit, shared)?))
             }
+            Launcher::Remote(plan) => Ok(Box::new(super::remote::launcher::Remote::start(
+                *plan, shared,
+            )?)),
         }
     }
 }
@@ -55,6 +65,8 @@ struct Driver {
     poller: Poller,
     /// The loop stopped on an error: end the workers rather than wait for them.
     failed: bool,
+    /// While tasks are in flight, when the workers' output is read next.
+    output_due: Instant,
     launch: Box<dyn Launch>,
     /// The read end of the wake pipe; declared last, so that it closes after the spawner thread
     /// (which writes to the pipe) has ended.
@@ -85,6 +97,7 @@ pub(crate) fn run(
         next_id: 0,
         poller: Poller::default(),
         failed: false,
+        output_due: Instant::now(),
         launch,
         wake,
     };
@@ -265,19 +278,23 @@ impl Driver {
     /// Sleeps until something is ready, then handles it.
     fn wait(&mut self) -> io::Result<()> {
         self.publish();
-        let timeout = self
-            .d
-            .next_deadline()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let busy = self.d.busy();
+        let start = Instant::now();
+        let watch_output = !busy || start >= self.output_due;
+        let deadline = match self.d.next_deadline() {
+            Some(deadline) if !watch_output => Some(deadline.min(self.output_due)),
+            None if !watch_output => Some(self.output_due),
+            deadline => deadline,
+        };
+        let timeout = deadline.map(|deadline| deadline.saturating_duration_since(start));
         self.poller.clear();
         self.poller.add(self.wake.as_fd(), true, false);
         for (id, link) in &mut self.links {
-            link.register(&mut self.poller, self.d.wants_write(*id));
+            link.register(&mut self.poller, self.d.wants_write(*id), watch_output);
         }
         // With tasks in flight a reply is due soon: look again for a few microseconds, yielding
         // the CPU, before sleeping (a wake-up from sleep costs far more on most machines).
-        let busy = self.d.busy();
-        let spin_until = Instant::now() + SPIN;
+        let spin_until = start + SPIN;
         loop {
             let now = if busy { Some(Duration::ZERO) } else { timeout };
             match self.poller.wait(now)? {
@@ -294,9 +311,13 @@ impl Driver {
         }
         let mut dead = Vec::new();
         let now = Instant::now();
+        let output_due = busy && now >= self.output_due;
+        if output_due || !busy {
+            self.output_due = now + OUTPUT_LATENCY;
+        }
         for at in 0..self.links.len() {
             let ready = self.links[at].1.ready(&self.poller);
-            if ready.output() || ready.exited() {
+            if ready.output() || ready.exited() || output_due {
                 self.links[at].1.forward_output();
             }
             if ready.writable() {
@@ -344,7 +365,7 @@ impl Driver {
             }
             self.poller.clear();
             for link in &mut left {
-                link.register(&mut self.poller, false);
+                link.register(&mut self.poller, false, true);
             }
             if self
                 .poller

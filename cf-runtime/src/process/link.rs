@@ -56,9 +56,9 @@ pub(crate) trait Link: Send {
     /// The worker's pid, for errors and logs.
     fn pid(&self) -> u32;
 
-    /// Adds what to watch to `poller`: the reply stream, the request stream when `write`, and
-    /// whatever tells of the worker's exit and output.
-    fn register(&mut self, poller: &mut Poller, write: bool);
+    /// Adds what to watch to `poller`: the reply stream, the request stream when `write`, what
+    /// tells of the worker's exit, and its diagnostic output when `output`.
+    fn register(&mut self, poller: &mut Poller, write: bool, output: bool);
 
     /// What the fds added by the last [`register`](Self::register) reported.
     fn ready(&self, poller: &Poller) -> Ready;

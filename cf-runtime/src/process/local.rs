@@ -77,7 +77,7 @@ impl Link for LocalLink {
         self.pid
     }
 
-    fn register(&mut self, poller: &mut Poller, write: bool) {
+    fn register(&mut self, poller: &mut Poller, write: bool, output: bool) {
         // A pipe at its end would report POLLHUP forever: it is left out.
         self.slots = [
             self.res
@@ -90,6 +90,7 @@ impl Link for LocalLink {
                 .map(|fd| poller.add(fd.as_fd(), false, true)),
             self.err
                 .as_ref()
+                .filter(|_| output)
                 .map(|fd| poller.add(fd.as_fd(), true, false)),
         ];
     }

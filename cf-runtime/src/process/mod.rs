@@ -10,6 +10,7 @@ mod job;
 mod link;
 mod local;
 mod output;
+mod remote;
 mod shared;
 mod spawner;
 
@@ -23,6 +24,12 @@ use cf_worker::frame::RequestKind;
 use cf_worker::{Item, Never, Task, encode_into, table};
 
 pub use builder::{ProcessPoolBuilder, TaskOptions};
+
+/// Where a process pool's workers run: this machine, or agents on others (see the README's
+/// "Running on a cluster").
+pub mod launch {
+    pub use super::remote::{ENV_LAUNCHER, Launcher, Local, Slurm, Tcp};
+}
 use dispatch::Sig;
 use job::{Job, Owner};
 pub use shared::PoolStats;
@@ -94,7 +101,7 @@ impl ProcessPoolExecutor {
 
     /// A builder for the pool's settings.
     pub fn builder() -> ProcessPoolBuilder {
-        ProcessPoolBuilder::default()
+        ProcessPoolBuilder::from_env()
     }
 
     /// The number of worker processes.

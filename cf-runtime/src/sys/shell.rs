@@ -40,3 +40,9 @@ pub(crate) fn signal(_: u32, _: i32) {}
 pub(crate) fn signal_name(_: i32) -> Option<&'static str> {
     None
 }
+
+pub(crate) fn forget_agent_env(_: &str, _: &str) {}
+
+pub(crate) fn ignore_sigpipe() {}
+
+pub(crate) fn signal_group(_: u32, _: i32) {}

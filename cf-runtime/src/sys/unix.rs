@@ -179,3 +179,42 @@ pub(crate) fn signal_name(n: i32) -> Option<&'static str> {
         .ok()
         .map(nix::sys::signal::Signal::as_str)
 }
+
+/// Removes an agent's address and secret from its environment, first overwriting the secret's
+/// bytes: they live in the block the process started with, which `/proc/<pid>/environ` shows
+/// (and which a child shares between its `vfork` and its `exec`).
+pub(crate) fn forget_agent_env(address: &str, secret: &str) {
+    if let Ok(key) = CString::new(secret) {
+        // SAFETY: getenv returns null or a pointer to the NUL-terminated value inside the
+        // environment, which stays valid and writable until the variable is changed; nothing
+        // else runs yet (this is the start-up constructor, before any thread), and we write only
+        // the value's own bytes, up to its NUL.
+        unsafe {
+            let value = libc::getenv(key.as_ptr());
+            if !value.is_null() {
+                std::ptr::write_bytes(value, 0, libc::strlen(value));
+            }
+        }
+    }
+    // SAFETY: called once from the agent's start-up constructor, before `main` and before any
+    // thread exists, so no other thread reads or writes the environment concurrently.
+    unsafe {
+        std::env::remove_var(address);
+        std::env::remove_var(secret);
+    }
+}
+
+/// Ignores SIGPIPE, as the Rust runtime does before `main` (an agent never reaches `main`): a
+/// closed stderr must not kill it. Its workers get the default back at spawn.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN installs no handler code; this runs before any thread exists.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
+}
+
+/// Sends signal `n` to the process group led by `pid`.
+pub(crate) fn signal_group(pid: u32, n: i32) {
+    if let (Ok(pid), Ok(sig)) = (i32::try_from(pid), nix::sys::signal::Signal::try_from(n)) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
