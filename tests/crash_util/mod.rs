@@ -19,7 +19,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gate::pass_gate;
-#[allow(unused_imports, reason = "not every test binary uses every part of the gate")]
+#[allow(
+    unused_imports,
+    reason = "not every test binary uses every part of the gate"
+)]
 pub(crate) use gate::{Entered, Gate};
 
 /// How long a test waits for something that must happen before it calls it a hang.

@@ -17,7 +17,10 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use cf::{ProcessPoolExecutor, ThreadPoolExecutor};
-#[allow(unused_imports, reason = "not every test binary uses every part of the gate")]
+#[allow(
+    unused_imports,
+    reason = "not every test binary uses every part of the gate"
+)]
 pub(crate) use gate::{Entered, Gate, pass_gate};
 
 /// How long a test waits for something that must happen before it calls it a failure (a hang).
