@@ -88,12 +88,16 @@
 //! A [`Future`] is a [`std::future::Future`]: `(&fut).await` is [`Future::result`], `fut.await` clones
 //! it ([`Future::into_result`] moves it out of the last handle, without `Clone`), and both work from any executor (tokio, async-std, `futures::executor`), with
 //! `join_all` and `select!`. [`AsCompleted::into_stream`] turns [`as_completed`] into a
-//! `Stream` (feature `stream`, on by default).
+//! `Stream` (feature `stream`, on by default), [`wait_async`] is [`wait`] as a future, and
+//! [`Executor::shutdown_async`] shuts a pool down without blocking the runtime's thread (dropping
+//! a pool that still runs tasks blocks the thread that drops it). The other waiting calls block:
+//! the README lists them, with what to use from async code.
 //!
 //! # Observability
 //!
 //! [`ProcessPoolExecutor::stats`] counts tasks submitted, running, completed, failed and
-//! cancelled, the queue depth and the workers replaced. The pool emits [`tracing`] events for
+//! cancelled, the queue depth, the workers (started, and ready to take tasks) and the workers
+//! replaced; [`ProcessPoolExecutor::wait_ready`] waits until every worker takes tasks. The pool emits [`tracing`] events for
 //! worker start, exit, replacement and kill (info) and for each failed task (debug).
 //!
 //! [`tracing`]: https://docs.rs/tracing
@@ -117,13 +121,13 @@
 //! | `ThreadPoolExecutor()` | [`ThreadPoolExecutor::new`] |
 //! | `executor.submit(fn, *args)` | `executor.submit(fn, args)`: `()`, `x` or `(x, y, ..)` |
 //! | `executor.map(fn, it, chunksize=n)` | `executor.map(fn, it).chunksize(n)` (lazy, ordered) |
-//! | `executor.shutdown(wait, cancel_futures=c)` | `executor.shutdown(wait, c)`; dropping is `shutdown(true, false)` |
+//! | `executor.shutdown(wait=True, cancel_futures=False)` | [`Executor::shutdown`]`()`, as dropping; [`Executor::shutdown_with`]`(`[`Shutdown`]` { wait, cancel_futures })` |
 //! | `future.result(timeout)` | [`Future::result`], [`Future::result_timeout`] |
 //! | `future.exception(timeout)` | [`Future::exception`], [`Future::exception_timeout`] |
 //! | `future.cancel()`, `cancelled()`, `running()`, `done()` | the same names |
 //! | `future.add_done_callback(fn)` | [`Future::add_done_callback`] |
 //! | `wait(fs, timeout, return_when)` | [`wait`]`(fs, timeout, ReturnWhen::..)` |
-//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, timeout)` |
+//! | `as_completed(fs, timeout)` | [`as_completed`]`(fs, None)` yields futures; `(fs, duration)` yields `Result`s, `Err(`[`Timeout`]`)` last if the time runs out |
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen`] |
 //! | `CancelledError`, `TimeoutError` | [`TaskError::Cancelled`], [`Timeout`] ([`TaskError::Timeout`] from `map`; a task's own time limit is [`TaskError::TimeLimit`]) |
 //! | `BrokenProcessPool` | [`TaskError::Broken`] with its [`BrokenCause`], only when workers cannot start; a dead worker fails one future ([`TaskError::WorkerDied`]) |
@@ -138,11 +142,12 @@ pub use cf_macros::task;
 #[cfg(feature = "stream")]
 pub use cf_runtime::CompletedStream;
 pub use cf_runtime::{
-    AnyFuture, AsCompleted, BrokenCause, Callable, Chunked, DoneAndNotDone, Error, Executor, Exit,
-    FnMarker, Future, HandshakeError, Lend, Map, PoolStats, ProcessPoolBuilder,
-    ProcessPoolExecutor, ReturnWhen, StartupFailure, Submit, SubmitError, TaskError, TaskMarker,
-    TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor, Timeout, Waitable, as_completed, launch,
-    set_callback_panic_handler, wait,
+    AnyFuture, AsCompleted, AsCompletedTimeout, BrokenCause, Callable, Chunked, DoneAndNotDone,
+    Error, Executor, Exit, FnMarker, Future, HandshakeError, Lend, Map, PoolStats,
+    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, Shutdown, ShutdownFuture, StartupFailure,
+    Submit, SubmitError, TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor,
+    Timeout, WaitFuture, Waitable, as_completed, launch, set_callback_panic_handler, wait,
+    wait_async,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 

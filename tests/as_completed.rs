@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cf::{AnyFuture, Future, Submit, TaskError, TaskMarker, as_completed};
+use cf::{AnyFuture, Future, Submit, TaskError, TaskMarker, Timeout, as_completed};
 use serde::{Deserialize, Serialize};
 use util::{Gate, LONG, SHORT, both, later};
 
@@ -109,7 +109,8 @@ both!(
     }
 );
 
-// test_future_times_out (a zero timeout): the done ones come out, then the iteration stops.
+// test_future_times_out (a zero timeout): the done ones come out, then `Err(Timeout)` (Python
+// raises `TimeoutError`), then the iteration stops.
 both!(
     fn zero_timeout(pool: WORKERS) {
         let [successful, exception, cancelled] = fixtures(&*pool);
@@ -120,7 +121,9 @@ both!(
             [&cancelled, &exception, &successful, &future1],
             Duration::ZERO,
         );
-        let yielded: HashSet<F> = it.by_ref().collect();
+        let yielded: Vec<Result<F, Timeout>> = it.by_ref().collect();
+        assert_eq!(yielded.last(), Some(&Err(Timeout)));
+        let yielded: HashSet<F> = yielded.into_iter().filter_map(Result::ok).collect();
         assert_eq!(yielded, set(&[&cancelled, &exception, &successful]));
         assert!(it.timed_out());
         assert_eq!(it.not_done().collect::<Vec<_>>(), [&future1]);
@@ -139,7 +142,8 @@ both!(
         let entered = [entered_a, gate.entered()];
         let start = Instant::now();
         let mut it = as_completed([&a, &b, &c], SHORT);
-        assert_eq!(it.next().as_ref(), Some(&c));
+        assert_eq!(it.next(), Some(Ok(c.clone())));
+        assert_eq!(it.next(), Some(Err(Timeout)));
         assert_eq!(it.next(), None);
         assert!(start.elapsed() >= SHORT);
         assert!(it.timed_out());
@@ -164,10 +168,36 @@ both!(
         let entered = gate.entered();
         let release = later(SHORT, move || entered.release());
         let mut it = as_completed([&a], LONG);
-        assert_eq!(it.next().as_ref(), Some(&a));
+        assert_eq!(it.next(), Some(Ok(a.clone())));
         assert_eq!(it.next(), None);
         assert!(!it.timed_out());
         release.join().unwrap();
+    }
+);
+
+// Issue 12 (Adopters) item 8: a timeout cannot pass for the end of the futures. In a plain `for`
+// loop with `?`, it leaves the loop as an error (before, the loop just ended, as if every future
+// had come out).
+both!(
+    fn timeout_is_an_error_in_a_for_loop(pool: WORKERS) {
+        let gate = Gate::new();
+        let stuck = pool.submit(held, (gate.path(), 1)).unwrap();
+        let entered = gate.entered();
+        let quick = pool.submit(ok, 2).unwrap();
+        assert!(quick.wait_timeout(LONG));
+        let sum = |futures: &[&F]| -> Result<u64, Timeout> {
+            let mut sum = 0;
+            for future in as_completed(futures.iter().copied(), SHORT) {
+                sum += future?.result().unwrap();
+            }
+            Ok(sum)
+        };
+        assert_eq!(sum(&[&quick]), Ok(2));
+        assert_eq!(sum(&[&quick, &stuck]), Err(Timeout));
+        let it = as_completed([&stuck], SHORT);
+        assert_eq!(it.size_hint(), (0, Some(2)));
+        entered.release();
+        assert_eq!(stuck.result(), Ok(&1));
     }
 );
 
@@ -289,14 +319,14 @@ both!(
             later(SHORT, move || assert!(target.cancel()))
         };
         let mut it = as_completed([&target, &other], LONG);
-        let out = it.next().unwrap();
+        let out = it.next().unwrap().unwrap();
         assert_eq!(out, target);
         assert!(out.cancelled());
         assert_eq!(out.result(), Err(TaskError::Cancelled));
         assert!(!it.timed_out());
         canceller.join().unwrap();
         entered.release();
-        assert_eq!(it.next().as_ref(), Some(&other));
+        assert_eq!(it.next(), Some(Ok(other.clone())));
         assert_eq!(blocker.result(), Ok(&0));
         for f in &fillers {
             f.result().unwrap();

@@ -2,9 +2,16 @@
 //! executor), with `join_all`, `select!`, and `as_completed` as a `Stream`.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
+mod util;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use cf::{ProcessPoolExecutor, TaskError, ThreadPoolExecutor, as_completed, task};
+use cf::{
+    ProcessPoolExecutor, ReturnWhen, TaskError, ThreadPoolExecutor, as_completed, task, wait_async,
+};
 use futures::StreamExt;
 
 #[task]
@@ -104,4 +111,124 @@ async fn a_process_pool_stream_yields_every_future_once() {
         .await;
     seen.sort_unstable();
     assert_eq!(seen, (0..50).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// A task on the runtime that counts the ticks of a 1 ms timer: it advances only while the
+/// runtime's thread is free.
+fn ticker() -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counter = ticks.clone();
+    let handle = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(1));
+        loop {
+            interval.tick().await;
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (ticks, handle)
+}
+
+/// Polls `pending` (which must not complete) until the ticker has ticked `n` more times.
+async fn tick_beside<F: std::future::Future + Unpin>(
+    pending: &mut F,
+    ticks: &AtomicUsize,
+    n: usize,
+) {
+    let until = ticks.load(Ordering::Relaxed) + n;
+    while ticks.load(Ordering::Relaxed) < until {
+        tokio::select! {
+            _ = &mut *pending => panic!("it completed while its task was held"),
+            () = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+}
+
+/// Lets `entered` go when told, or after [`util::LONG`]: a `shutdown_async` that blocked would
+/// block until then, and fail the test instead of hanging it.
+fn releaser(entered: util::Entered) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        let _ = rx.recv_timeout(util::LONG);
+        entered.release();
+    });
+    (tx, handle)
+}
+
+/// Issue 12 (Adopters) item 6: dropping (or shutting down) a pool inside a tokio task blocked
+/// the runtime's thread until the pool's tasks were done (a timer got 0 ticks). On a
+/// one-thread runtime, `shutdown_async` waits for a running task while a timer keeps ticking,
+/// and completes once the task is done; dropping the pool then does not block.
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_async_lets_a_timer_tick_while_a_task_runs() {
+    let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
+    let gate = util::Gate::new();
+    let held = pool.submit(util::gated, (gate.path(), 7)).unwrap();
+    let (release, releaser) = releaser(gate.entered());
+    let (ticks, ticker) = ticker();
+    let mut shutdown = pool.shutdown_async();
+    assert!(pool.submit(square, 2).unwrap_err().error().is_shutdown());
+    tick_beside(&mut shutdown, &ticks, 5).await;
+    assert!(
+        !held.done(),
+        "the task ended before the timer ticked: shutdown_async blocked"
+    );
+    release.send(()).unwrap();
+    shutdown.await;
+    assert_eq!(held.result(), Ok(&7));
+    drop(pool);
+    ticker.abort();
+    releaser.join().unwrap();
+}
+
+/// The same on a thread pool.
+#[tokio::test(flavor = "current_thread")]
+async fn thread_pool_shutdown_async_lets_a_timer_tick() {
+    let pool = ThreadPoolExecutor::with_max_workers(2);
+    let (tx, rx) = mpsc::channel::<()>();
+    let held = pool
+        .submit(move || rx.recv_timeout(util::LONG).is_ok(), ())
+        .unwrap();
+    let (ticks, ticker) = ticker();
+    let mut shutdown = pool.shutdown_async();
+    tick_beside(&mut shutdown, &ticks, 5).await;
+    assert!(
+        !held.done(),
+        "the task ended before the timer ticked: shutdown_async blocked"
+    );
+    tx.send(()).unwrap();
+    shutdown.await;
+    assert_eq!(held.result(), Ok(&true));
+    drop(pool);
+    ticker.abort();
+}
+
+/// A thread pool that never started a thread is shut down at once.
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_async_of_an_idle_thread_pool_completes() {
+    let pool = ThreadPoolExecutor::with_max_workers(2);
+    pool.shutdown_async().await;
+    pool.shutdown_async().await;
+}
+
+/// `wait_async` is `wait` without blocking: the timer ticks while it waits, and it returns the
+/// same sets `wait` would.
+#[tokio::test(flavor = "current_thread")]
+async fn wait_async_lets_a_timer_tick() {
+    let pool = ThreadPoolExecutor::with_max_workers(2);
+    let (tx, rx) = mpsc::channel::<()>();
+    let held = pool
+        .submit(move || rx.recv_timeout(util::LONG).is_ok(), ())
+        .unwrap();
+    let quick = pool.submit(|x: u32| x > 0, 1).unwrap();
+    assert!(quick.wait_timeout(util::LONG));
+    let first = wait_async([&held, &quick], ReturnWhen::FirstCompleted).await;
+    assert_eq!(first.done.len(), 1);
+    assert!(first.done.contains(&quick));
+    let (ticks, ticker) = ticker();
+    let mut all = wait_async([&held, &quick], ReturnWhen::AllCompleted);
+    tick_beside(&mut all, &ticks, 5).await;
+    tx.send(()).unwrap();
+    let all = all.await;
+    assert_eq!((all.done.len(), all.not_done.len()), (2, 0));
+    ticker.abort();
 }

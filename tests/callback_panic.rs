@@ -83,7 +83,7 @@ both!(fn panicking_callback_after_completion(pool) {
     for (i, f) in (0..5).zip(&after) {
         assert_eq!(f.result_timeout(LONG), Ok(&i));
     }
-    pool.shutdown(true, false);
+    pool.shutdown();
     assert_eq!(ran.load(Ordering::SeqCst), 11, "a callback after the panicking one did not run");
     assert_eq!(count(&message), 1);
 });

@@ -191,8 +191,8 @@ fn traits_over_both_executors() {
     let (_serial, process) = process.split();
     let executors: Vec<Box<dyn Executor>> = vec![Box::new(threads), Box::new(process)];
     for executor in &executors {
-        executor.shutdown(true, false);
-        executor.shutdown(true, false);
+        executor.shutdown();
+        executor.shutdown();
     }
 }
 

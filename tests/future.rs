@@ -149,7 +149,7 @@ both!(fn cancel_pending(pool) {
         entered.release();
         assert_eq!(blocker.result(), Ok(&0));
     }
-    pool.shutdown(true, false);
+    pool.shutdown();
     assert!(!marker.exists(), "a cancelled task ran");
     let _ = std::fs::remove_file(&marker);
 });
@@ -297,7 +297,7 @@ both!(fn done_callback_runs_once_after_completion(pool) {
     assert!(same);
     assert_eq!(outcome, Err(TaskError::Failed("odd 3".to_owned())));
 
-    pool.shutdown(true, false);
+    pool.shutdown();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(calls_failed.load(Ordering::SeqCst), 1);
     assert!(rx.try_recv().is_err() && rx_failed.try_recv().is_err());
@@ -356,7 +356,7 @@ both!(fn done_callbacks_run_in_the_order_added(pool) {
     }
     entered.release();
     future.result().unwrap();
-    pool.shutdown(true, false);
+    pool.shutdown();
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
 });
 
@@ -539,7 +539,7 @@ both!(
         });
         // Callbacks run in the thread that completes a future: once the pool has shut down,
         // waiting, they all have run.
-        pool.shutdown(true, false);
+        pool.shutdown();
         for (i, (c, f)) in counts.iter().zip(&futures).enumerate() {
             assert_eq!(c.load(Ordering::SeqCst), 1, "future {i}: {f:?}");
             assert!(f.done());

@@ -250,7 +250,7 @@ both!(
             drop(results);
             entered.release();
         }
-        pool.shutdown(true, false);
+        pool.shutdown();
         let ran = traces(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         // 0 and 1 ran; of the 15 others in flight, only those a process pool had already sent
@@ -282,7 +282,7 @@ both!(
             assert_eq!(results.next(), None);
             entered.release();
         }
-        pool.shutdown(true, false);
+        pool.shutdown();
         let ran = traces(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(ran[..2], [0, 1]);
@@ -294,7 +294,7 @@ both!(
 // Submitting after shutdown fails; in a `map`, each input becomes an `Err` item.
 both!(
     fn map_after_shutdown(pool: 1) {
-        pool.shutdown(true, false);
+        pool.shutdown();
         let results: Vec<_> = pool.map(square, 0..3).collect();
         assert_eq!(results.len(), 3);
         for result in results {

@@ -50,7 +50,7 @@ fn a_chunk_larger_than_the_input_and_a_short_last_chunk() {
 #[test]
 fn after_shutdown_every_input_of_a_chunk_says_so() {
     let pool = ProcessPoolExecutor::with_max_workers(1).unwrap();
-    pool.shutdown(true, false);
+    pool.shutdown();
     let results: Vec<_> = pool.map(check, 0..5).chunksize(5).collect();
     assert_eq!(results.len(), 5);
     for result in results {

@@ -154,3 +154,50 @@ fn map_over_an_endless_input_keeps_a_bounded_number_in_flight() {
         );
     }
 }
+
+#[task]
+fn refusing_init() -> Result<(), String> {
+    Err("no state today".to_owned())
+}
+
+/// Issue 12 (Adopters) item 8: `stats().workers` counts a worker from the moment it is asked
+/// for, so there was no way to wait for a pool that takes tasks. `ready_workers` counts the
+/// workers whose handshake and initializer are done, and `wait_ready` waits for all of them.
+#[test]
+fn wait_ready_waits_for_the_initializers() {
+    let _serial = util::serial();
+    let gate = util::Gate::new();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .spare_worker(false)
+        .initializer(util::gated, (gate.path(), 0))
+        .build()
+        .unwrap();
+    // Both initializers wait at the gate: the workers are started, not ready.
+    let entered = gate.entered_n(2);
+    assert!(!pool.wait_ready(Duration::ZERO).unwrap());
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.ready_workers), (2, 0));
+    drop(entered);
+    assert!(pool.wait_ready(util::LONG).unwrap());
+    assert_eq!(pool.stats().ready_workers, 2);
+    pool.shutdown();
+    assert!(pool.wait_ready(util::LONG).unwrap_err().is_shutdown());
+}
+
+/// `wait_ready` on a pool whose workers cannot start returns the cause, without waiting for the
+/// timeout.
+#[test]
+fn wait_ready_reports_a_broken_pool() {
+    let _serial = util::serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(refusing_init, ())
+        .build()
+        .unwrap();
+    let error = pool.wait_ready(util::LONG).unwrap_err();
+    assert!(
+        matches!(error.broken_cause(), Some(cf::BrokenCause::Startup { .. })),
+        "{error:?}"
+    );
+}

@@ -63,7 +63,10 @@ fn cancel_futures_keeps_a_requeued_task() {
     let a = pool.submit(sleep_then_abort, 300).unwrap();
     let b = pool.submit(sleep_ms, 1).unwrap();
     until("both sent to the worker", || a.running() && b.running());
-    pool.shutdown(false, true);
+    pool.shutdown_with(cf::Shutdown {
+        wait: false,
+        cancel_futures: true,
+    });
     assert!(a.result_timeout(util::LONG).unwrap_err().is_worker_died());
     assert_eq!(b.result_timeout(util::LONG), Ok(&1));
 }

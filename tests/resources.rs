@@ -114,7 +114,10 @@ fn queued_tasks_take_no_fds() {
     );
     // Running them all takes ~35 s in a debug build; cancelling them shows the queue goes
     // without a trace as well.
-    pool.shutdown(false, true);
+    pool.shutdown_with(cf::Shutdown {
+        wait: false,
+        cancel_futures: true,
+    });
     for future in &queued {
         let outcome = future.result_timeout(LONG);
         assert!(matches!(outcome, Err(TaskError::Cancelled)), "{outcome:?}");

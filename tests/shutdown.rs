@@ -1,4 +1,4 @@
-//! `shutdown(wait, cancel_futures)`, drop, and submitting after shutdown, on both executors.
+//! `shutdown()`, `shutdown_with(Shutdown { wait, cancel_futures })`, drop, and submitting after shutdown, on both executors.
 //!
 //! Partly adapted from CPython's `Lib/test/test_concurrent_futures/test_shutdown.py`
 //! (`test_run_after_shutdown`, `test_hang_issue12364`, `test_cancel_futures`,
@@ -41,7 +41,7 @@ both!(
         let queued: Vec<Future<u64>> = (0..50).map(|i| pool.submit(echo, i).unwrap()).collect();
         // The release only comes later: a shutdown that did not wait would see them unfinished.
         let release = later(SHORT, move || drop(entered));
-        pool.shutdown(true, false);
+        pool.shutdown();
         for (i, f) in (0..).zip(&held) {
             assert_eq!(f.result_timeout(Duration::ZERO), Ok(&i));
         }
@@ -70,9 +70,9 @@ both!(
                 drop(entered);
             })
         };
-        pool.shutdown(false, false);
+        pool.shutdown_with(cf::Shutdown { wait: false, cancel_futures: false });
         returned_tx.send(()).unwrap();
-        assert!(!blocked.load(Ordering::SeqCst), "shutdown(false, false) waited");
+        assert!(!blocked.load(Ordering::SeqCst), "shutdown without wait waited");
         assert!(held.iter().all(|f| !f.done()));
         assert!(queued.iter().all(|f| !f.cancelled()));
         releaser.join().unwrap();
@@ -104,7 +104,7 @@ both!(
                 r.not_done.len()
             })
         };
-        pool.shutdown(true, true);
+        pool.shutdown_with(cf::Shutdown { wait: true, cancel_futures: true });
         assert_eq!(releaser.join().unwrap(), 0, "shutdown did not cancel the pending tasks");
         for f in &pending {
             assert!(f.cancelled(), "{f:?}");
@@ -126,7 +126,7 @@ both!(
         let queued: Vec<Future<u64>> = (0..20).map(|i| pool.submit(echo, i).unwrap()).collect();
         let pending: Vec<&Future<u64>> = queued.iter().filter(|f| !f.running()).collect();
         assert!(pending.len() >= 20 - 8);
-        pool.shutdown(false, true);
+        pool.shutdown_with(cf::Shutdown { wait: false, cancel_futures: true });
         // Cancelled before shutdown returned.
         assert!(pending.iter().all(|f| f.cancelled()));
         assert!(!held[0].done());
@@ -154,14 +154,14 @@ both!(
             let last = last.clone();
             std::thread::spawn(move || {
                 let mut it = as_completed([&last], LONG);
-                (it.next().map(|f| f.cancelled()), it.timed_out())
+                (it.next().map(|f| f.map(|f| f.cancelled())), it.timed_out())
             })
         };
         // Spacing only: the waiters are likely blocked by now; the test passes either way.
         std::thread::sleep(SHORT);
-        pool.shutdown(false, true);
+        pool.shutdown_with(cf::Shutdown { wait: false, cancel_futures: true });
         assert_eq!(waiter.join().unwrap(), 1);
-        assert_eq!(iterator.join().unwrap(), (Some(true), false));
+        assert_eq!(iterator.join().unwrap(), (Some(Ok(true)), false));
         drop(entered);
         assert_eq!(held[0].result_timeout(LONG), Ok(&0));
     }
@@ -171,7 +171,7 @@ both!(
 both!(
     fn submit_after_shutdown(pool: 1) {
         let before = pool.submit(concat, ("ab".to_owned(), vec![1, 2, 3])).unwrap();
-        pool.shutdown(true, false);
+        pool.shutdown();
         assert_eq!(before.result(), Ok(&5));
         let refused = pool
             .submit(concat, ("kept".to_owned(), vec![7; 3]))
@@ -236,14 +236,14 @@ both!(
     fn shutdown_twice(pool: 2) {
         let gate = Gate::new();
         let (held, entered) = hold!(pool, gate, 2, 2);
-        pool.shutdown(false, false);
-        pool.shutdown(false, false);
+        pool.shutdown_with(cf::Shutdown { wait: false, cancel_futures: false });
+        pool.shutdown_with(cf::Shutdown { wait: false, cancel_futures: false });
         assert!(held.iter().all(|f| !f.done()));
         let release = later(SHORT, move || drop(entered));
-        pool.shutdown(true, false);
+        pool.shutdown();
         assert!(held.iter().all(Future::done));
-        pool.shutdown(true, false);
-        pool.shutdown(true, true);
+        pool.shutdown();
+        pool.shutdown_with(cf::Shutdown { wait: true, cancel_futures: true });
         release.join().unwrap();
         assert!(pool.submit(echo, 1).unwrap_err().error().is_shutdown());
     }
@@ -261,7 +261,7 @@ both!(
             let pool = pool.clone();
             let held = held.clone();
             std::thread::spawn(move || {
-                pool.shutdown(true, false);
+                pool.shutdown();
                 held.done()
             })
         };
@@ -272,7 +272,7 @@ both!(
             std::thread::sleep(Duration::from_millis(1));
         }
         let release = later(SHORT, move || entered.release());
-        pool.shutdown(true, false);
+        pool.shutdown();
         assert!(held.done(), "the second shutdown(wait = true) returned before the task was done");
         assert!(first.join().unwrap(), "the first shutdown(wait = true) returned early");
         release.join().unwrap();
@@ -315,7 +315,7 @@ both!(
 // A shutdown with nothing submitted returns at once.
 both!(
     fn shutdown_idle_pool(pool: 2) {
-        pool.shutdown(true, true);
+        pool.shutdown_with(cf::Shutdown { wait: true, cancel_futures: true });
         assert!(pool.submit(echo, 1).is_err());
     }
 );
@@ -335,7 +335,7 @@ fn shutdown_ends_the_workers() {
         .collect();
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
     assert!(pids.iter().all(|&pid| alive(pid)));
-    pool.shutdown(true, false);
+    pool.shutdown();
     for pid in pids {
         assert!(!alive(pid), "worker {pid} still exists after shutdown");
     }
@@ -355,7 +355,7 @@ both!(
         {
             let pool = pool.clone();
             held.add_done_callback(move |_| {
-                pool.shutdown(true, false);
+                pool.shutdown();
                 let _ = tx.send(());
             });
         }

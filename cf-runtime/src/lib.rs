@@ -7,6 +7,7 @@ mod callback;
 mod error;
 mod executor;
 mod future;
+mod map;
 mod process;
 mod sync;
 mod sys;
@@ -18,10 +19,14 @@ pub use callback::set_callback_panic_handler;
 pub use error::{
     BrokenCause, Error, Exit, HandshakeError, StartupFailure, SubmitError, TaskError, Timeout,
 };
-pub use executor::{Chunked, Executor, Map, Submit};
+pub use executor::{Chunked, Executor, Shutdown, ShutdownFuture, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};
+pub use map::Map;
 pub use process::{PoolStats, ProcessPoolBuilder, ProcessPoolExecutor, TaskOptions, launch};
 pub use thread_pool::{ThreadPoolBuilder, ThreadPoolExecutor};
 #[cfg(feature = "stream")]
 pub use wait::CompletedStream;
-pub use wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
+pub use wait::{
+    AsCompleted, AsCompletedTimeout, DoneAndNotDone, ReturnWhen, WaitFuture, as_completed, wait,
+    wait_async,
+};

@@ -7,9 +7,11 @@ use std::thread::{self, JoinHandle};
 
 use crate::call::Callable;
 use crate::error::{SubmitError, TaskError};
-use crate::executor::{Executor, Map, Submit, shutdown_error};
+use crate::executor::{Executor, Shutdown, ShutdownFuture, Submit, shutdown_error};
 use crate::future::{Completer, Future};
+use crate::map::Map;
 use crate::sync::{lock, relock};
+use cf_worker::Never;
 
 trait Work: Send {
     fn run(self: Box<Self>);
@@ -64,6 +66,19 @@ struct State {
     ids: Vec<thread::ThreadId>,
     threads: Vec<JoinHandle<()>>,
     shutdown: bool,
+    /// Completes `ended` once shut down with no thread left.
+    end: Option<Completer<(), Never>>,
+}
+
+impl State {
+    /// The completer of `ended`, once the pool is shut down and its last thread has returned.
+    fn take_end(&mut self) -> Option<Completer<(), Never>> {
+        if self.shutdown && self.live == 0 {
+            self.end.take()
+        } else {
+            None
+        }
+    }
 }
 
 struct Shared {
@@ -73,6 +88,8 @@ struct Shared {
     exited: Condvar,
     max_workers: usize,
     name: String,
+    /// Done once the pool is shut down and its last thread has returned: `shutdown_async`.
+    ended: Future<(), Never>,
 }
 
 impl Shared {
@@ -90,6 +107,11 @@ impl Shared {
             } else if state.shutdown {
                 state.live -= 1;
                 self.exited.notify_all();
+                let end = state.take_end();
+                drop(state);
+                if let Some(end) = end {
+                    end.complete(Ok(()));
+                }
                 return;
             } else {
                 state.idle += 1;
@@ -112,8 +134,8 @@ impl Shared {
 /// No crash isolation: a task that aborts takes the process with it. Panics are caught and
 /// become [`TaskError::Panicked`].
 ///
-/// Dropping the executor is [`shutdown(true, false)`](Executor::shutdown): it waits for the
-/// tasks already submitted.
+/// Dropping the executor is [`shutdown()`](Self::shutdown): it waits for the tasks already
+/// submitted.
 pub struct ThreadPoolExecutor {
     shared: Arc<Shared>,
 }
@@ -161,9 +183,24 @@ impl ThreadPoolExecutor {
     }
 
     /// Schedules `f(args)`: `args` is `()` for no argument, the value for one, a tuple for more.
+    /// `f` is a `#[task]` function, a plain function or a closure.
     ///
     /// # Errors
     /// The pool was shut down; the arguments come back in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let sum = pool.submit(|a: u32, b: u32| a + b, (2, 3)).unwrap();
+    /// let none = pool.submit(|| "no argument", ()).unwrap();
+    /// assert_eq!(sum.result(), Ok(&5));
+    /// assert_eq!(none.result(), Ok(&"no argument"));
+    ///
+    /// pool.shutdown();
+    /// let refused = pool.submit(|x: u32| x, 7).unwrap_err();
+    /// assert_eq!(refused.into_args(), 7); // the arguments come back
+    /// ```
     pub fn submit<C, A, M>(
         &self,
         f: C,
@@ -214,6 +251,14 @@ impl ThreadPoolExecutor {
     /// Runs `f` on every input, yielding the outcomes in input order (Python's `map`).
     ///
     /// Lazy: tasks are submitted as the iterator is consumed, a bounded number ahead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let squares: Result<Vec<u64>, _> = pool.map(|x: u64| x * x, 0..5).collect();
+    /// assert_eq!(squares.unwrap(), [0, 1, 4, 9, 16]);
+    /// ```
     pub fn map<C, I, M>(&self, f: C, args: I) -> Map<'_, Self, C, I::IntoIter, M>
     where
         I: IntoIterator,
@@ -223,11 +268,59 @@ impl ThreadPoolExecutor {
         Map::new(self, f, args.into_iter(), self.shared.max_workers)
     }
 
-    /// Stops taking work; see [`Executor::shutdown`].
-    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        let (cancelled, threads) = {
+    /// Stops taking work and waits for every submitted task: Python's `shutdown()`, the same as
+    /// dropping the pool. For Python's other arguments, see
+    /// [`shutdown_with`](Self::shutdown_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let future = pool.submit(|x: u32| x + 1, 1).unwrap();
+    /// pool.shutdown();
+    /// assert!(future.done());
+    /// assert!(pool.submit(|x: u32| x + 1, 2).is_err());
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Stops taking work and returns a future that completes once every submitted task is done
+    /// and every thread has returned: [`shutdown`](Self::shutdown) for async code, which blocks
+    /// no thread while it waits. To cancel the tasks that have not started first, call
+    /// [`shutdown_with`](Self::shutdown_with)`(Shutdown { wait: false, cancel_futures: true })`
+    /// before it (that does not block).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let pool = cf::ThreadPoolExecutor::new();
+    /// let future = pool.submit(|x: u32| x + 1, 1).unwrap();
+    /// pool.shutdown_async().await;
+    /// assert!(future.done());
+    /// drop(pool); // does not block: the threads are gone
+    /// # });
+    /// ```
+    pub fn shutdown_async(&self) -> ShutdownFuture {
+        self.shutdown_with(Shutdown {
+            wait: false,
+            cancel_futures: false,
+        });
+        ShutdownFuture::new(self.shared.ended.clone())
+    }
+
+    /// Stops taking work as `how` says (Python's `shutdown(wait, cancel_futures)`); see
+    /// [`Shutdown`]. Idempotent.
+    pub fn shutdown_with(&self, how: Shutdown) {
+        let Shutdown {
+            wait,
+            cancel_futures,
+        } = how;
+        let (cancelled, threads, end) = {
             let mut state = self.shared.lock();
             state.shutdown = true;
+            let end = state.take_end();
             let cancelled: Vec<_> = if cancel_futures {
                 state.queue.drain(..).collect()
             } else {
@@ -239,10 +332,13 @@ impl ThreadPoolExecutor {
             } else {
                 Vec::new()
             };
-            (cancelled, threads)
+            (cancelled, threads, end)
         };
         for work in cancelled {
             work.cancel();
+        }
+        if let Some(end) = end {
+            end.complete(Ok(()));
         }
         let me = thread::current().id();
         let mut mine = false;
@@ -265,8 +361,12 @@ impl ThreadPoolExecutor {
 }
 
 impl Executor for ThreadPoolExecutor {
-    fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
+    fn shutdown_with(&self, how: Shutdown) {
+        ThreadPoolExecutor::shutdown_with(self, how);
+    }
+
+    fn shutdown_async(&self) -> ShutdownFuture {
+        ThreadPoolExecutor::shutdown_async(self)
     }
 }
 
@@ -290,7 +390,7 @@ where
 
 impl Drop for ThreadPoolExecutor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        self.shutdown();
     }
 }
 
@@ -323,6 +423,7 @@ impl ThreadPoolBuilder {
     /// Builds the pool; threads start as work arrives.
     pub fn build(self) -> ThreadPoolExecutor {
         let cores = thread::available_parallelism().map_or(1, usize::from);
+        let (ended, end) = Future::pending();
         ThreadPoolExecutor {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -333,6 +434,7 @@ impl ThreadPoolBuilder {
                     ids: Vec::new(),
                     threads: Vec::new(),
                     shutdown: false,
+                    end: Some(end),
                 }),
                 work: Condvar::new(),
                 exited: Condvar::new(),
@@ -340,6 +442,7 @@ impl ThreadPoolBuilder {
                 name: self
                     .thread_name_prefix
                     .unwrap_or_else(|| "cf-thread".to_owned()),
+                ended,
             }),
         }
     }

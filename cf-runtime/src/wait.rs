@@ -2,9 +2,16 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use cf_worker::Never;
+
+use crate::error::Timeout;
 use crate::future::{Signal, Status, Waitable, Waiter, deadline};
 
 /// When [`wait`] returns: Python's `return_when`.
@@ -51,6 +58,9 @@ fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> Vec<(W::Handle
 ///
 /// Returns the done and not-done sets; on timeout, as they stand. Duplicates count once. Futures
 /// from any executor (and any type, through [`AnyFuture`](crate::AnyFuture)) can be mixed.
+/// Blocking: from async code, use [`wait_async`].
+///
+/// # Examples
 ///
 /// ```
 /// # use cf::{wait, ReturnWhen, ThreadPoolExecutor};
@@ -66,59 +76,182 @@ pub fn wait<W: Waitable>(
     return_when: ReturnWhen,
 ) -> DoneAndNotDone<W::Handle> {
     let deadline = deadline(timeout.into());
-    let all = distinct(futures);
-    let waiter = Arc::new(Waiter::default());
-    let mut done = vec![false; all.len()];
-    let mut done_count = 0;
-    let mut failed = false;
-    for (key, (_, sync)) in all.iter().enumerate() {
-        let status = sync.register(&waiter, key);
-        if status.is_done() {
-            done[key] = true;
-            done_count += 1;
-            failed |= status == Status::Failed;
-        }
-    }
-    // As Python: with every future done (or none given), there is nothing to wait for.
-    let satisfied = |done_count: usize, failed: bool| match return_when {
-        _ if done_count == all.len() => true,
-        ReturnWhen::FirstCompleted => done_count > 0,
-        ReturnWhen::FirstException => failed || done_count == all.len(),
-        ReturnWhen::AllCompleted => done_count == all.len(),
-    };
-    while !satisfied(done_count, failed) {
-        let Some(keys) = waiter.wait(deadline) else {
+    let mut waiting = Waiting::new(futures, return_when);
+    while !waiting.satisfied() {
+        let Some(keys) = waiting.waiter.wait(deadline) else {
             break;
         };
-        for key in keys {
-            if !std::mem::replace(&mut done[key], true) {
+        waiting.mark(keys);
+    }
+    waiting.finish()
+}
+
+/// [`wait`] for async code: a future that completes when the futures reach the state
+/// `return_when` names, and blocks no thread meanwhile.
+///
+/// It has no timeout of its own: put your runtime's timeout around it (dropping it stops the
+/// wait and leaves the futures alone).
+///
+/// # Examples
+///
+/// ```
+/// # use cf::{wait_async, ReturnWhen, ThreadPoolExecutor};
+/// let pool = ThreadPoolExecutor::new();
+/// let futures: Vec<_> = (0..4).map(|i| pool.submit(move |x: i32| x * 2, i).unwrap()).collect();
+/// let r = futures::executor::block_on(wait_async(&futures, ReturnWhen::AllCompleted));
+/// assert_eq!(r.done.len(), 4);
+/// ```
+pub fn wait_async<W: Waitable>(
+    futures: impl IntoIterator<Item = W>,
+    return_when: ReturnWhen,
+) -> WaitFuture<W::Handle> {
+    WaitFuture {
+        waiting: Some(Waiting::new(futures, return_when)),
+    }
+}
+
+/// The future [`wait_async`] returns.
+#[must_use = "a future does nothing unless awaited"]
+pub struct WaitFuture<F> {
+    /// `None` once it has completed.
+    waiting: Option<Waiting<F>>,
+}
+
+impl<F> fmt::Debug for WaitFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitFuture")
+            .field("done", &self.waiting.as_ref().map(|w| w.done_count))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Unpin for WaitFuture<F> {}
+
+impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
+    type Output = DoneAndNotDone<F>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let waiting = self
+            .waiting
+            .as_mut()
+            .expect("a `WaitFuture` is not polled after it completed");
+        while !waiting.satisfied() {
+            match waiting.waiter.poll(cx) {
+                Poll::Ready(keys) => waiting.mark(keys),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(self.waiting.take().expect("checked above").finish())
+    }
+}
+
+/// The futures a [`wait`] or [`wait_async`] watches, and which of them are done.
+struct Waiting<F> {
+    all: Vec<(F, Arc<Signal>)>,
+    waiter: Arc<Waiter>,
+    done: Vec<bool>,
+    done_count: usize,
+    failed: bool,
+    return_when: ReturnWhen,
+}
+
+impl<F> Waiting<F> {
+    /// Registers on the distinct futures of `futures`, noting those already done.
+    fn new<W: Waitable<Handle = F>>(
+        futures: impl IntoIterator<Item = W>,
+        return_when: ReturnWhen,
+    ) -> Self {
+        let all = distinct(futures);
+        let waiter = Arc::new(Waiter::default());
+        let mut done = vec![false; all.len()];
+        let mut done_count = 0;
+        let mut failed = false;
+        for (key, (_, sync)) in all.iter().enumerate() {
+            let status = sync.register(&waiter, key);
+            if status.is_done() {
+                done[key] = true;
                 done_count += 1;
-                failed |= all[key].1.status() == Status::Failed;
+                failed |= status == Status::Failed;
+            }
+        }
+        Waiting {
+            all,
+            waiter,
+            done,
+            done_count,
+            failed,
+            return_when,
+        }
+    }
+
+    /// Whether the futures are where `return_when` asks; as Python, with every future done (or
+    /// none given) there is nothing to wait for.
+    fn satisfied(&self) -> bool {
+        match self.return_when {
+            _ if self.done_count == self.all.len() => true,
+            ReturnWhen::FirstCompleted => self.done_count > 0,
+            ReturnWhen::FirstException => self.failed,
+            ReturnWhen::AllCompleted => false,
+        }
+    }
+
+    /// Notes the futures whose keys the waiter took.
+    fn mark(&mut self, keys: Vec<usize>) {
+        for key in keys {
+            if !std::mem::replace(&mut self.done[key], true) {
+                self.done_count += 1;
+                self.failed |= self.all[key].1.status() == Status::Failed;
             }
         }
     }
-    let mut result = DoneAndNotDone {
-        done: HashSet::new(),
-        not_done: HashSet::new(),
-    };
-    for (key, (handle, sync)) in all.into_iter().enumerate() {
-        sync.unregister(&waiter);
-        // A future may finish between the last wake-up and now: report what is true now.
-        if done[key] || sync.status().is_done() {
-            result.done.insert(handle);
-        } else {
-            result.not_done.insert(handle);
+
+    /// The done and not-done sets as they stand now.
+    fn finish(mut self) -> DoneAndNotDone<F>
+    where
+        F: Eq + Hash,
+    {
+        let mut result = DoneAndNotDone {
+            done: HashSet::new(),
+            not_done: HashSet::new(),
+        };
+        for (key, (handle, sync)) in std::mem::take(&mut self.all).into_iter().enumerate() {
+            sync.unregister(&self.waiter);
+            // A future may finish between the last wake-up and now: report what is true now.
+            if self.done[key] || sync.status().is_done() {
+                result.done.insert(handle);
+            } else {
+                result.not_done.insert(handle);
+            }
+        }
+        result
+    }
+}
+
+impl<F> Drop for Waiting<F> {
+    fn drop(&mut self) {
+        // A wait given up half-way (a dropped `WaitFuture`): the futures forget this waiter.
+        for (_, sync) in &self.all {
+            sync.unregister(&self.waiter);
         }
     }
-    result
 }
 
 /// Yields the futures as they complete: those already done first, then each as it finishes or
 /// is cancelled. Each distinct future comes once.
 ///
-/// With a `timeout`, iteration stops when it runs out, and [`AsCompleted::timed_out`] tells that
-/// it did (Python raises `TimeoutError` there); the futures not yet done are in
-/// [`AsCompleted::not_done`].
+/// The `timeout` decides what the iterator yields, so that a timeout cannot pass for the end of
+/// the futures (Python raises `TimeoutError` there):
+///
+/// - `None`: each future itself, until all are out.
+/// - a [`Duration`]: `Ok(future)` for each, and if the time runs out first, one last
+///   `Err(`[`Timeout`]`)`, after which iteration ends; the futures not yet done are then in
+///   [`AsCompleted::not_done`]. With `?`, a plain `for` loop stops there:
+///   `for fut in as_completed(&futures, limit) { let fut = fut?; ... }`.
+///
+/// For a timeout known only at run time (an `Option<Duration>`), pass
+/// `timeout.unwrap_or(Duration::MAX)`: `Duration::MAX` never runs out.
+///
+/// # Examples
 ///
 /// ```
 /// # use cf::{as_completed, ThreadPoolExecutor};
@@ -130,11 +263,30 @@ pub fn wait<W: Waitable>(
 /// }
 /// assert_eq!(total, 12);
 /// ```
-pub fn as_completed<W: Waitable>(
+///
+/// With a timeout, the last item says that the time ran out:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # use cf::{as_completed, ThreadPoolExecutor, Timeout};
+/// let pool = ThreadPoolExecutor::new();
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let quick = pool.submit(|x: u32| x + 1, 1).unwrap();
+/// let stuck = pool.submit(move || rx.recv().is_ok(), ()).unwrap();
+/// let mut done = as_completed([quick.clone()], Duration::from_secs(60));
+/// assert_eq!(done.next(), Some(Ok(quick)));
+/// assert_eq!(done.next(), None);
+/// let mut late = as_completed([stuck], Duration::from_millis(10));
+/// assert!(matches!(late.next(), Some(Err(Timeout))));
+/// assert_eq!(late.not_done().count(), 1);
+/// # tx.send(()).unwrap();
+/// ```
+pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
     futures: impl IntoIterator<Item = W>,
-    timeout: impl Into<Option<Duration>>,
-) -> AsCompleted<W::Handle> {
-    let deadline = deadline(timeout.into());
+    timeout: T,
+) -> AsCompleted<W::Handle, T> {
+    let deadline = timeout.__deadline();
     let all = distinct(futures);
     let waiter = Arc::new(Waiter::default());
     let mut ready = VecDeque::new();
@@ -155,20 +307,77 @@ pub fn as_completed<W: Waitable>(
         waiter,
         deadline,
         timed_out: false,
+        _timeout: PhantomData,
     }
 }
 
-/// The iterator [`as_completed`] returns.
-pub struct AsCompleted<F> {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The `timeout` of [`as_completed`]: `None`, or a [`Duration`]. It decides what the iterator
+/// yields.
+#[diagnostic::on_unimplemented(
+    message = "`as_completed` takes `None` or a `Duration` as its timeout, not `{Self}`",
+    label = "not `None` or a `Duration`",
+    note = "for an `Option<Duration>`, pass `timeout.unwrap_or(Duration::MAX)`: it yields \
+            `Result<future, Timeout>`, and `Duration::MAX` never runs out"
+)]
+pub trait AsCompletedTimeout: sealed::Sealed {
+    /// What [`AsCompleted`] yields for a future `F`.
+    type Item<F>;
+    #[doc(hidden)]
+    fn __deadline(self) -> Option<Instant>;
+    #[doc(hidden)]
+    fn __completed<F>(future: F) -> Self::Item<F>;
+    /// The last item when the time runs out.
+    #[doc(hidden)]
+    fn __timed_out<F>() -> Option<Self::Item<F>>;
+}
+
+impl sealed::Sealed for Option<Never> {}
+/// `None`: no timeout; the iterator yields each future.
+impl AsCompletedTimeout for Option<Never> {
+    type Item<F> = F;
+    fn __deadline(self) -> Option<Instant> {
+        None
+    }
+    fn __completed<F>(future: F) -> F {
+        future
+    }
+    fn __timed_out<F>() -> Option<F> {
+        None
+    }
+}
+
+impl sealed::Sealed for Duration {}
+/// A timeout: the iterator yields `Ok(future)`, and `Err(Timeout)` last if the time runs out.
+impl AsCompletedTimeout for Duration {
+    type Item<F> = Result<F, Timeout>;
+    fn __deadline(self) -> Option<Instant> {
+        deadline(Some(self))
+    }
+    fn __completed<F>(future: F) -> Result<F, Timeout> {
+        Ok(future)
+    }
+    fn __timed_out<F>() -> Option<Result<F, Timeout>> {
+        Some(Err(Timeout))
+    }
+}
+
+/// The iterator [`as_completed`] returns; `T` is the type of its timeout, which decides what it
+/// yields (see [`AsCompletedTimeout`]).
+pub struct AsCompleted<F, T = Option<Never>> {
     slots: Vec<Option<(F, Arc<Signal>)>>,
     ready: VecDeque<usize>,
     pending: usize,
     waiter: Arc<Waiter>,
     deadline: Option<Instant>,
     timed_out: bool,
+    _timeout: PhantomData<fn() -> T>,
 }
 
-impl<F> AsCompleted<F> {
+impl<F, T> AsCompleted<F, T> {
     /// Whether iteration stopped because the timeout ran out.
     pub fn timed_out(&self) -> bool {
         self.timed_out
@@ -178,15 +387,12 @@ impl<F> AsCompleted<F> {
     pub fn not_done(&self) -> impl Iterator<Item = &F> {
         self.slots.iter().flatten().map(|(f, _)| f)
     }
-}
 
-impl<F> Iterator for AsCompleted<F> {
-    type Item = F;
-
-    fn next(&mut self) -> Option<F> {
+    /// The next future, `Err(Timeout)` once when the time runs out, then `None`.
+    fn next_completed(&mut self) -> Option<Result<F, Timeout>> {
         loop {
             if let Some(handle) = self.take_ready() {
-                return Some(handle);
+                return Some(Ok(handle));
             }
             if self.pending == 0 || self.timed_out {
                 return None;
@@ -198,22 +404,37 @@ impl<F> Iterator for AsCompleted<F> {
                 }
                 None => {
                     self.timed_out = true;
-                    return None;
+                    return Some(Err(Timeout));
                 }
             }
         }
     }
+}
+
+impl<F, T: AsCompletedTimeout> Iterator for AsCompleted<F, T> {
+    type Item = T::Item<F>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_completed()? {
+            Ok(future) => Some(T::__completed(future)),
+            Err(Timeout) => T::__timed_out(),
+        }
+    }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.timed_out {
+            return (0, Some(0));
+        }
+        // One more for the `Err(Timeout)` that may come last.
+        let timeout = usize::from(self.deadline.is_some() && self.pending > 0);
         let left = self.ready.len() + self.pending;
-        (
-            if self.timed_out { 0 } else { self.ready.len() },
-            Some(left),
-        )
+        (self.ready.len(), Some(left + timeout))
     }
 }
 
-impl<F> AsCompleted<F> {
+impl<F, T: AsCompletedTimeout> std::iter::FusedIterator for AsCompleted<F, T> {}
+
+impl<F, T> AsCompleted<F, T> {
     /// The next future to yield: one already known to be done, or, once all of those are out,
     /// a new batch from the waiter.
     fn take_ready(&mut self) -> Option<F> {
@@ -228,7 +449,7 @@ impl<F> AsCompleted<F> {
 }
 
 #[cfg(feature = "stream")]
-impl<F> AsCompleted<F> {
+impl<F, T> AsCompleted<F, T> {
     /// The same futures as a [`Stream`](futures_core::Stream), for async code: each comes once,
     /// those already done first, then in completion order, and the polling task is woken as
     /// each finishes. A stream has no timer of its own, so the `timeout` given to
@@ -251,7 +472,7 @@ impl<F> AsCompleted<F> {
     /// assert_eq!(sum, 6);
     /// # }
     /// ```
-    pub fn into_stream(self) -> CompletedStream<F> {
+    pub fn into_stream(self) -> CompletedStream<F, T> {
         CompletedStream { inner: self }
     }
 }
@@ -259,15 +480,15 @@ impl<F> AsCompleted<F> {
 /// The [`Stream`](futures_core::Stream) that [`AsCompleted::into_stream`] returns.
 #[cfg(feature = "stream")]
 #[derive(Debug)]
-pub struct CompletedStream<F> {
-    inner: AsCompleted<F>,
+pub struct CompletedStream<F, T = Option<Never>> {
+    inner: AsCompleted<F, T>,
 }
 
 #[cfg(feature = "stream")]
-impl<F> Unpin for CompletedStream<F> {}
+impl<F, T> Unpin for CompletedStream<F, T> {}
 
 #[cfg(feature = "stream")]
-impl<F> futures_core::Stream for CompletedStream<F> {
+impl<F, T> futures_core::Stream for CompletedStream<F, T> {
     type Item = F;
 
     fn poll_next(
@@ -298,7 +519,7 @@ impl<F> futures_core::Stream for CompletedStream<F> {
     }
 }
 
-impl<F> Drop for AsCompleted<F> {
+impl<F, T> Drop for AsCompleted<F, T> {
     fn drop(&mut self) {
         for (_, sync) in self.slots.iter().flatten() {
             sync.unregister(&self.waiter);
@@ -306,7 +527,7 @@ impl<F> Drop for AsCompleted<F> {
     }
 }
 
-impl<F> fmt::Debug for AsCompleted<F> {
+impl<F, T> fmt::Debug for AsCompleted<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
             .field("left", &(self.ready.len() + self.pending))

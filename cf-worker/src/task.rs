@@ -1,6 +1,6 @@
 //! Tasks and the link-time registry of them.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -226,25 +226,22 @@ pub fn invoke_chunk<T: Task>(args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
 /// The task table of this binary: [`TASKS`] with its names checked.
 #[derive(Debug)]
 pub struct TaskTable {
-    by_name: HashMap<&'static str, u32>,
     duplicates: Vec<&'static str>,
     fingerprint: u64,
 }
 
 impl TaskTable {
     fn build() -> Self {
-        let mut by_name = HashMap::with_capacity(TASKS.len());
+        let mut names = HashSet::with_capacity(TASKS.len());
         let mut duplicates = Vec::new();
-        for (index, entry) in TASKS.iter().enumerate() {
-            let index = u32::try_from(index).expect("fewer than 2^32 tasks");
-            if by_name.insert(entry.name, index).is_some() {
+        for entry in TASKS.iter() {
+            if !names.insert(entry.name) {
                 duplicates.push(entry.name);
             }
         }
         duplicates.sort_unstable();
         duplicates.dedup();
         TaskTable {
-            by_name,
             duplicates,
             fingerprint: fingerprint(&TASKS),
         }
@@ -268,11 +265,6 @@ impl TaskTable {
     /// Whether the binary has no task.
     pub fn is_empty(&self) -> bool {
         TASKS.is_empty()
-    }
-
-    /// The index of the task named `name`.
-    pub fn index_of(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).copied()
     }
 
     /// The entry at `index`.

@@ -10,14 +10,20 @@
     reason = "each test binary uses a different part of this module"
 )]
 
+#[path = "../util/gate.rs"]
+mod gate;
+
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use gate::pass_gate;
+#[allow(
+    unused_imports,
+    reason = "not every test binary uses every part of the gate"
+)]
+pub(crate) use gate::{Entered, Gate};
 
 /// How long a test waits for something that must happen before it calls it a hang.
 pub(crate) const LONG: Duration = Duration::from_secs(60);
@@ -35,92 +41,10 @@ pub(crate) fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A meeting point between a test and a task: the task connects from its worker, says its pid,
-/// and waits there until the test lets it go (or the worker is killed).
-///
-/// Declare a gate after the pool: on a failing test the gate drops first, which lets the held
-/// tasks finish, so dropping the pool cannot hang.
-pub(crate) struct Gate {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-/// A task that reached the gate and waits there; dropping it lets the task go on.
-pub(crate) struct Entered {
-    stream: UnixStream,
-    /// The pid of the worker that runs the task.
-    pub(crate) pid: u32,
-}
-
-impl Gate {
-    pub(crate) fn new() -> Gate {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("cf-crash-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).expect("bind the gate's socket");
-        listener
-            .set_nonblocking(true)
-            .expect("make the gate non-blocking");
-        Gate { listener, path }
-    }
-
-    /// The address to hand to tasks.
-    pub(crate) fn path(&self) -> String {
-        self.path.to_str().expect("a UTF-8 temp dir").to_owned()
-    }
-
-    /// Waits (at most [`OBSERVE`]) for the next task to arrive.
-    pub(crate) fn entered(&self) -> Entered {
-        let deadline = Instant::now() + OBSERVE;
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    stream
-                        .set_nonblocking(false)
-                        .expect("make the connection blocking");
-                    let mut pid = [0; 4];
-                    stream.read_exact(&mut pid).expect("read the worker's pid");
-                    return Entered {
-                        stream,
-                        pid: u32::from_le_bytes(pid),
-                    };
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "no task reached the gate within {OBSERVE:?}"
-                    );
-                    thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("accept on the gate failed: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Entered {
-    /// Lets the task go on.
-    pub(crate) fn release(mut self) {
-        let _ = self.stream.write_all(&[1]);
-    }
-}
-
 /// The task's side of a [`Gate`]: says this worker's pid, then blocks until the test lets it go
 /// (or drops its end).
 pub(crate) fn meet(path: &str) {
-    let mut stream = UnixStream::connect(path).expect("connect to the gate");
-    stream
-        .write_all(&std::process::id().to_le_bytes())
-        .expect("say the pid");
-    let mut byte = [0; 1];
-    let _ = stream.read(&mut byte);
+    pass_gate(path, 0);
 }
 
 /// Meets the gate at `path` and, once let go, returns its worker's pid.

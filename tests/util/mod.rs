@@ -8,17 +8,20 @@
     reason = "each test binary uses a different part of this module"
 )]
 
-use std::io::{ErrorKind, Read, Write};
+mod gate;
+
 use std::ops::Deref;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cf::{ProcessPoolExecutor, ThreadPoolExecutor};
+#[allow(
+    unused_imports,
+    reason = "not every test binary uses every part of the gate"
+)]
+pub(crate) use gate::{Entered, Gate, pass_gate};
 
 /// How long a test waits for something that must happen before it calls it a failure (a hang).
 pub(crate) const LONG: Duration = Duration::from_secs(60);
@@ -153,106 +156,6 @@ macro_rules! both {
     reason = "not every test binary runs a body on both executors"
 )]
 pub(crate) use both;
-
-/// A meeting point between a test and the tasks it submits, in any process: a task that calls
-/// [`pass_gate`] connects, says its id, and blocks until the test lets it go through the
-/// [`Entered`] it got from [`Gate::entered`].
-///
-/// Declare a gate after the pool it is used with: on a failing test, the gate (and every
-/// `Entered`) is dropped first, which lets the tasks finish, so dropping the pool cannot hang.
-pub(crate) struct Gate {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-/// A task that reached a [`Gate`] and waits there; dropping it (or [`release`](Self::release))
-/// lets it go on.
-pub(crate) struct Entered {
-    stream: UnixStream,
-    /// The id the task gave.
-    pub(crate) id: u64,
-}
-
-impl Gate {
-    pub(crate) fn new() -> Gate {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("cf-gate-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).expect("bind the gate's socket");
-        listener
-            .set_nonblocking(true)
-            .expect("make the gate non-blocking");
-        Gate { listener, path }
-    }
-
-    /// The address to hand to tasks.
-    pub(crate) fn path(&self) -> String {
-        self.path.to_str().expect("a UTF-8 temp dir").to_owned()
-    }
-
-    /// Waits for the next task to arrive; panics after [`LONG`].
-    pub(crate) fn entered(&self) -> Entered {
-        self.entered_within(LONG)
-            .unwrap_or_else(|| panic!("no task reached the gate within {LONG:?}"))
-    }
-
-    /// Waits for the next `n` tasks to arrive, and returns them sorted by id.
-    pub(crate) fn entered_n(&self, n: usize) -> Vec<Entered> {
-        let mut all: Vec<Entered> = (0..n).map(|_| self.entered()).collect();
-        all.sort_by_key(|e| e.id);
-        all
-    }
-
-    /// The next task to arrive within `within`, if one does.
-    pub(crate) fn entered_within(&self, within: Duration) -> Option<Entered> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    stream
-                        .set_nonblocking(false)
-                        .expect("make the connection blocking");
-                    let mut id = [0; 8];
-                    stream.read_exact(&mut id).expect("read the task's id");
-                    return Some(Entered {
-                        stream,
-                        id: u64::from_le_bytes(id),
-                    });
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return None;
-                    }
-                    thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("accept on the gate failed: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Entered {
-    /// Lets the task go on.
-    pub(crate) fn release(mut self) {
-        let _ = self.stream.write_all(&[1]);
-    }
-}
-
-/// The body of a gated task: meets the gate at `path` as `id` and returns when the test lets it
-/// go (or drops its end).
-pub(crate) fn pass_gate(path: &str, id: u64) {
-    let mut stream = UnixStream::connect(path).expect("connect to the gate");
-    stream.write_all(&id.to_le_bytes()).expect("say the id");
-    let mut byte = [0; 1];
-    let _ = stream.read(&mut byte);
-}
 
 /// Waits at the gate at `path` as `id`, then returns `id`.
 #[cf::task]

@@ -226,6 +226,28 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// The scheduler's settings.
+    fn scheduler(
+        &self,
+        max_workers: usize,
+        initializer: Option<Init>,
+        max_frame: u32,
+    ) -> dispatch::Config {
+        dispatch::Config {
+            max_workers,
+            prefetch: self.prefetch,
+            adaptive: self.adaptive,
+            max_tasks_per_child: self.max_tasks_per_child,
+            initializer,
+            timeout: self.timeout,
+            memory_limit: self.memory_limit,
+            spare: self.spare,
+            max_frame,
+            fingerprint: table().fingerprint(),
+            limits: dispatch::Limits::default(),
+        }
+    }
+
     /// Refuses settings that cannot work; returns the frame limit.
     fn check(&self) -> Result<u32, Error> {
         let refuse = |e| Err(Error::new(ErrorKind::Config(e)));
@@ -263,10 +285,10 @@ impl ProcessPoolBuilder {
     /// # Errors
     /// A setting cannot work ([`Error::is_config`], the message names it), a worker could not be
     /// started, or the binary's task table has duplicate names.
-    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+    pub fn build(mut self) -> Result<ProcessPoolExecutor, Error> {
         let max_frame = self.check()?;
-        let initializer = self.initializer.transpose()?;
-        let launcher = self.launcher?;
+        let initializer = self.initializer.take().transpose()?;
+        let launcher = std::mem::replace(&mut self.launcher, Ok(Local.into()))?;
         let duplicates = table().duplicates();
         if !duplicates.is_empty() {
             return Err(Error::new(ErrorKind::DuplicateTasks(duplicates.to_vec())));
@@ -293,19 +315,7 @@ impl ProcessPoolBuilder {
             output,
         });
         let (started_tx, started_rx) = mpsc::channel();
-        let config = dispatch::Config {
-            max_workers,
-            prefetch: self.prefetch,
-            adaptive: self.adaptive,
-            max_tasks_per_child: self.max_tasks_per_child,
-            initializer,
-            timeout: self.timeout,
-            memory_limit: self.memory_limit,
-            spare: self.spare,
-            max_frame,
-            fingerprint: table().fingerprint(),
-            limits: dispatch::Limits::default(),
-        };
+        let config = self.scheduler(max_workers, initializer, max_frame);
         let launch = match launcher.plan(exe.clone(), self.memory_limit) {
             Some(plan) => driver::Launcher::Remote(Box::new(plan)),
             None => driver::Launcher::Local {
@@ -314,28 +324,32 @@ impl ProcessPoolBuilder {
             },
         };
         let io_shared = shared.clone();
+        // Done when the I/O thread ends (abandoned if it panics): `shutdown_async`.
+        let (ended, end) = crate::future::Future::pending();
         let handle = thread::Builder::new()
             .name("cf-pool-io".to_owned())
-            .spawn(move || driver::run(io_shared, wake_rx, launch, config, &started_tx))
+            .spawn(move || {
+                driver::run(io_shared, wake_rx, launch, config, &started_tx);
+                end.complete(Ok(()));
+            })
             .map_err(|e| Error::new(ErrorKind::Io(e)))?;
-        match started_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = handle.join();
-                return Err(Error::new(ErrorKind::Spawn(e)));
-            }
-            Err(_) => {
-                let _ = handle.join();
-                return Err(Error::new(ErrorKind::Broken(
-                    crate::error::BrokenCause::IoThreadStopped,
-                )));
-            }
+        let refused = match started_rx.recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(ErrorKind::Spawn(e)),
+            Err(_) => Some(ErrorKind::Broken(
+                crate::error::BrokenCause::IoThreadStopped,
+            )),
+        };
+        if let Some(kind) = refused {
+            let _ = handle.join();
+            return Err(Error::new(kind));
         }
         Ok(ProcessPoolExecutor::new_started(
             shared,
             handle,
             max_workers,
             completions,
+            ended,
         ))
     }
 }

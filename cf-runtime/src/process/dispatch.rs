@@ -184,6 +184,15 @@ impl Dispatcher {
         self.workers.len() + self.spawning
     }
 
+    /// Workers that take tasks (hello and initializer done), the spare not included: the
+    /// `ready_workers` gauge of the stats.
+    pub(crate) fn ready_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| !w.spare && w.state == State::Ready)
+            .count()
+    }
+
     /// Whether some worker holds a job: a reply is due soon.
     pub(crate) fn busy(&self) -> bool {
         self.workers.iter().any(|w| !w.inflight.is_empty())

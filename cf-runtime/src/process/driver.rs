@@ -265,6 +265,14 @@ impl Driver {
     fn publish(&self) {
         let workers = self.d.worker_count() as u64;
         self.shared.stats.workers.store(workers, Ordering::Relaxed);
+        let ready = self.d.ready_workers() as u64;
+        let broken = self.d.broken().is_some();
+        let stats = &self.shared.stats;
+        if stats.ready_workers.swap(ready, Ordering::Relaxed) != ready
+            || stats.broken.swap(broken, Ordering::Relaxed) != broken
+        {
+            self.shared.ready_changed(self.d.broken());
+        }
     }
 
     /// Sleeps until something is ready, then handles it.

@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cf_worker::frame::RequestKind;
 use cf_worker::{Item, Never, Task, encode_into, table};
@@ -39,13 +39,15 @@ use shared::{Cancel, Shared};
 use crate::call::TaskMarker;
 use crate::callback::Completions;
 use crate::error::{Error, ErrorKind, SubmitError};
-use crate::executor::{Chunked, Executor, Map, Submit, shutdown_error};
+use crate::executor::{Chunked, Executor, Shutdown, ShutdownFuture, Submit, shutdown_error};
 use crate::future::{Future, Kill};
+use crate::map::Map;
+use crate::sync::relock;
 
 /// Python's `ProcessPoolExecutor`: runs `#[task]` functions in worker processes, each a re-run of
 /// this binary, so that a crash in one task fails only that task's future.
 ///
-/// Dropping the executor is [`shutdown(true, false)`](Executor::shutdown).
+/// Dropping the executor is [`shutdown()`](Self::shutdown).
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     io: Mutex<Option<JoinHandle<()>>>,
@@ -53,6 +55,8 @@ pub struct ProcessPoolExecutor {
     max_workers: usize,
     /// The completion thread: done-callbacks and drops of values nobody holds.
     completions: Completions,
+    /// Done once the I/O thread has ended: `shutdown_async`.
+    ended: Future<(), Never>,
 }
 
 /// The largest encoded arguments a frame can carry.
@@ -73,6 +77,7 @@ impl ProcessPoolExecutor {
         io: JoinHandle<()>,
         max_workers: usize,
         completions: Completions,
+        ended: Future<(), Never>,
     ) -> Self {
         ProcessPoolExecutor {
             shared,
@@ -80,6 +85,7 @@ impl ProcessPoolExecutor {
             io: Mutex::new(Some(io)),
             max_workers,
             completions,
+            ended,
         }
     }
 
@@ -115,6 +121,29 @@ impl ProcessPoolExecutor {
     /// # Errors
     /// The pool was shut down or is broken, or the arguments failed to encode; the arguments come
     /// back in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn add(a: u64, b: u64) -> u64 {
+    ///     a + b
+    /// }
+    ///
+    /// #[cf::task]
+    /// fn pid() -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    ///     let sum = pool.submit(add, (2, 3))?; // a tuple for two arguments
+    ///     let worker = pool.submit(pid, ())?; // `()` for none
+    ///     assert_eq!(*sum.result()?, 5);
+    ///     assert_ne!(*worker.result()?, std::process::id()); // it ran in another process
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn submit<T: Task>(
         &self,
         task: T,
@@ -244,6 +273,25 @@ impl ProcessPoolExecutor {
 
     /// Runs `task` on every input on the workers, yielding outcomes in input order (Python's
     /// `map`). Lazy: tasks are submitted as the iterator is consumed, a bounded number ahead.
+    /// Each `next` blocks until its result is in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(2)?;
+    ///     // A few hundred inputs per frame to a worker, results in input order.
+    ///     let squares = pool.map(square, 0..1000).chunksize(256);
+    ///     let total: u64 = squares.collect::<Result<Vec<_>, _>>()?.iter().sum();
+    ///     assert_eq!(total, (0..1000).map(|x| x * x).sum());
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn map<T: Task, I>(&self, task: T, args: I) -> Map<'_, Self, T, I::IntoIter, TaskMarker>
     where
         I: IntoIterator<Item = T::Args>,
@@ -251,9 +299,88 @@ impl ProcessPoolExecutor {
         Map::new(self, task, args.into_iter(), self.max_workers)
     }
 
-    /// Stops taking work; see [`Executor::shutdown`].
-    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        self.stop(wait, cancel_futures, None);
+    /// Stops taking work, waits for every submitted task and for the workers to exit: Python's
+    /// `shutdown()`, the same as dropping the pool. For Python's other arguments, see
+    /// [`shutdown_with`](Self::shutdown_with); from async code,
+    /// [`shutdown_async`](Self::shutdown_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// fn main() -> Result<(), cf::Error> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    ///     let future = pool.submit(double, 21)?;
+    ///     pool.shutdown();
+    ///     assert_eq!(future.result(), Ok(&42)); // done before `shutdown` returned
+    ///     assert!(pool.submit(double, 1).is_err());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Stops taking work and returns a future that completes once every submitted task is done
+    /// and the workers have exited: [`shutdown`](Self::shutdown) for async code, which blocks no
+    /// thread while it waits (dropping a pool that is not shut down blocks the thread that drops
+    /// it, a runtime's worker thread included). Once it has completed, dropping the pool does not
+    /// block. To cancel the tasks that have not started first, call
+    /// [`shutdown_with`](Self::shutdown_with)`(Shutdown { wait: false, cancel_futures: true })`
+    /// before it (that waits only for the pool's I/O thread to take the request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[cf::task]
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// # fn main() -> Result<(), cf::Error> {
+    /// # futures::executor::block_on(async {
+    /// let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    /// let future = pool.submit(double, 21)?;
+    /// pool.shutdown_async().await;
+    /// assert_eq!(future.result(), Ok(&42));
+    /// drop(pool); // does not block: the workers are gone
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// ```
+    pub fn shutdown_async(&self) -> ShutdownFuture {
+        self.stop(false, false, None);
+        ShutdownFuture::new(self.ended.clone())
+    }
+
+    /// Stops taking work as `how` says (Python's `shutdown(wait, cancel_futures)`); see
+    /// [`Shutdown`]. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cf::Shutdown;
+    ///
+    /// #[cf::task]
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// fn main() -> Result<(), cf::Error> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(1)?;
+    ///     let futures: Vec<_> = (0..100).map(|i| pool.submit(double, i)).collect::<Result<_, _>>()?;
+    ///     // Cancel what has not started; the running task finishes.
+    ///     pool.shutdown_with(Shutdown { wait: true, cancel_futures: true });
+    ///     assert!(futures.iter().all(|f| f.done()));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown_with(&self, how: Shutdown) {
+        self.stop(how.wait, how.cancel_futures, None);
     }
 
     /// What the pool has done so far: tasks submitted, running, completed, failed, cancelled,
@@ -270,6 +397,55 @@ impl ProcessPoolExecutor {
             respawns: get(&c.respawns),
             queued: get(&c.queued),
             workers: get(&c.workers),
+            ready_workers: get(&c.ready_workers),
+        }
+    }
+
+    /// Blocks until all [`max_workers`](Self::max_workers) workers are ready to take tasks
+    /// (started, handshake and initializer done), or until `timeout` passes; whether they are.
+    ///
+    /// [`stats`](Self::stats)`().workers` counts a worker from the moment it is asked for; this
+    /// waits for [`PoolStats::ready_workers`]. Useful before timing a benchmark, or to fail early
+    /// on an initializer that cannot succeed. Blocking: from async code, call it inside
+    /// `spawn_blocking`.
+    ///
+    /// # Errors
+    /// The pool is broken (its workers cannot start: [`Error::broken_cause`] says why) or shut
+    /// down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn main() -> Result<(), cf::Error> {
+    ///     let pool = cf::ProcessPoolExecutor::with_max_workers(2)?;
+    ///     assert!(pool.wait_ready(Duration::from_secs(60))?);
+    ///     assert_eq!(pool.stats().ready_workers, 2);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn wait_ready(&self, timeout: impl Into<Option<Duration>>) -> Result<bool, Error> {
+        let deadline = crate::future::deadline(timeout.into());
+        let ready = || self.shared.stats.ready_workers.load(Ordering::Relaxed);
+        let mut inbox = self.shared.lock();
+        loop {
+            if let Some(cause) = &inbox.broken {
+                return Err(Error::new(ErrorKind::Broken(cause.clone())));
+            }
+            if inbox.shutdown.is_some() || inbox.io_gone {
+                return Err(Error::new(ErrorKind::Shutdown));
+            }
+            if ready() >= self.max_workers as u64 {
+                return Ok(true);
+            }
+            inbox = match deadline {
+                None => relock(self.shared.acked.wait(inbox)),
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => relock(self.shared.acked.wait_timeout(inbox, left)).0,
+                    None => return Ok(false),
+                },
+            };
         }
     }
 
@@ -303,6 +479,8 @@ impl ProcessPoolExecutor {
             }
             self.shared.closed.store(true, Ordering::Release);
             self.shared.wake(&mut inbox);
+            // `wait_ready` returns on shutdown.
+            self.shared.acked.notify_all();
         }
         if cancel_futures && !self.on_io_thread() {
             // Python's promise: the pending futures are cancelled when `shutdown` returns.
@@ -349,8 +527,12 @@ impl ProcessPoolExecutor {
 }
 
 impl Executor for ProcessPoolExecutor {
-    fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        ProcessPoolExecutor::shutdown(self, wait, cancel_futures);
+    fn shutdown_with(&self, how: Shutdown) {
+        ProcessPoolExecutor::shutdown_with(self, how);
+    }
+
+    fn shutdown_async(&self) -> ShutdownFuture {
+        ProcessPoolExecutor::shutdown_async(self)
     }
 }
 
@@ -377,7 +559,7 @@ impl<T: Task> Submit<T, T::Args, TaskMarker> for ProcessPoolExecutor {
 
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        self.shutdown();
     }
 }
 

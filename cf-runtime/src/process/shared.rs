@@ -51,6 +51,10 @@ pub(crate) struct Counters {
     pub(crate) queued: AtomicU64,
     /// A gauge the I/O thread sets each time round its loop.
     pub(crate) workers: AtomicU64,
+    /// Workers that take tasks, the spare not included; set with `workers`.
+    pub(crate) ready_workers: AtomicU64,
+    /// The pool is broken; set with `workers`.
+    pub(crate) broken: AtomicBool,
 }
 
 fn add(counter: &AtomicU64) {
@@ -93,7 +97,7 @@ impl Counters {
     }
 }
 
-/// A snapshot of a pool's activity, from [`ProcessPoolExecutor::stats`].
+/// A snapshot of a pool's activity, from [`ProcessPoolExecutor::stats`](crate::ProcessPoolExecutor::stats).
 ///
 /// Counts are totals since the pool started, and a task is counted before its future
 /// completes. A future cancelled while queued is counted when the pool reaches it; `workers` is
@@ -115,8 +119,11 @@ pub struct PoolStats {
     pub respawns: u64,
     /// Tasks waiting for a worker.
     pub queued: u64,
-    /// Live worker processes, the spare included.
+    /// Live worker processes, the spare included, started or being started.
     pub workers: u64,
+    /// Workers that take tasks: started, handshake and initializer done; the spare not
+    /// included. See [`ProcessPoolExecutor::wait_ready`](crate::ProcessPoolExecutor::wait_ready).
+    pub ready_workers: u64,
 }
 
 pub(crate) struct Shared {
@@ -124,7 +131,8 @@ pub(crate) struct Shared {
     /// The I/O thread, once started.
     pub(crate) io_thread: OnceLock<thread::ThreadId>,
     pub(crate) inbox: Mutex<Inbox>,
-    /// Signalled when the I/O thread sets `cancel_done` or `io_gone`.
+    /// Signalled when the I/O thread sets `cancel_done` or `io_gone`, when the number of ready
+    /// workers changes or the pool breaks, and on shutdown.
     pub(crate) acked: Condvar,
     /// The write end of the I/O thread's wake-up pipe.
     pub(crate) wake: OwnedFd,
@@ -150,6 +158,15 @@ impl Shared {
         self.inbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes `wait_ready`: the ready workers changed, or the pool broke (with this cause).
+    pub(crate) fn ready_changed(&self, broken: Option<&crate::error::BrokenCause>) {
+        let mut inbox = self.lock();
+        if inbox.broken.is_none() {
+            inbox.broken = broken.cloned();
+        }
+        self.acked.notify_all();
     }
 
     /// Wakes the I/O thread, whatever it is doing (the spawner, without the inbox lock).

@@ -502,60 +502,81 @@ fn listen(state: &Arc<State>, id: u64, mut stream: TcpStream) {
         let message = Up::receive(&mut stream);
         let mut inner = state.lock();
         state.end_lingering(&mut inner);
-        match message {
-            Ok(Up::Spawned { slot, pid }) => {
-                let Ok((death, died)) = Death::new() else {
-                    break "no pipe for a worker's death notice".to_owned();
-                };
-                if let Some(agent) = inner.agents.get_mut(&id) {
-                    agent.workers.insert(pid, death.clone());
-                }
-                match inner.pending.get_mut(&slot) {
-                    Some(pending) => {
-                        pending.started = Some((pid, death, died));
-                        state.complete(&mut inner, slot);
-                    }
-                    None => {
-                        if let Some(agent) = inner.agents.get(&id) {
-                            agent.control.signal(pid, 9);
-                        }
-                    }
-                }
-            }
-            Ok(Up::SpawnFailed { slot, message }) => {
-                if let Some(pending) = inner.pending.remove(&slot) {
-                    if let Some(agent) = inner.agents.get_mut(&id) {
-                        agent.starting = agent.starting.saturating_sub(1);
-                    }
-                    state.deliver(&mut inner, (pending.spare, Err(io::Error::other(message))));
-                }
-            }
-            Ok(Up::Died { pid, exit, stderr }) => {
-                let death = inner
-                    .agents
-                    .get_mut(&id)
-                    .and_then(|agent| agent.workers.remove(&pid));
-                if let Some(death) = death {
-                    death.report(exit, stderr);
-                    inner.lingering.push((Instant::now() + GRACE, death));
-                }
-            }
-            Ok(Up::Ping) => {}
-            Ok(Up::Hello { .. }) => break "a second hello".to_owned(),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                break "its control connection closed".to_owned();
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                break format!("no heartbeat for {:?}", state.plan.lost_after);
-            }
-            Err(e) => break e.to_string(),
+        if let Err(why) = on_message(state, &mut inner, id, message) {
+            break why;
         }
     };
+    lose_agent(state, id, &why);
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.flush();
+}
+
+/// Handles one message of agent `id`; `Err` says why the agent is lost.
+fn on_message(
+    state: &Arc<State>,
+    inner: &mut Inner,
+    id: u64,
+    message: io::Result<Up>,
+) -> Result<(), String> {
+    match message {
+        Ok(Up::Spawned { slot, pid }) => {
+            let Ok((death, died)) = Death::new() else {
+                return Err("no pipe for a worker's death notice".to_owned());
+            };
+            if let Some(agent) = inner.agents.get_mut(&id) {
+                agent.workers.insert(pid, death.clone());
+            }
+            match inner.pending.get_mut(&slot) {
+                Some(pending) => {
+                    pending.started = Some((pid, death, died));
+                    state.complete(inner, slot);
+                }
+                None => {
+                    if let Some(agent) = inner.agents.get(&id) {
+                        agent.control.signal(pid, 9);
+                    }
+                }
+            }
+        }
+        Ok(Up::SpawnFailed { slot, message }) => {
+            if let Some(pending) = inner.pending.remove(&slot) {
+                if let Some(agent) = inner.agents.get_mut(&id) {
+                    agent.starting = agent.starting.saturating_sub(1);
+                }
+                state.deliver(inner, (pending.spare, Err(io::Error::other(message))));
+            }
+        }
+        Ok(Up::Died { pid, exit, stderr }) => {
+            let death = inner
+                .agents
+                .get_mut(&id)
+                .and_then(|agent| agent.workers.remove(&pid));
+            if let Some(death) = death {
+                death.report(exit, stderr);
+                inner.lingering.push((Instant::now() + GRACE, death));
+            }
+        }
+        Ok(Up::Ping) => {}
+        Ok(Up::Hello { .. }) => return Err("a second hello".to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err("its control connection closed".to_owned());
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(format!("no heartbeat for {:?}", state.plan.lost_after));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(())
+}
+
+/// Agent `id` is lost (`why`): its workers die with `Exit::Lost`, what it was starting is asked
+/// of another agent.
+fn lose_agent(state: &Arc<State>, id: u64, why: &str) {
     let mut inner = state.lock();
     let Some(agent) = inner.agents.remove(&id) else {
         return;
@@ -582,7 +603,4 @@ fn listen(state: &Arc<State>, id: u64, mut stream: TcpStream) {
         }
     }
     state.drain_waiting(&mut inner);
-    drop(inner);
-    let _ = stream.shutdown(Shutdown::Both);
-    let _ = stream.flush();
 }

@@ -9,18 +9,35 @@
 //! A future completed by a process pool's I/O thread runs no user code there: its done-callbacks,
 //! and the drop of a value whose future nobody holds any more, go to the pool's completion
 //! thread (see [`Completions`]).
+//!
+//! One concept per file: [`signal`] (the untyped state and everyone waiting on it),
+//! [`waiter`] (a thread blocked on one or more futures), [`completer`] (the one handle that
+//! finishes a future) and [`any`] (a future of any type, and what `wait` accepts).
+
+mod any;
+mod completer;
+mod signal;
+mod waiter;
+
+pub use any::{AnyFuture, Waitable};
+pub(crate) use completer::Completer;
+pub(crate) use signal::{Kill, Killer, Signal};
+pub(crate) use waiter::Waiter;
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cf_worker::Never;
 
-use crate::callback::{Completions, run_guarded};
+use crate::callback::Completions;
 use crate::error::{TaskError, Timeout};
-use crate::sync::{lock, relock};
+use crate::sync::lock;
+
+use completer::{Release, release};
+use signal::{Callback, run_callback};
 
 /// The outcome a future completes with.
 pub(crate) type Outcome<T, E> = Result<T, TaskError<E>>;
@@ -43,221 +60,9 @@ impl Status {
     }
 }
 
-type Callback = Box<dyn FnOnce() + Send>;
-
-/// Whoever can stop a running task (the process pool, by killing its worker), and the task's id.
-pub(crate) type Killer = (std::sync::Weak<dyn Kill>, u64);
-
-/// Stops the running task with this id; false when the caller must not wait for that (it is
-/// the thread that would do it).
-pub(crate) trait Kill: Send + std::marker::Sync {
-    fn kill(&self, id: u64) -> bool;
-}
-
-struct State {
-    status: Status,
-    killer: Option<Killer>,
-    waiters: Vec<(Arc<Waiter>, usize)>,
-    wakers: Vec<Waker>,
-    callbacks: Vec<Callback>,
-}
-
-/// The untyped half of a future: state and everyone waiting on it. Not public API.
-#[doc(hidden)]
-pub struct Signal {
-    state: Mutex<State>,
-}
-
-impl fmt::Debug for Signal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signal")
-            .field("status", &self.status())
-            .finish()
-    }
-}
-
-impl Signal {
-    fn new() -> Self {
-        Signal {
-            state: Mutex::new(State {
-                status: Status::Pending,
-                killer: None,
-                waiters: Vec::new(),
-                wakers: Vec::new(),
-                callbacks: Vec::new(),
-            }),
-        }
-    }
-
-    pub(crate) fn status(&self) -> Status {
-        lock(&self.state).status
-    }
-
-    /// Registers `waiter` under `key` unless the future is done; returns the status seen.
-    pub(crate) fn register(&self, waiter: &Arc<Waiter>, key: usize) -> Status {
-        let mut state = lock(&self.state);
-        if !state.status.is_done() {
-            state.waiters.push((waiter.clone(), key));
-        }
-        state.status
-    }
-
-    pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) {
-        lock(&self.state)
-            .waiters
-            .retain(|(w, _)| !Arc::ptr_eq(w, waiter));
-    }
-
-    /// Blocks until done or until `deadline`; true when done.
-    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        if self.status().is_done() {
-            return true;
-        }
-        let waiter = Arc::new(Waiter::default());
-        if self.register(&waiter, 0).is_done() {
-            return true;
-        }
-        let done = waiter.wait(deadline).is_some();
-        if !done {
-            self.unregister(&waiter);
-        }
-        done || self.status().is_done()
-    }
-
-    /// Moves to `to` and wakes everyone, if `allowed` says the current status may change; `set`
-    /// runs under the lock, before the new status is visible. The callbacks run on `completions`
-    /// when given (in the order the futures complete), here otherwise.
-    fn finish(
-        &self,
-        to: Status,
-        allowed: fn(Status) -> bool,
-        completions: Option<&Completions>,
-        set: impl FnOnce(),
-    ) -> bool {
-        let mut state = lock(&self.state);
-        if !allowed(state.status) {
-            return false;
-        }
-        set();
-        state.status = to;
-        let waiters = std::mem::take(&mut state.waiters);
-        let wakers = std::mem::take(&mut state.wakers);
-        let callbacks = std::mem::take(&mut state.callbacks);
-        drop(state);
-        for (waiter, key) in waiters {
-            waiter.notify(key);
-        }
-        for waker in wakers {
-            waker.wake();
-        }
-        match completions {
-            Some(completions) if !callbacks.is_empty() => {
-                completions.run(Box::new(move || {
-                    callbacks.into_iter().for_each(run_callback)
-                }));
-            }
-            _ => callbacks.into_iter().for_each(run_callback),
-        }
-        true
-    }
-
-    fn poll_done(&self, cx: &Context<'_>) -> bool {
-        let mut state = lock(&self.state);
-        if state.status.is_done() {
-            return true;
-        }
-        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            state.wakers.push(cx.waker().clone());
-        }
-        false
-    }
-}
-
-fn run_callback(callback: Callback) {
-    run_guarded(callback);
-}
-
-/// How long a waiter looks for its result before it parks.
-const SPIN: Duration = Duration::from_micros(50);
-
-/// A thread blocked on one or more futures; each future pushes its key when it finishes.
-#[derive(Default)]
-pub(crate) struct Waiter {
-    done: Mutex<WaiterState>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct WaiterState {
-    keys: Vec<usize>,
-    /// A thread is parked on the condition variable (so a notification needs a syscall).
-    sleeping: bool,
-    /// The task to wake, when the waiter is polled rather than blocked on.
-    waker: Option<Waker>,
-}
-
-impl Waiter {
-    fn notify(&self, key: usize) {
-        let mut state = lock(&self.done);
-        state.keys.push(key);
-        let waker = state.waker.take();
-        let sleeping = state.sleeping;
-        drop(state);
-        if sleeping {
-            self.cv.notify_one();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// Takes the keys that finished, or registers `cx` to be woken when one does.
-    #[cfg(feature = "stream")]
-    pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
-        let mut state = lock(&self.done);
-        if state.keys.is_empty() {
-            state.waker = Some(cx.waker().clone());
-            Poll::Pending
-        } else {
-            Poll::Ready(std::mem::take(&mut state.keys))
-        }
-    }
-
-    /// Takes the keys that finished, blocking until there is one or `deadline` passes.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Vec<usize>> {
-        // A result often comes within microseconds: look a few times, yielding the CPU, before
-        // parking (a wake-up from parking costs far more than that on most machines).
-        let spin_until = Instant::now() + SPIN;
-        while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
-            let mut done = lock(&self.done);
-            if !done.keys.is_empty() {
-                return Some(std::mem::take(&mut done.keys));
-            }
-            drop(done);
-            std::thread::yield_now();
-        }
-        let mut done = lock(&self.done);
-        loop {
-            if !done.keys.is_empty() {
-                return Some(std::mem::take(&mut done.keys));
-            }
-            let left = match deadline {
-                None => None,
-                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
-            };
-            done.sleeping = true;
-            done = match left {
-                None => relock(self.cv.wait(done)),
-                Some(left) => relock(self.cv.wait_timeout(done, left)).0,
-            };
-            done.sleeping = false;
-        }
-    }
-}
-
 pub(crate) struct Core<T, E> {
-    outcome: OnceLock<Outcome<T, E>>,
-    sync: Arc<Signal>,
+    pub(super) outcome: OnceLock<Outcome<T, E>>,
+    pub(super) sync: Arc<Signal>,
 }
 
 // Handles reach the core through these traits rather than the concrete type. Besides hiding the
@@ -298,7 +103,7 @@ impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> CoreApi<T, E> for
 /// (which needs `T: Clone`) clones it, and [`Future::into_result`] moves it out of the last
 /// handle.
 pub struct Future<T, E = Never> {
-    core: Arc<dyn CoreApi<T, E>>,
+    pub(super) core: Arc<dyn CoreApi<T, E>>,
 }
 
 impl<T, E> Clone for Future<T, E> {
@@ -675,236 +480,3 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
 
 // A `Future` holds no self-references: moving it while polled is fine.
 impl<T, E> Unpin for Future<T, E> {}
-
-/// The one handle that finishes a future: held by whoever runs the task.
-pub(crate) struct Completer<T, E> {
-    /// `None` once used: each completer finishes its future at most once.
-    core: Option<Arc<Core<T, E>>>,
-    /// Where callbacks, and the drop of a value nobody holds, run, and how to send a value
-    /// there; `None`: here.
-    completions: Option<(Completions, Release<T, E>)>,
-}
-
-/// Lets go of a completer's handle on its core, and of a value that did not go into it.
-type Release<T, E> = fn(Arc<Core<T, E>>, Option<Outcome<T, E>>, &Completions);
-
-/// Lets go of a completer's handle on its core; if it was the last, the core (and the value in
-/// it) is dropped on `completions`, so that a value's `Drop` never runs on the completing thread.
-fn release<T: Send + 'static, E: Send + 'static>(
-    core: Arc<Core<T, E>>,
-    outcome: Option<Outcome<T, E>>,
-    completions: &Completions,
-) {
-    let core = Arc::into_inner(core);
-    if core.is_some() || outcome.is_some() {
-        completions.run(Box::new(move || drop((core, outcome))));
-    }
-}
-
-impl<T, E> Completer<T, E> {
-    fn core(&self) -> &Arc<Core<T, E>> {
-        self.core.as_ref().expect("a completer is used once")
-    }
-
-    /// Python's `set_running_or_notify_cancel`: false if the future was cancelled.
-    pub(crate) fn set_running(&self) -> bool {
-        let mut state = lock(&self.core().sync.state);
-        match state.status {
-            Status::Pending => {
-                state.status = Status::Running;
-                true
-            }
-            Status::Running => true,
-            _ => false,
-        }
-    }
-
-    /// Whether the task has not started (so that cancelling it is Python's `cancel`).
-    pub(crate) fn pending(&self) -> bool {
-        self.core().sync.status() == Status::Pending
-    }
-
-    /// Moves to `to`, if `allowed`, with `outcome`; the core handle is dropped under the state
-    /// lock, before the new state can be seen (see the module docs).
-    ///
-    /// With [`Completions`], no user code runs here: when nobody else holds the future any more
-    /// (or it was already done), its value is dropped on the completion thread.
-    fn finish(mut self, to: Status, allowed: fn(Status) -> bool, outcome: Outcome<T, E>) {
-        let core = self.core.take().expect("a completer is used once");
-        let sync = core.sync.clone();
-        let Some((completions, release)) = self.completions.take() else {
-            sync.finish(to, allowed, None, move || {
-                let _ = core.outcome.set(outcome);
-                drop(core);
-            });
-            return;
-        };
-        let mut left = Some((core, outcome));
-        sync.finish(to, allowed, Some(&completions), || {
-            if let Some((core, outcome)) = left.take() {
-                let _ = core.outcome.set(outcome);
-                release(core, None, &completions);
-            }
-        });
-        // Not allowed (the future was already done): the value goes the same way.
-        if let Some((core, outcome)) = left {
-            release(core, Some(outcome), &completions);
-        }
-    }
-
-    /// Cancels the future if it is still pending (the task will not run).
-    pub(crate) fn cancel(self) {
-        self.finish(
-            Status::Cancelled,
-            |s| s == Status::Pending,
-            Err(TaskError::Cancelled),
-        );
-    }
-
-    /// Fails the future with [`TaskError::Killed`]: it was running and its worker was killed
-    /// for it (`Future::kill`).
-    pub(crate) fn kill(self) {
-        self.finish(Status::Failed, |s| !s.is_done(), Err(TaskError::Killed));
-    }
-
-    /// Finishes the future with `outcome` (ignored if it is already done).
-    pub(crate) fn complete(self, outcome: Outcome<T, E>) {
-        let status = if outcome.is_ok() {
-            Status::Finished
-        } else {
-            Status::Failed
-        };
-        self.finish(status, |s| !s.is_done(), outcome);
-    }
-}
-
-impl<T, E> Drop for Completer<T, E> {
-    fn drop(&mut self) {
-        // A completer dropped unused is a bug of the pool's; its future must not wait forever.
-        if let Some(core) = self.core.take() {
-            let sync = core.sync.clone();
-            // No value of the user's is in the core (only this error): it may drop here.
-            sync.finish(
-                Status::Failed,
-                |s| !s.is_done(),
-                self.completions.as_ref().map(|(c, _)| c),
-                move || {
-                    let _ = core.outcome.set(Err(TaskError::Abandoned));
-                    drop(core);
-                },
-            );
-        }
-    }
-}
-
-impl<T, E> fmt::Debug for Completer<T, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Completer").finish_non_exhaustive()
-    }
-}
-
-/// A future of any type, for waiting on futures of different types together.
-#[derive(Clone)]
-pub struct AnyFuture {
-    any: Arc<dyn AnyCore>,
-}
-
-impl AnyFuture {
-    /// Whether the future is done.
-    pub fn done(&self) -> bool {
-        self.any.signal().status().is_done()
-    }
-
-    /// Whether the future was cancelled.
-    pub fn cancelled(&self) -> bool {
-        self.any.signal().status() == Status::Cancelled
-    }
-
-    /// Whether the future finished with an error (other than cancellation).
-    pub fn failed(&self) -> bool {
-        self.any.signal().status() == Status::Failed
-    }
-}
-
-impl PartialEq for AnyFuture {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(self.any.signal(), other.any.signal())
-    }
-}
-
-impl Eq for AnyFuture {}
-
-impl Hash for AnyFuture {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(self.any.signal()).hash(state);
-    }
-}
-
-impl fmt::Debug for AnyFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnyFuture")
-            .field("id", &Arc::as_ptr(self.any.signal()))
-            .finish()
-    }
-}
-
-impl<T, E> From<&Future<T, E>> for AnyFuture {
-    fn from(f: &Future<T, E>) -> Self {
-        let any: Arc<dyn AnyCore> = f.core.clone();
-        AnyFuture { any }
-    }
-}
-
-impl<T, E> From<Future<T, E>> for AnyFuture {
-    fn from(f: Future<T, E>) -> Self {
-        AnyFuture::from(&f)
-    }
-}
-
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// What [`wait`](crate::wait) and [`as_completed`](crate::as_completed) accept: a [`Future`], an
-/// [`AnyFuture`], or a reference to either.
-pub trait Waitable: sealed::Sealed {
-    /// The owned handle that comes back in the results.
-    type Handle: Clone + Eq + Hash;
-    /// An owned handle to the same future.
-    fn handle(&self) -> Self::Handle;
-    #[doc(hidden)]
-    fn __sync(&self) -> &Arc<Signal>;
-}
-
-impl<T, E> sealed::Sealed for Future<T, E> {}
-impl<T, E> Waitable for Future<T, E> {
-    type Handle = Self;
-    fn handle(&self) -> Self {
-        self.clone()
-    }
-    fn __sync(&self) -> &Arc<Signal> {
-        self.core.signal()
-    }
-}
-
-impl sealed::Sealed for AnyFuture {}
-impl Waitable for AnyFuture {
-    type Handle = Self;
-    fn handle(&self) -> Self {
-        self.clone()
-    }
-    fn __sync(&self) -> &Arc<Signal> {
-        self.any.signal()
-    }
-}
-
-impl<W: Waitable + ?Sized> sealed::Sealed for &W {}
-impl<W: Waitable + ?Sized> Waitable for &W {
-    type Handle = W::Handle;
-    fn handle(&self) -> W::Handle {
-        (**self).handle()
-    }
-    fn __sync(&self) -> &Arc<Signal> {
-        (**self).__sync()
-    }
-}

@@ -1,0 +1,84 @@
+//! [`Waiter`]: a thread blocked on one or more futures.
+
+use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::sync::{lock, relock};
+
+/// How long a waiter looks for its result before it parks.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// A thread blocked on one or more futures; each future pushes its key when it finishes.
+#[derive(Default)]
+pub(crate) struct Waiter {
+    done: Mutex<WaiterState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct WaiterState {
+    keys: Vec<usize>,
+    /// A thread is parked on the condition variable (so a notification needs a syscall).
+    sleeping: bool,
+    /// The task to wake, when the waiter is polled rather than blocked on.
+    waker: Option<Waker>,
+}
+
+impl Waiter {
+    pub(super) fn notify(&self, key: usize) {
+        let mut state = lock(&self.done);
+        state.keys.push(key);
+        let waker = state.waker.take();
+        let sleeping = state.sleeping;
+        drop(state);
+        if sleeping {
+            self.cv.notify_one();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Takes the keys that finished, or registers `cx` to be woken when one does.
+    pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
+        let mut state = lock(&self.done);
+        if state.keys.is_empty() {
+            state.waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(std::mem::take(&mut state.keys))
+        }
+    }
+
+    /// Takes the keys that finished, blocking until there is one or `deadline` passes.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Vec<usize>> {
+        // A result often comes within microseconds: look a few times, yielding the CPU, before
+        // parking (a wake-up from parking costs far more than that on most machines).
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
+            let mut done = lock(&self.done);
+            if !done.keys.is_empty() {
+                return Some(std::mem::take(&mut done.keys));
+            }
+            drop(done);
+            std::thread::yield_now();
+        }
+        let mut done = lock(&self.done);
+        loop {
+            if !done.keys.is_empty() {
+                return Some(std::mem::take(&mut done.keys));
+            }
+            let left = match deadline {
+                None => None,
+                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+            };
+            done.sleeping = true;
+            done = match left {
+                None => relock(self.cv.wait(done)),
+                Some(left) => relock(self.cv.wait_timeout(done, left)).0,
+            };
+            done.sleeping = false;
+        }
+    }
+}
