@@ -28,6 +28,24 @@ fn source(n: u64) -> ByteBuf {
     ByteBuf::from(vec![7; n as usize])
 }
 
+/// Burns `micros` µs of CPU, returns `x`.
+#[cf::task]
+fn burn(micros: u64, x: u64) -> u64 {
+    measure::burn(micros, x)
+}
+
+/// Takes a plain `Vec<u8>`, returns its length.
+#[cf::task]
+fn sink_vec(data: Vec<u8>) -> u64 {
+    data.len() as u64
+}
+
+/// Returns a plain `Vec<u8>`.
+#[cf::task]
+fn source_vec(n: u64) -> Vec<u8> {
+    vec![7; n as usize]
+}
+
 /// Kills its worker.
 #[cf::task]
 fn crash() {
@@ -135,6 +153,9 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
         results.push(measure::MAP_BUFFERED, measure::rate(n, elapsed));
     }
 
+    cpu_tasks(config, &pool, results)?;
+    transfers_1mib(config, &pool, results)?;
+
     eprintln!("cf: round trips, {} per repetition", config.latency_samples);
     for i in 0..200 {
         pool.submit(square, i)?.result().must()?;
@@ -222,6 +243,106 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
         None => results.note(measure::IDLE_RSS, "could not read /proc/<pid>/status"),
     }
     measure::push_idle_cpu(results, config.idle);
+    Ok(())
+}
+
+/// 1 ms tasks through `submit` + `as_completed`; 100 µs tasks through that and through `map`.
+fn cpu_tasks(
+    config: &Config,
+    pool: &ProcessPoolExecutor,
+    results: &mut Results,
+) -> Result<(), Error> {
+    for (micros, n, key) in [
+        (1_000, config.cpu_1ms, measure::CPU_1MS),
+        (100, config.cpu_100us, measure::CPU_100US),
+    ] {
+        eprintln!("cf: {n} tasks of {micros} µs CPU, submit + as_completed");
+        for _ in 0..config.cpu_reps {
+            let t = Instant::now();
+            let futures = (0..n)
+                .map(|i| pool.submit(burn, (micros, i)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sum = 0;
+            for f in as_completed(&futures, None) {
+                sum += *f.result().must()?;
+            }
+            let elapsed = t.elapsed();
+            assert_eq!(sum, n * (n - 1) / 2);
+            let task = Duration::from_micros(micros);
+            results.push(key, measure::efficiency(n, task, 2, elapsed));
+        }
+    }
+    let n = config.cpu_100us;
+    eprintln!(
+        "cf: {n} tasks of 100 µs CPU, map chunksize {}",
+        config.cpu_chunk
+    );
+    for _ in 0..config.cpu_reps {
+        let t = Instant::now();
+        let mut sum = 0;
+        for r in pool
+            .map(burn, (0..n).map(|i| (100, i)))
+            .chunksize(config.cpu_chunk)
+        {
+            sum += r?;
+        }
+        let elapsed = t.elapsed();
+        assert_eq!(sum, n * (n - 1) / 2);
+        let task = Duration::from_micros(100);
+        results.push(
+            measure::CPU_100US_MAP,
+            measure::efficiency(n, task, 2, elapsed),
+        );
+    }
+    Ok(())
+}
+
+/// 1 MiB in and out, one task at a time, as a plain `Vec<u8>` and as `serde_bytes::ByteBuf`.
+fn transfers_1mib(
+    config: &Config,
+    pool: &ProcessPoolExecutor,
+    results: &mut Results,
+) -> Result<(), Error> {
+    const MIB: usize = 1 << 20;
+    let m = config.transfers_1mib;
+    eprintln!("cf: 1 MiB argument and result, {m} per repetition");
+    for _ in 0..config.reps {
+        let args: Vec<Vec<u8>> = (0..m).map(|_| vec![7u8; MIB]).collect();
+        let t = Instant::now();
+        for arg in args {
+            assert_eq!(*pool.submit(sink_vec, arg)?.result().must()?, MIB as u64);
+        }
+        results.push(measure::ARG_1MIB, measure::mib_per_s(m * MIB, t.elapsed()));
+
+        let args: Vec<ByteBuf> = (0..m).map(|_| ByteBuf::from(vec![7u8; MIB])).collect();
+        let t = Instant::now();
+        for arg in args {
+            assert_eq!(*pool.submit(sink, arg)?.result().must()?, MIB as u64);
+        }
+        let elapsed = t.elapsed();
+        results.push(
+            measure::ARG_1MIB_BYTEBUF,
+            measure::mib_per_s(m * MIB, elapsed),
+        );
+
+        let t = Instant::now();
+        for _ in 0..m {
+            let f = pool.submit(source_vec, MIB as u64)?;
+            assert_eq!(f.result().must()?.len(), MIB);
+        }
+        results.push(measure::RES_1MIB, measure::mib_per_s(m * MIB, t.elapsed()));
+
+        let t = Instant::now();
+        for _ in 0..m {
+            let f = pool.submit(source, MIB as u64)?;
+            assert_eq!(f.result().must()?.len(), MIB);
+        }
+        let elapsed = t.elapsed();
+        results.push(
+            measure::RES_1MIB_BYTEBUF,
+            measure::mib_per_s(m * MIB, elapsed),
+        );
+    }
     Ok(())
 }
 

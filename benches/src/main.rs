@@ -47,6 +47,18 @@ pub(crate) struct Config {
     pub(crate) big: usize,
     /// Repetitions of the big transfers, start-up and crash measurements.
     pub(crate) few_reps: usize,
+    /// 1 ms CPU tasks per repetition.
+    pub(crate) cpu_1ms: u64,
+    /// 100 µs CPU tasks per repetition (cf and rayon, and Python's `map`).
+    pub(crate) cpu_100us: u64,
+    /// 100 µs CPU tasks per repetition through Python's `submit` (it is slow).
+    pub(crate) cpu_100us_python: u64,
+    /// `map`'s chunk size for the 100 µs tasks.
+    pub(crate) cpu_chunk: usize,
+    /// Repetitions of the CPU-task rows (each takes seconds).
+    pub(crate) cpu_reps: usize,
+    /// 1 MiB transfers per repetition of the 1 MiB rows.
+    pub(crate) transfers_1mib: usize,
     /// How long an idle pool is watched.
     #[serde(serialize_with = "secs")]
     pub(crate) idle: Duration,
@@ -70,6 +82,12 @@ impl Config {
             latency_samples: 2_000,
             big: 64 << 20,
             few_reps: 7,
+            cpu_1ms: 10_000,
+            cpu_100us: 100_000,
+            cpu_100us_python: 20_000,
+            cpu_chunk: 64,
+            cpu_reps: 3,
+            transfers_1mib: 64,
             idle: Duration::from_secs(2),
         }
     }
@@ -87,6 +105,12 @@ impl Config {
             latency_samples: 500,
             big: 64 << 20,
             few_reps: 3,
+            cpu_1ms: 600,
+            cpu_100us: 6_000,
+            cpu_100us_python: 3_000,
+            cpu_chunk: 64,
+            cpu_reps: 3,
+            transfers_1mib: 16,
             idle: Duration::from_secs(2),
         }
     }
@@ -183,8 +207,14 @@ fn main() {
             continue;
         }
         let t = Instant::now();
-        eprintln!("== {} ...", system.name());
-        let results = run(&config);
+        let load = measure::load_average();
+        eprintln!(
+            "== {} ... (load average {})",
+            system.name(),
+            report::show_load(load)
+        );
+        let mut results = run(&config);
+        report::record_load(&mut results, load, machine.cores());
         eprintln!(
             "== {} done in {:.1} s",
             system.name(),

@@ -33,11 +33,33 @@ pub(crate) const IDLE_RSS: &str = "idle_rss";
 /// The parent's CPU time while its pool idles for `Config::idle`, ms.
 pub(crate) const IDLE_CPU: &str = "idle_cpu";
 
+/// 1 ms CPU tasks through `submit` + `as_completed`: ideal time / measured, %.
+pub(crate) const CPU_1MS: &str = "cpu_1ms_eff";
+/// 100 µs CPU tasks through `submit` + `as_completed`: ideal time / measured, %.
+pub(crate) const CPU_100US: &str = "cpu_100us_eff";
+/// 100 µs CPU tasks through `map` with a chunk size: ideal time / measured, %.
+pub(crate) const CPU_100US_MAP: &str = "cpu_100us_map_eff";
+/// A 1 MiB `Vec<u8>` argument in, its length out, one task at a time, MiB/s.
+pub(crate) const ARG_1MIB: &str = "arg_1mib";
+/// A 1 MiB `Vec<u8>` result out, one task at a time, MiB/s.
+pub(crate) const RES_1MIB: &str = "res_1mib";
+/// As [`ARG_1MIB`], cf with `serde_bytes::ByteBuf` instead of `Vec<u8>`, MiB/s.
+pub(crate) const ARG_1MIB_BYTEBUF: &str = "arg_1mib_bytebuf";
+/// As [`RES_1MIB`], cf with `serde_bytes::ByteBuf` instead of `Vec<u8>`, MiB/s.
+pub(crate) const RES_1MIB_BYTEBUF: &str = "res_1mib_bytebuf";
+
 /// Every metric key, in table order.
-pub(crate) const ALL: [&str; 13] = [
+pub(crate) const ALL: [&str; 20] = [
     SUBMIT,
     MAP,
     MAP_BUFFERED,
+    CPU_1MS,
+    CPU_100US,
+    CPU_100US_MAP,
+    ARG_1MIB,
+    ARG_1MIB_BYTEBUF,
+    RES_1MIB,
+    RES_1MIB_BYTEBUF,
     RTT_P50,
     RTT_P99,
     STARTUP,
@@ -176,6 +198,46 @@ pub(crate) fn rate(n: u64, elapsed: Duration) -> f64 {
 /// MiB per second for `bytes` in `elapsed`.
 pub(crate) fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+}
+
+/// Parallel efficiency in %: the ideal time of `n` tasks of `task` CPU each on `workers`
+/// (`n * task / workers`) divided by the measured time.
+pub(crate) fn efficiency(n: u64, task: Duration, workers: u32, elapsed: Duration) -> f64 {
+    let ideal = task.as_secs_f64() * n as f64 / f64::from(workers);
+    100.0 * ideal / elapsed.as_secs_f64()
+}
+
+/// The CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) cannot fail");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Burns `micros` µs of this thread's CPU time (not wall time: a preempted task still needs its
+/// full share of CPU), and returns `x` so that the work has a checkable result. Python's script
+/// does the same with `time.thread_time_ns()`.
+pub(crate) fn burn(micros: u64, x: u64) -> u64 {
+    let until = thread_cpu_time() + Duration::from_micros(micros);
+    while thread_cpu_time() < until {
+        std::hint::spin_loop();
+    }
+    x
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+pub(crate) fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Milliseconds.

@@ -3,8 +3,9 @@
 //! and fork+exec works against.
 //!
 //! A frame is a 4-byte little-endian payload length, a 1-byte op and the payload. The child
-//! reads as much as the pipe holds, answers every complete frame in it, and writes all the
-//! answers with one `write`.
+//! reads as much as the pipe holds and answers every complete frame in it: a [`SQUARE`] frame
+//! with a `write` of its own (as a pool answers each task), a [`SQUARE_BATCHED`] frame into a
+//! buffer that is written once per read (as a pool answers a chunk of `map`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -19,8 +20,10 @@ use crate::measure::{self, Results};
 pub(crate) const CHILD_ENV: &str = "CF_BENCH_RAW_CHILD";
 
 const HEADER: usize = 5;
-/// Payload: a `u64`; answer: its square.
+/// Payload: a `u64`; answer: its square, in a `write` of its own.
 const SQUARE: u8 = 0;
+/// As [`SQUARE`], the answers to one read's frames written together.
+const SQUARE_BATCHED: u8 = 3;
 /// Payload: any bytes; answer: their count as a `u64`.
 const SINK: u8 = 1;
 /// Payload: a `u64` n; answer: n bytes.
@@ -71,6 +74,14 @@ fn serve() -> io::Result<()> {
             let payload = &buf[pos + HEADER..end];
             match op {
                 SQUARE => {
+                    let x = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
+                    let mut frame = [0u8; HEADER + 8];
+                    frame[..4].copy_from_slice(&8u32.to_le_bytes());
+                    frame[4] = SQUARE;
+                    frame[HEADER..].copy_from_slice(&(x * x).to_le_bytes());
+                    output.write_all(&frame)?;
+                }
+                SQUARE_BATCHED => {
                     let x = u64::from_le_bytes(payload.try_into().expect("8 bytes"));
                     push_frame(&mut out, SQUARE, &(x * x).to_le_bytes());
                 }
@@ -164,6 +175,12 @@ pub(crate) fn run(config: &Config) -> Results {
         );
     }
     results.note(measure::IDLE_CPU, "nothing runs in the parent");
+    for key in [measure::CPU_1MS, measure::CPU_100US, measure::CPU_100US_MAP] {
+        results.note(
+            key,
+            "not measured: rayon shows the same CPU work without pipes",
+        );
+    }
     results
         .info
         .insert("children".into(), "2 for throughput, 1 otherwise".into());
@@ -171,8 +188,10 @@ pub(crate) fn run(config: &Config) -> Results {
 }
 
 /// Sends `n` square frames split over `peers`, one `write` per `batch` frames, and reads every
-/// answer; returns the sum of the answers.
+/// answer; returns the sum of the answers. With `batch` 1 the child answers each frame with a
+/// `write`, otherwise all the frames of one read with one.
 fn stream(peers: &mut [Peer], n: u64, batch: usize) -> io::Result<u64> {
+    let op = if batch == 1 { SQUARE } else { SQUARE_BATCHED };
     let count = peers.len();
     let per = n / count as u64;
     std::thread::scope(|s| {
@@ -185,7 +204,7 @@ fn stream(peers: &mut [Peer], n: u64, batch: usize) -> io::Result<u64> {
                 let mut out = Vec::with_capacity(batch * (HEADER + 8));
                 let mut pending = 0;
                 for x in start..end {
-                    push_frame(&mut out, SQUARE, &x.to_le_bytes());
+                    push_frame(&mut out, op, &x.to_le_bytes());
                     pending += 1;
                     if pending == batch {
                         tx.write_all(&out)?;
@@ -238,7 +257,10 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     }
     results.note(
         measure::SUBMIT,
-        format!("{n} frames per repetition over 2 children: one write per frame"),
+        format!(
+            "{n} frames per repetition over 2 children: one write per frame each way \
+             (the child answers each frame with its own write)"
+        ),
     );
     eprintln!("raw: {n} frames over 2 children, {BATCH} frames per write");
     for _ in 0..config.reps {
@@ -248,7 +270,10 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
         assert_eq!(sum, measure::sum_of_squares(n));
         results.push(measure::MAP, measure::rate(n, elapsed));
     }
-    results.note(measure::MAP, format!("{BATCH} frames per write"));
+    results.note(
+        measure::MAP,
+        format!("{BATCH} frames per write; the child answers each read's frames with one write"),
+    );
     let [first, second] = peers;
     second.close()?;
     let mut peer = first;
@@ -269,23 +294,32 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     }
 
     eprintln!("raw: {} MiB argument and result", config.big >> 20);
+    // A fresh buffer per repetition, built before the clock as cf's and Python's arguments are.
+    for _ in 0..config.few_reps {
+        let data = vec![7u8; config.big];
+        let t = Instant::now();
+        sink(&mut peer, &data)?;
+        results.push(
+            measure::ARG_BIG,
+            measure::mib_per_s(config.big, t.elapsed()),
+        );
+    }
+    // One buffer for every repetition (pages faulted once, warm in the TLB): no pool that takes
+    // an owned value per task can do this, so it is a note, not the row.
     let data = vec![7u8; config.big];
+    let mut reused = Vec::new();
     for _ in 0..config.few_reps {
         let t = Instant::now();
-        let mut header = [0u8; HEADER];
-        header[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        header[4] = SINK;
-        peer.tx.write_all(&header)?;
-        peer.tx.write_all(&data)?;
-        let mut reply = [0u8; HEADER + 8];
-        peer.rx.read_exact(&mut reply)?;
-        let elapsed = t.elapsed();
-        assert_eq!(
-            u64::from_le_bytes(reply[HEADER..].try_into().expect("8")),
-            config.big as u64
-        );
-        results.push(measure::ARG_BIG, measure::mib_per_s(config.big, elapsed));
+        sink(&mut peer, &data)?;
+        reused.push(measure::mib_per_s(config.big, t.elapsed()));
     }
+    results.note(
+        measure::ARG_BIG,
+        format!(
+            "a fresh buffer per repetition; one pre-faulted buffer reused: {:.0} MiB/s",
+            measure::median(&reused)
+        ),
+    );
     drop(data);
     for _ in 0..config.few_reps {
         let t = Instant::now();
@@ -303,6 +337,7 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
         results.push(measure::RES_BIG, measure::mib_per_s(config.big, elapsed));
     }
 
+    transfers_1mib(config, &mut peer, results)?;
     peer.close()?;
 
     // A fresh child for RSS: the one above keeps its 64 MiB buffers.
@@ -321,16 +356,89 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     );
     peer.close()?;
 
-    eprintln!("raw: fork+exec to first reply, 2 children");
+    eprintln!("raw: fork+exec to first reply, 2 children started together");
     for _ in 0..config.few_reps {
+        results.push(measure::STARTUP, measure::ms(startup()?));
+    }
+    results.note(
+        measure::STARTUP,
+        "2 children spawned from 2 threads at once, each sent a frame; time to the first answer",
+    );
+    Ok(())
+}
+
+/// Writes `data` as one [`SINK`] frame and reads the answer.
+fn sink(peer: &mut Peer, data: &[u8]) -> io::Result<()> {
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    header[4] = SINK;
+    peer.tx.write_all(&header)?;
+    peer.tx.write_all(data)?;
+    let mut reply = [0u8; HEADER + 8];
+    peer.rx.read_exact(&mut reply)?;
+    let len = u64::from_le_bytes(reply[HEADER..].try_into().expect("8"));
+    assert_eq!(len, data.len() as u64);
+    Ok(())
+}
+
+/// Asks for `n` bytes with a [`SOURCE`] frame and reads them into a fresh `Vec`.
+fn source(peer: &mut Peer, n: usize) -> io::Result<Vec<u8>> {
+    let mut frame = Vec::new();
+    push_frame(&mut frame, SOURCE, &(n as u64).to_le_bytes());
+    peer.tx.write_all(&frame)?;
+    let mut header = [0u8; HEADER];
+    peer.rx.read_exact(&mut header)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
+    let mut data = vec![0u8; len];
+    peer.rx.read_exact(&mut data)?;
+    Ok(data)
+}
+
+/// 1 MiB in and out, one frame at a time; fresh buffers, as the pools get.
+fn transfers_1mib(config: &Config, peer: &mut Peer, results: &mut Results) -> io::Result<()> {
+    const MIB: usize = 1 << 20;
+    let m = config.transfers_1mib;
+    eprintln!("raw: 1 MiB argument and result, {m} per repetition");
+    for _ in 0..config.reps {
+        let args: Vec<Vec<u8>> = (0..m).map(|_| vec![7u8; MIB]).collect();
         let t = Instant::now();
-        let mut first = Peer::spawn()?;
-        let second = Peer::spawn()?;
-        let v = first.square(3)?;
-        results.push(measure::STARTUP, measure::ms(t.elapsed()));
-        assert_eq!(v, 9);
-        first.close()?;
-        second.close()?;
+        for arg in args {
+            sink(peer, &arg)?;
+        }
+        results.push(measure::ARG_1MIB, measure::mib_per_s(m * MIB, t.elapsed()));
+        let t = Instant::now();
+        for _ in 0..m {
+            assert_eq!(source(peer, MIB)?.len(), MIB);
+        }
+        results.push(measure::RES_1MIB, measure::mib_per_s(m * MIB, t.elapsed()));
     }
     Ok(())
+}
+
+/// Spawns two children at once (a thread each, as a pool starts its workers), sends each a
+/// frame, and returns the time to the first answer; then closes both.
+fn startup() -> io::Result<Duration> {
+    let t = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let tx = tx.clone();
+                s.spawn(move || -> io::Result<()> {
+                    let mut peer = Peer::spawn()?;
+                    let v = peer.square(3)?;
+                    let _ = tx.send((v, t.elapsed()));
+                    peer.close()
+                })
+            })
+            .collect();
+        drop(tx);
+        let first = rx.recv().map_err(|_| io::Error::other("no child answered"));
+        for thread in threads {
+            thread.join().expect("start-up thread")?;
+        }
+        let (v, elapsed) = first?;
+        assert_eq!(v, 9);
+        Ok(elapsed)
+    })
 }

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -21,7 +21,12 @@ pub(crate) fn run(config: &Config) -> Results {
         eprintln!("rayon: {e}");
         results.skip_all(&format!("failed: {e}"));
     }
-    for key in [measure::ARG_BIG, measure::RES_BIG] {
+    for key in [
+        measure::ARG_BIG,
+        measure::RES_BIG,
+        measure::ARG_1MIB,
+        measure::RES_1MIB,
+    ] {
         results.note(key, "threads share memory: nothing is copied");
     }
     for key in [measure::CRASH_NEXT, measure::CRASH_SUBMIT_NEXT] {
@@ -57,24 +62,11 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), rayon::Thre
         "ThreadPool::spawn per task, results in completion order from an mpsc channel",
     );
 
-    eprintln!(
-        "rayon: {n} tiny tasks, par_iter with_min_len({})",
-        config.chunk
+    results.note(
+        measure::MAP,
+        "not measured: an in-process collect of squares times memory bandwidth, not scheduling",
     );
-    for _ in 0..config.reps {
-        let t = Instant::now();
-        let squares: Vec<u64> = pool.install(|| {
-            (0..n as usize)
-                .into_par_iter()
-                .with_min_len(config.chunk)
-                .map(|x| x as u64 * x as u64)
-                .collect()
-        });
-        let sum: u64 = squares.iter().sum();
-        let elapsed = t.elapsed();
-        assert_eq!(sum, measure::sum_of_squares(n));
-        results.push(measure::MAP, measure::rate(n, elapsed));
-    }
+    cpu_tasks(config, &pool, results);
 
     eprintln!("rayon: round trips");
     for _ in 0..config.reps {
@@ -113,4 +105,53 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), rayon::Thre
     measure::push_idle_cpu(results, config.idle);
     drop(pool);
     Ok(())
+}
+
+/// The CPU-task rows: the same work in threads, `spawn` + channel per task, and `par_iter` with
+/// the chunk size as `with_min_len` for the `map` row.
+fn cpu_tasks(config: &Config, pool: &rayon::ThreadPool, results: &mut Results) {
+    for (micros, n, key) in [
+        (1_000, config.cpu_1ms, measure::CPU_1MS),
+        (100, config.cpu_100us, measure::CPU_100US),
+    ] {
+        eprintln!("rayon: {n} tasks of {micros} µs CPU, spawn + channel");
+        for _ in 0..config.cpu_reps {
+            let t = Instant::now();
+            let (tx, rx) = mpsc::channel();
+            for i in 0..n {
+                let tx = tx.clone();
+                pool.spawn(move || {
+                    let _ = tx.send(measure::burn(micros, i));
+                });
+            }
+            drop(tx);
+            let sum: u64 = rx.iter().sum();
+            let elapsed = t.elapsed();
+            assert_eq!(sum, n * (n - 1) / 2);
+            let task = Duration::from_micros(micros);
+            results.push(key, measure::efficiency(n, task, 2, elapsed));
+        }
+    }
+    let n = config.cpu_100us;
+    eprintln!(
+        "rayon: {n} tasks of 100 µs CPU, par_iter with_min_len({})",
+        config.cpu_chunk
+    );
+    for _ in 0..config.cpu_reps {
+        let t = Instant::now();
+        let sum: u64 = pool.install(|| {
+            (0..n as usize)
+                .into_par_iter()
+                .with_min_len(config.cpu_chunk)
+                .map(|i| measure::burn(100, i as u64))
+                .sum()
+        });
+        let elapsed = t.elapsed();
+        assert_eq!(sum, n * (n - 1) / 2);
+        let task = Duration::from_micros(100);
+        results.push(
+            measure::CPU_100US_MAP,
+            measure::efficiency(n, task, 2, elapsed),
+        );
+    }
 }

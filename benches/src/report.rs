@@ -52,6 +52,7 @@ enum Unit {
     Millis,
     MibPerSec,
     Mib,
+    Percent,
 }
 
 struct Row {
@@ -64,7 +65,7 @@ struct Row {
     unit: Unit,
 }
 
-const ROWS: [Row; 13] = [
+const ROWS: [Row; 20] = [
     Row {
         short: "submit + as_completed",
         key: measure::SUBMIT,
@@ -85,6 +86,55 @@ const ROWS: [Row; 13] = [
         peer_key: measure::MAP,
         label: "  same, cf with buffersize 16 chunks (tasks/s)",
         unit: Unit::Rate,
+    },
+    Row {
+        short: "1 ms tasks",
+        key: measure::CPU_1MS,
+        peer_key: measure::CPU_1MS,
+        label: "1 ms CPU tasks, submit + as_completed (% of ideal)",
+        unit: Unit::Percent,
+    },
+    Row {
+        short: "100 µs tasks",
+        key: measure::CPU_100US,
+        peer_key: measure::CPU_100US,
+        label: "100 µs CPU tasks, submit + as_completed (% of ideal)",
+        unit: Unit::Percent,
+    },
+    Row {
+        short: "100 µs tasks, map",
+        key: measure::CPU_100US_MAP,
+        peer_key: measure::CPU_100US_MAP,
+        label: "100 µs CPU tasks, map chunksize 64 (% of ideal)",
+        unit: Unit::Percent,
+    },
+    Row {
+        short: "1 MiB argument",
+        key: measure::ARG_1MIB,
+        peer_key: measure::ARG_1MIB,
+        label: "1 MiB Vec<u8> argument, one at a time (MiB/s)",
+        unit: Unit::MibPerSec,
+    },
+    Row {
+        short: "1 MiB argument, ByteBuf",
+        key: measure::ARG_1MIB_BYTEBUF,
+        peer_key: measure::ARG_1MIB,
+        label: "  same, cf with serde_bytes::ByteBuf (MiB/s)",
+        unit: Unit::MibPerSec,
+    },
+    Row {
+        short: "1 MiB result",
+        key: measure::RES_1MIB,
+        peer_key: measure::RES_1MIB,
+        label: "1 MiB Vec<u8> result, one at a time (MiB/s)",
+        unit: Unit::MibPerSec,
+    },
+    Row {
+        short: "1 MiB result, ByteBuf",
+        key: measure::RES_1MIB_BYTEBUF,
+        peer_key: measure::RES_1MIB,
+        label: "  same, cf with serde_bytes::ByteBuf (MiB/s)",
+        unit: Unit::MibPerSec,
     },
     Row {
         short: "round trip p50",
@@ -189,6 +239,7 @@ fn format_value(v: f64, unit: Unit) -> String {
     match unit {
         Unit::Rate if v >= 1e6 => format!("{}M", sig3(v / 1e6)),
         Unit::Rate if v >= 1e3 => format!("{}k", sig3(v / 1e3)),
+        Unit::Percent => format!("{v:.1}%"),
         Unit::Rate | Unit::Micros | Unit::Millis | Unit::MibPerSec | Unit::Mib => sig3(v),
     }
 }
@@ -209,12 +260,25 @@ pub(crate) struct Machine {
     commit: String,
 }
 
-/// The 1-minute load average, from `/proc/loadavg`.
+/// The 1-minute load average, from `/proc/loadavg`, for printing.
 pub(crate) fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
+    show_load(measure::load_average())
+}
+
+/// A load average for printing.
+pub(crate) fn show_load(load: Option<f64>) -> String {
+    load.map_or_else(|| "?".to_owned(), |l| format!("{l:.2}"))
+}
+
+/// Notes the load average read just before a column ran in its facts, with a warning (also on
+/// stderr) when it was above the core count: then foreign work competed with the column.
+pub(crate) fn record_load(results: &mut Results, load: Option<f64>, cores: usize) {
+    let mut text = show_load(load);
+    if load.is_some_and(|l| l > cores as f64) {
+        eprintln!("warning: load average {text} is above the {cores} cores: foreign load");
+        text.push_str(&format!(" (WARNING: above the {cores} cores)"));
+    }
+    results.info.insert("load average before".into(), text);
 }
 
 /// `git rev-parse --short HEAD` of the checkout this was built from, and whether the library's
@@ -253,6 +317,11 @@ fn commit() -> String {
 }
 
 impl Machine {
+    /// The number of cores (`available_parallelism`).
+    pub(crate) fn cores(&self) -> usize {
+        self.cores
+    }
+
     pub(crate) fn detect() -> Machine {
         let cores = std::thread::available_parallelism().map_or(0, usize::from);
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -470,7 +539,7 @@ impl Table {
     /// Two panels of bars on a log scale: cf ÷ peer for the rates (higher is better for cf) and
     /// for the times (lower is better for cf).
     pub(crate) fn render_svg(&self, path: &Path, machine: &Machine) -> Result<(), String> {
-        let root = SVGBackend::new(path, (1200, 560)).into_drawing_area();
+        let root = SVGBackend::new(path, (1500, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root
             .titled(
@@ -481,10 +550,13 @@ impl Table {
                 ("sans-serif", 16),
             )
             .map_err(|e| e.to_string())?;
-        let (left, right) = root.split_horizontally(600);
+        let (left, right) = root.split_horizontally(950);
         let rates = [
             measure::SUBMIT,
             measure::MAP,
+            measure::CPU_1MS,
+            measure::CPU_100US,
+            measure::RES_1MIB,
             measure::ARG_BIG,
             measure::RES_BIG,
         ];
