@@ -194,7 +194,7 @@ impl ProcessPoolExecutor {
     }
 
     /// Encodes `args` and hands the job to the I/O thread.
-    fn enqueue<T: Task, A: serde::Serialize, O, E>(
+    fn enqueue<T: Task, A: serde::Serialize + 'static, O, E>(
         &self,
         args: A,
         kind: RequestKind,
