@@ -399,6 +399,14 @@ pub enum TaskError<E = cf_worker::Never> {
         /// The task.
         task: String,
     },
+    /// The task's worker died under it on every try it had
+    /// ([`TaskOptions::retries`](crate::TaskOptions::retries)); `deaths` says how, in order.
+    RetriesExhausted {
+        /// The task.
+        task: String,
+        /// Each death, as the error it would have been alone.
+        deaths: Vec<TaskError>,
+    },
     /// The executor dropped the task without completing its future (a bug of the executor's).
     Abandoned,
     /// [`Future::into_result`](crate::Future::into_result) cannot move the outcome out: other
@@ -410,6 +418,11 @@ impl<E> TaskError<E> {
     /// The task returned its own error.
     pub fn is_failed(&self) -> bool {
         matches!(self, TaskError::Failed(_))
+    }
+
+    /// The task's worker died under it on every one of its tries.
+    pub fn is_retries_exhausted(&self) -> bool {
+        matches!(self, TaskError::RetriesExhausted { .. })
     }
 
     /// The task panicked.
@@ -512,6 +525,9 @@ impl<E> TaskError<E> {
             TaskError::Broken { task, cause } => TaskError::Broken { task, cause },
             TaskError::UnknownTask { task } => TaskError::UnknownTask { task },
             TaskError::MissingOutcome { task } => TaskError::MissingOutcome { task },
+            TaskError::RetriesExhausted { task, deaths } => {
+                TaskError::RetriesExhausted { task, deaths }
+            }
             TaskError::Abandoned => TaskError::Abandoned,
             TaskError::Shared => TaskError::Shared,
         }
@@ -580,6 +596,17 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 "task `{task}` has no outcome: the worker returned fewer outcomes than the \
                  chunk had inputs"
             ),
+            TaskError::RetriesExhausted { task, deaths } => {
+                write!(
+                    f,
+                    "task `{task}` lost its worker on each of its {} tries:",
+                    deaths.len()
+                )?;
+                for (n, death) in deaths.iter().enumerate() {
+                    write!(f, " ({}) {death}", n + 1)?;
+                }
+                Ok(())
+            }
             TaskError::Abandoned => {
                 f.write_str("the executor dropped this task without completing it")
             }

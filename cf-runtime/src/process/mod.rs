@@ -182,15 +182,22 @@ impl ProcessPoolExecutor {
         options: TaskOptions,
     ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
         let _ = task;
-        let timeout = options.timeout.or(T::TIMEOUT);
-        self.enqueue::<T, _, _, _>(args, RequestKind::Call, timeout, 1)
+        let options = TaskOptions {
+            timeout: options.timeout.or(T::TIMEOUT),
+            ..options
+        };
+        self.enqueue::<T, _, _, _>(args, RequestKind::Call, options, 1)
     }
 
     /// Submits one job that runs `T` on each of `args` in a worker (`map` with a `chunksize`).
     /// A time limit applies to the whole chunk: one input's limit times the chunk's length.
     pub(crate) fn submit_chunk<T: Task>(&self, args: Vec<T::Args>) -> ChunkSubmit<T> {
         let n = u32::try_from(args.len()).unwrap_or(u32::MAX);
-        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, T::TIMEOUT, n)
+        let options = TaskOptions {
+            timeout: T::TIMEOUT,
+            retries: None,
+        };
+        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, options, n)
     }
 
     /// Encodes `args` and hands the job to the I/O thread.
@@ -198,7 +205,7 @@ impl ProcessPoolExecutor {
         &self,
         args: A,
         kind: RequestKind,
-        timeout: Option<Duration>,
+        options: TaskOptions,
         inputs: u32,
     ) -> Result<Future<O, E>, SubmitError<A>>
     where
@@ -246,8 +253,10 @@ impl ProcessPoolExecutor {
             name: T::NAME,
             args: bytes,
             owner: Owner::Future(Box::new(completer)),
-            timeout,
+            timeout: options.timeout,
             inputs,
+            retries: options.retries,
+            deaths: Vec::new(),
         };
         let mut inbox = self.shared.lock();
         if inbox.shutdown.is_some() || inbox.broken.is_some() {
