@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -332,7 +332,6 @@ impl ProcessPoolBuilder {
         let output = Forward::start().map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
-            io_thread: OnceLock::new(),
             acked: Condvar::new(),
             inbox: Mutex::new(Inbox::default()),
             wake: wake_tx,
