@@ -8,7 +8,7 @@ use cf_worker::PanicInfo;
 
 mod broken;
 
-pub use broken::{BrokenCause, HandshakeError, StartupFailure};
+pub use broken::{BrokenCause, HandshakeError, ProtocolViolation, StartupFailure};
 
 /// Something went wrong with an executor itself: starting workers, talking to them, or using it
 /// after shutdown.
@@ -358,7 +358,7 @@ pub enum TaskError<E = cf_worker::Never> {
         /// The worker's pid.
         pid: u32,
         /// What was wrong.
-        message: String,
+        violation: ProtocolViolation,
     },
     /// The arguments or the result could not cross the process boundary.
     Codec {
@@ -517,9 +517,15 @@ impl<E> TaskError<E> {
             TaskError::Killed => TaskError::Killed,
             TaskError::Timeout => TaskError::Timeout,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
-            TaskError::Protocol { task, pid, message } => {
-                TaskError::Protocol { task, pid, message }
-            }
+            TaskError::Protocol {
+                task,
+                pid,
+                violation,
+            } => TaskError::Protocol {
+                task,
+                pid,
+                violation,
+            },
             TaskError::Shutdown { task } => TaskError::Shutdown { task },
             TaskError::Terminated { task } => TaskError::Terminated { task },
             TaskError::Broken { task, cause } => TaskError::Broken { task, cause },
@@ -574,9 +580,13 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::Killed => f.write_str("the task was killed while running"),
             TaskError::Timeout => f.write_str("timed out waiting for the result"),
             TaskError::Codec { message, .. } => f.write_str(message),
-            TaskError::Protocol { task, pid, message } => write!(
+            TaskError::Protocol {
+                task,
+                pid,
+                violation,
+            } => write!(
                 f,
-                "worker (pid {pid}) broke the protocol while running task `{task}`: {message}"
+                "worker (pid {pid}) broke the protocol while running task `{task}`: {violation}"
             ),
             TaskError::Shutdown { task } => {
                 write!(f, "task `{task}` did not run: cannot submit after shutdown")

@@ -21,9 +21,11 @@ use cf_worker::{PanicInfo, decode};
 
 use super::job::{Job, Owner};
 use super::shared::Counters;
-use crate::error::{BrokenCause, Exit, HandshakeError, StartupFailure, TaskError};
+use crate::error::{
+    BrokenCause, Exit, HandshakeError, ProtocolViolation, StartupFailure, TaskError,
+};
 pub(crate) use slot::WorkerId;
-use slot::{Poison, Slot, State, Violation};
+use slot::{Poison, Slot, State};
 
 /// Consecutive start-up failures after which the pool calls itself broken.
 const MAX_STARTUP_FAILURES: u32 = 3;
@@ -517,14 +519,14 @@ impl Dispatcher {
                     Ok(Some(parsed)) => parsed,
                     Ok(None) => break,
                     Err(e) => {
-                        problem = Some(Violation::Frame(e));
+                        problem = Some(ProtocolViolation::Frame(e));
                         break;
                     }
                 };
             used += len;
             if worker.state == State::Handshake {
                 if let Err(e) = hello(frame, self.config.fingerprint) {
-                    problem = Some(Violation::Handshake(e));
+                    problem = Some(ProtocolViolation::Handshake(e));
                     break;
                 }
                 if worker.greeted(self.config.initializer.as_ref(), now) {
@@ -534,11 +536,11 @@ impl Dispatcher {
             }
             let Some(kind) = ReplyKind::from_byte(frame.kind).filter(|k| *k != ReplyKind::Hello)
             else {
-                problem = Some(Violation::UnknownKind(frame.kind));
+                problem = Some(ProtocolViolation::UnknownKind { kind: frame.kind });
                 break;
             };
             if worker.inflight.front().is_none_or(|job| job.id != frame.id) {
-                problem = Some(Violation::NotRunning(frame.id));
+                problem = Some(ProtocolViolation::NotRunning { id: frame.id });
                 break;
             }
             let Some(job) = worker.inflight.pop_front() else {
@@ -603,7 +605,7 @@ impl Dispatcher {
                     },
                     false,
                 ),
-                State::Dying(Poison::Protocol(Violation::Handshake(reason)), _) => (
+                State::Dying(Poison::Protocol(ProtocolViolation::Handshake(reason)), _) => (
                     StartupFailure::Handshake {
                         pid,
                         reason: reason.clone(),
@@ -694,19 +696,17 @@ impl Dispatcher {
             Some(Poison::Protocol(violation)) => TaskError::Protocol {
                 task,
                 pid,
-                message: violation.to_string(),
+                violation,
             },
             Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit { task, pid, limit },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
-                let message = match frame::wanted(worker.inbuf.data()) {
-                    Some(missing) => format!(
-                        "the worker died in the middle of a frame ({have} bytes of {})",
-                        have + missing
-                    ),
-                    None => format!("the worker died in the middle of a frame ({have} bytes)"),
-                };
-                TaskError::Protocol { task, pid, message }
+                let total = frame::wanted(worker.inbuf.data()).map(|missing| have + missing);
+                TaskError::Protocol {
+                    task,
+                    pid,
+                    violation: ProtocolViolation::CutShort { have, total },
+                }
             }
             // A death the pool did not cause: the task may run again (`retries`).
             None => {
