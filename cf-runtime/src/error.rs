@@ -8,7 +8,7 @@ use cf_worker::PanicInfo;
 
 mod broken;
 
-pub use broken::{BrokenCause, HandshakeError, StartupFailure};
+pub use broken::{BrokenCause, HandshakeError, ProtocolViolation, StartupFailure};
 
 /// Something went wrong with an executor itself: starting workers, talking to them, or using it
 /// after shutdown.
@@ -358,7 +358,7 @@ pub enum TaskError<E = cf_worker::Never> {
         /// The worker's pid.
         pid: u32,
         /// What was wrong.
-        message: String,
+        violation: ProtocolViolation,
     },
     /// The arguments or the result could not cross the process boundary.
     Codec {
@@ -399,6 +399,14 @@ pub enum TaskError<E = cf_worker::Never> {
         /// The task.
         task: String,
     },
+    /// The task's worker died under it on every try it had
+    /// ([`TaskOptions::retries`](crate::TaskOptions::retries)); `deaths` says how, in order.
+    RetriesExhausted {
+        /// The task.
+        task: String,
+        /// Each death, as the error it would have been alone.
+        deaths: Vec<TaskError>,
+    },
     /// The executor dropped the task without completing its future (a bug of the executor's).
     Abandoned,
     /// [`Future::into_result`](crate::Future::into_result) cannot move the outcome out: other
@@ -410,6 +418,11 @@ impl<E> TaskError<E> {
     /// The task returned its own error.
     pub fn is_failed(&self) -> bool {
         matches!(self, TaskError::Failed(_))
+    }
+
+    /// The task's worker died under it on every one of its tries.
+    pub fn is_retries_exhausted(&self) -> bool {
+        matches!(self, TaskError::RetriesExhausted { .. })
     }
 
     /// The task panicked.
@@ -504,14 +517,23 @@ impl<E> TaskError<E> {
             TaskError::Killed => TaskError::Killed,
             TaskError::Timeout => TaskError::Timeout,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
-            TaskError::Protocol { task, pid, message } => {
-                TaskError::Protocol { task, pid, message }
-            }
+            TaskError::Protocol {
+                task,
+                pid,
+                violation,
+            } => TaskError::Protocol {
+                task,
+                pid,
+                violation,
+            },
             TaskError::Shutdown { task } => TaskError::Shutdown { task },
             TaskError::Terminated { task } => TaskError::Terminated { task },
             TaskError::Broken { task, cause } => TaskError::Broken { task, cause },
             TaskError::UnknownTask { task } => TaskError::UnknownTask { task },
             TaskError::MissingOutcome { task } => TaskError::MissingOutcome { task },
+            TaskError::RetriesExhausted { task, deaths } => {
+                TaskError::RetriesExhausted { task, deaths }
+            }
             TaskError::Abandoned => TaskError::Abandoned,
             TaskError::Shared => TaskError::Shared,
         }
@@ -558,9 +580,13 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::Killed => f.write_str("the task was killed while running"),
             TaskError::Timeout => f.write_str("timed out waiting for the result"),
             TaskError::Codec { message, .. } => f.write_str(message),
-            TaskError::Protocol { task, pid, message } => write!(
+            TaskError::Protocol {
+                task,
+                pid,
+                violation,
+            } => write!(
                 f,
-                "worker (pid {pid}) broke the protocol while running task `{task}`: {message}"
+                "worker (pid {pid}) broke the protocol while running task `{task}`: {violation}"
             ),
             TaskError::Shutdown { task } => {
                 write!(f, "task `{task}` did not run: cannot submit after shutdown")
@@ -580,6 +606,17 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 "task `{task}` has no outcome: the worker returned fewer outcomes than the \
                  chunk had inputs"
             ),
+            TaskError::RetriesExhausted { task, deaths } => {
+                write!(
+                    f,
+                    "task `{task}` lost its worker on each of its {} tries:",
+                    deaths.len()
+                )?;
+                for (n, death) in deaths.iter().enumerate() {
+                    write!(f, " ({}) {death}", n + 1)?;
+                }
+                Ok(())
+            }
             TaskError::Abandoned => {
                 f.write_str("the executor dropped this task without completing it")
             }

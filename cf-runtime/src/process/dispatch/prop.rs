@@ -59,15 +59,19 @@ fn pool_config() -> impl Strategy<Value = Config> {
         proptest::option::of(1u64..4),
         any::<bool>(),
         proptest::option::of(1u8..30),
+        0u32..3,
     )
-        .prop_map(|(workers, spare, max_tasks, initializer, timeout)| {
-            let mut c = config(workers);
-            c.spare = spare;
-            c.max_tasks_per_child = max_tasks;
-            c.initializer = initializer.then(|| init("setup"));
-            c.timeout = timeout.map(|ms| Duration::from_millis(u64::from(ms)));
-            c
-        })
+        .prop_map(
+            |(workers, spare, max_tasks, initializer, timeout, retries)| {
+                let mut c = config(workers);
+                c.spare = spare;
+                c.max_tasks_per_child = max_tasks;
+                c.initializer = initializer.then(|| init("setup"));
+                c.timeout = timeout.map(|ms| Duration::from_millis(u64::from(ms)));
+                c.retries = retries;
+                c
+            },
+        )
 }
 
 /// What the test did, to judge the dispatcher's verdicts by.
@@ -214,6 +218,17 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
             }
         }
     }
+    // No job waits in the queue while a worker could take it: every turn ends with the queue
+    // empty or every worker busy (or unable to take more).
+    let idle =
+        w.d.workers
+            .iter()
+            .any(|worker| worker.accepts(1, w.d.config.max_tasks_per_child));
+    let waiting = w.d.queue.iter().any(|job| job.has_future());
+    prop_assert!(
+        !(idle && waiting),
+        "a job waits in the queue while a worker is idle"
+    );
     if w.d.broken().is_some() {
         let failing_long = m
             .failing_since
