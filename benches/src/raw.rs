@@ -181,9 +181,10 @@ pub(crate) fn run(config: &Config) -> Results {
             "not measured: rayon shows the same CPU work without pipes",
         );
     }
-    results
-        .info
-        .insert("children".into(), "2 for throughput, 1 otherwise".into());
+    results.info.insert(
+        "children".into(),
+        "2 for throughput and start-up, 1 otherwise".into(),
+    );
     results
 }
 

@@ -518,7 +518,13 @@ impl Table {
         for row in &self.rows {
             let cells: Vec<String> = row
                 .iter()
-                .map(|c| c.trim().replace("->", "→").replace('|', "\\|"))
+                .map(|c| {
+                    c.trim()
+                        .replace("->", "→")
+                        .replace('|', "\\|")
+                        .replace('<', "&lt;")
+                        .replace('>', "&gt;")
+                })
                 .collect();
             out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
