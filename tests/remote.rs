@@ -126,6 +126,17 @@ fn environ(pid: u32, name: &str) -> Option<String> {
     })
 }
 
+/// How errors name the node of a worker under a local agent: this machine's host name, and the
+/// rank when the agents run under `srun` (they inherit `SLURM_PROCID`).
+fn this_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a host name");
+    let host = host.trim();
+    match std::env::var("SLURM_PROCID") {
+        Ok(rank) => format!("{host} (rank {rank})"),
+        Err(_) => host.to_owned(),
+    }
+}
+
 /// 40 tasks, the one in the middle submitted by `crash`; every other one must succeed. Returns
 /// the crashing task's error.
 fn one_crash(
@@ -243,9 +254,21 @@ fn time_limit_over_tcp() {
     let pool = pool(2);
     let limit = TaskOptions::new().timeout(Duration::from_millis(300));
     let error = one_crash(&pool, |p, x| p.submit_with(spins, x, limit).unwrap());
-    assert!(
-        matches!(error, TaskError::TimeLimit { limit, .. } if limit == Duration::from_millis(300)),
-        "{error:?}"
+    let TaskError::TimeLimit {
+        limit, pid, node, ..
+    } = &error
+    else {
+        panic!("expected TimeLimit, got {error:?}")
+    };
+    assert_eq!(*limit, Duration::from_millis(300));
+    assert_eq!(node.as_deref(), Some(&*this_node()));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "task `remote::spins` exceeded its time limit of 300 ms (worker pid {pid} on node {} \
+             was killed)",
+            this_node()
+        )
     );
 }
 
@@ -262,6 +285,20 @@ fn sigkill_of_a_worker_over_tcp() {
     assert!(
         matches!(error, TaskError::WorkerDied { pid, exit: Exit::Signal(9), .. } if pid == entered.pid),
         "{error:?}"
+    );
+    // The error says where the worker ran, not only in the logs.
+    let TaskError::WorkerDied { node, .. } = &error else {
+        unreachable!()
+    };
+    assert_eq!(node.as_deref(), Some(&*this_node()));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "worker pid {} on node {} died with signal 9 (SIGKILL) while running task \
+             `remote::crash_util::hold`",
+            entered.pid,
+            this_node()
+        )
     );
     for (x, f) in (0..10).zip(&others) {
         assert_eq!(f.result_timeout(LONG).unwrap().0, x * x);

@@ -311,6 +311,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// How it ended.
         exit: Exit,
         /// The last lines the worker wrote to stderr (at most a few KiB), often the reason.
@@ -322,6 +325,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// The limit it ran past.
         limit: Duration,
     },
@@ -331,6 +337,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
     },
     /// The task allocated past the worker's memory limit; its worker died.
     MemoryLimit {
@@ -338,6 +347,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// The limit, in bytes.
         limit: u64,
     },
@@ -357,6 +369,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// What was wrong.
         message: String,
     },
@@ -487,26 +502,56 @@ impl<E> TaskError<E> {
             TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr,
             } => TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr,
             },
-            TaskError::TimeLimit { task, pid, limit } => TaskError::TimeLimit { task, pid, limit },
-            TaskError::MemoryLimit { task, pid, limit } => {
-                TaskError::MemoryLimit { task, pid, limit }
+            TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
+            TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
+            TaskError::StackOverflow { task, pid, node } => {
+                TaskError::StackOverflow { task, pid, node }
             }
-            TaskError::StackOverflow { task, pid } => TaskError::StackOverflow { task, pid },
             TaskError::Cancelled => TaskError::Cancelled,
             TaskError::Killed => TaskError::Killed,
             TaskError::Timeout => TaskError::Timeout,
             TaskError::Codec { task, message } => TaskError::Codec { task, message },
-            TaskError::Protocol { task, pid, message } => {
-                TaskError::Protocol { task, pid, message }
-            }
+            TaskError::Protocol {
+                task,
+                pid,
+                node,
+                message,
+            } => TaskError::Protocol {
+                task,
+                pid,
+                node,
+                message,
+            },
             TaskError::Shutdown { task } => TaskError::Shutdown { task },
             TaskError::Terminated { task } => TaskError::Terminated { task },
             TaskError::Broken { task, cause } => TaskError::Broken { task, cause },
@@ -526,41 +571,52 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr,
-            } => {
-                write!(
-                    f,
-                    "worker (pid {pid}) died with {exit} while running task `{task}`"
-                )?;
-                match stderr.trim_end().lines().last() {
-                    Some(last) => write!(f, "; its last words: {last}"),
-                    None => Ok(()),
-                }
-            }
-            TaskError::TimeLimit { task, pid, limit } => write!(
+            } => died(f, task, Worker(*pid, node), *exit, stderr),
+            TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => write!(
                 f,
-                "task `{task}` exceeded its time limit of {} (worker pid {pid} was killed)",
-                HumanDuration(*limit)
+                "task `{task}` exceeded its time limit of {} (worker pid {pid}{} was killed)",
+                HumanDuration(*limit),
+                OnNode(node)
             ),
-            TaskError::StackOverflow { task, pid } => {
+            TaskError::StackOverflow { task, pid, node } => {
                 write!(
                     f,
-                    "task `{task}` overflowed its stack (worker pid {pid} died)"
+                    "task `{task}` overflowed its stack (worker pid {pid}{} died)",
+                    OnNode(node)
                 )
             }
-            TaskError::MemoryLimit { task, pid, limit } => write!(
+            TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => write!(
                 f,
-                "task `{task}` exceeded the memory limit of {} (worker pid {pid})",
-                HumanBytes(*limit)
+                "task `{task}` exceeded the memory limit of {} (worker pid {pid}{})",
+                HumanBytes(*limit),
+                OnNode(node)
             ),
             TaskError::Cancelled => f.write_str("the future was cancelled"),
             TaskError::Killed => f.write_str("the task was killed while running"),
             TaskError::Timeout => f.write_str("timed out waiting for the result"),
             TaskError::Codec { message, .. } => f.write_str(message),
-            TaskError::Protocol { task, pid, message } => write!(
+            TaskError::Protocol {
+                task,
+                pid,
+                node,
+                message,
+            } => write!(
                 f,
-                "worker (pid {pid}) broke the protocol while running task `{task}`: {message}"
+                "{} broke the protocol while running task `{task}`: {message}",
+                Worker(*pid, node)
             ),
             TaskError::Shutdown { task } => {
                 write!(f, "task `{task}` did not run: cannot submit after shutdown")
@@ -609,6 +665,45 @@ impl fmt::Display for Timeout {
 }
 
 impl std::error::Error for Timeout {}
+
+/// [`TaskError::WorkerDied`]'s text, with the last line of its stderr when it wrote one.
+fn died(
+    f: &mut fmt::Formatter<'_>,
+    task: &str,
+    worker: Worker<'_>,
+    exit: Exit,
+    stderr: &str,
+) -> fmt::Result {
+    write!(f, "{worker} died with {exit} while running task `{task}`")?;
+    match stderr.trim_end().lines().last() {
+        Some(last) => write!(f, "; its last words: {last}"),
+        None => Ok(()),
+    }
+}
+
+/// `worker (pid 1234)` on this machine, `worker pid 1234 on node cn17 (rank 3)` on another.
+struct Worker<'a>(u32, &'a Option<String>);
+
+impl fmt::Display for Worker<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            None => write!(f, "worker (pid {})", self.0),
+            Some(node) => write!(f, "worker pid {} on node {node}", self.0),
+        }
+    }
+}
+
+/// Nothing on this machine, ` on node cn17 (rank 3)` on another.
+struct OnNode<'a>(&'a Option<String>);
+
+impl fmt::Display for OnNode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => Ok(()),
+            Some(node) => write!(f, " on node {node}"),
+        }
+    }
+}
 
 /// `500 ms`, `2 s`, `1.5 s`.
 struct HumanDuration(Duration);

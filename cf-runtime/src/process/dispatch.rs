@@ -414,8 +414,16 @@ impl Dispatcher {
 
     // ---- events from workers ----
 
-    /// A worker the driver started for an [`Action::Spawn`]; `pid` names it in errors.
-    pub(crate) fn worker_started(&mut self, id: WorkerId, pid: u32, spare: bool, now: Instant) {
+    /// A worker the driver started for an [`Action::Spawn`]; `pid`, and `node` for a worker on
+    /// another machine, name it in errors.
+    pub(crate) fn worker_started(
+        &mut self,
+        id: WorkerId,
+        pid: u32,
+        node: Option<String>,
+        spare: bool,
+        now: Instant,
+    ) {
         self.spawned(spare);
         self.spawn_failing = None;
         // Asked for as the spare, but a worker died meanwhile: it works at once. And never more
@@ -426,7 +434,7 @@ impl Dispatcher {
         } else {
             spare || working > self.config.max_workers
         };
-        self.workers.push(Slot::new(id, pid, spare, now));
+        self.workers.push(Slot::new(id, pid, node, spare, now));
     }
 
     /// An [`Action::Spawn`] that failed: retried with backoff, until starts have failed for
@@ -683,7 +691,7 @@ impl Dispatcher {
             return;
         };
         let task = job.name.to_owned();
-        let pid = worker.pid;
+        let (pid, node) = (worker.pid, worker.node.clone());
         let error = match poison {
             Some(Poison::Cancelled { .. }) => {
                 self.stats.answered(false);
@@ -692,9 +700,15 @@ impl Dispatcher {
             Some(Poison::Protocol(violation)) => TaskError::Protocol {
                 task,
                 pid,
+                node,
                 message: violation.to_string(),
             },
-            Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit { task, pid, limit },
+            Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
                 let message = match frame::wanted(worker.inbuf.data()) {
@@ -704,11 +718,16 @@ impl Dispatcher {
                     ),
                     None => format!("the worker died in the middle of a frame ({have} bytes)"),
                 };
-                TaskError::Protocol { task, pid, message }
+                TaskError::Protocol {
+                    task,
+                    pid,
+                    node,
+                    message,
+                }
             }
             // A worker whose initializer failed was never ready: it ran no task.
             Some(Poison::Terminated | Poison::Aborting | Poison::InitFailed(_)) | None => {
-                self.death(task, pid, exit, stderr)
+                self.death(task, (pid, node), exit, stderr)
             }
         };
         tracing::debug!(task = job.name, pid, error = %error, "cf: task failed with its worker");
@@ -717,17 +736,27 @@ impl Dispatcher {
     }
 
     /// The error of a task whose worker died for no reason the parent gave it.
-    fn death(&self, task: String, pid: u32, exit: Exit, stderr: &str) -> TaskError {
+    fn death(
+        &self,
+        task: String,
+        (pid, node): (u32, Option<String>),
+        exit: Exit,
+        stderr: &str,
+    ) -> TaskError {
         match self.config.memory_limit {
-            Some(limit) if ran_out_of_memory(exit, stderr) => {
-                TaskError::MemoryLimit { task, pid, limit }
-            }
+            Some(limit) if ran_out_of_memory(exit, stderr) => TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
             _ if exit == Exit::Signal(11) && stderr.contains(STACK_OVERFLOW) => {
-                TaskError::StackOverflow { task, pid }
+                TaskError::StackOverflow { task, pid, node }
             }
             _ => TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr: stderr.to_owned(),
             },

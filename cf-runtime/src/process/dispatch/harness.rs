@@ -231,7 +231,7 @@ impl World {
         let id = WorkerId(self.next_worker);
         self.next_worker += 1;
         let pid = 1000 + u32::try_from(id.0).unwrap();
-        self.d.worker_started(id, pid, spare, self.now);
+        self.d.worker_started(id, pid, None, spare, self.now);
         self.workers.insert(
             id,
             Fake {

@@ -77,6 +77,8 @@ pub(crate) enum State {
 pub(crate) struct Slot {
     pub(crate) id: WorkerId,
     pub(crate) pid: u32,
+    /// Where it runs, for a remote worker (`cn17 (rank 3)`); names it in errors with its pid.
+    pub(crate) node: Option<String>,
     pub(crate) state: State,
     /// Kept idle to replace the next worker that dies.
     pub(crate) spare: bool,
@@ -99,10 +101,17 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(id: WorkerId, pid: u32, spare: bool, now: Instant) -> Self {
+    pub(crate) fn new(
+        id: WorkerId,
+        pid: u32,
+        node: Option<String>,
+        spare: bool,
+        now: Instant,
+    ) -> Self {
         Slot {
             id,
             pid,
+            node,
             state: State::Handshake,
             spare,
             out: Outbox::default(),

@@ -90,6 +90,7 @@ fn a_dead_workers_running_job_fails_and_the_ones_behind_run_elsewhere() {
         TaskError::WorkerDied {
             task: "job".to_owned(),
             pid: 1000,
+            node: None,
             exit: Exit::Signal(9),
             stderr: "last words\n".to_owned()
         }
