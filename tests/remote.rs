@@ -537,7 +537,8 @@ fn a_reply_just_before_death_is_kept() {
     }
 }
 
-/// `CF_LAUNCHER` with a value it does not know is a configuration error, not a panic.
+/// `CF_LAUNCHER` with a value it does not know is a configuration error (`is_config()`, naming
+/// the variable), not a panic or an i/o error.
 #[test]
 fn a_bad_launcher_variable_is_an_error() {
     let _serial = serial();
@@ -564,10 +565,16 @@ fn launcher_from_env_probe() {
         return;
     }
     let error = ProcessPoolExecutor::new().expect_err("a bad CF_LAUNCHER");
-    assert!(
-        error.to_string().contains("CF_LAUNCHER=carrier-pigeon"),
-        "{error}"
+    assert!(error.is_config(), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "invalid pool setting: CF_LAUNCHER=carrier-pigeon: expected local, tcp, tcp:N, slurm \
+         or slurm:N (N above 0)"
     );
+    let error = ProcessPoolExecutor::builder()
+        .build()
+        .expect_err("a bad CF_LAUNCHER");
+    assert!(error.is_config(), "{error:?}");
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub(crate) enum ErrorKind {
 }
 
 /// A setting of a builder that cannot work; [`Error::is_config`] tells this kind of error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ConfigError {
     /// `max_workers(0)`.
     NoWorkers,
@@ -48,11 +48,13 @@ pub(crate) enum ConfigError {
     },
     /// `memory_limit` too small for a worker to start.
     MemoryLimit { bytes: u64, min: u64 },
+    /// `CF_LAUNCHER` names no launcher.
+    Launcher { value: String },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
+        match self {
             ConfigError::NoWorkers => f.write_str("max_workers must be greater than 0"),
             ConfigError::NoPrefetch => f.write_str("prefetch must be at least 1"),
             ConfigError::NoTasksPerChild => f.write_str("max_tasks_per_child must be at least 1"),
@@ -63,6 +65,11 @@ impl fmt::Display for ConfigError {
             ConfigError::MemoryLimit { bytes, min } => write!(
                 f,
                 "memory_limit of {bytes} bytes is below the {min} bytes a worker needs to start"
+            ),
+            ConfigError::Launcher { value } => write!(
+                f,
+                "{}={value}: expected local, tcp, tcp:N, slurm or slurm:N (N above 0)",
+                crate::launch::ENV_LAUNCHER
             ),
         }
     }
