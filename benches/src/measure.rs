@@ -33,17 +33,33 @@ pub(crate) const IDLE_RSS: &str = "idle_rss";
 /// The parent's CPU time while its pool idles for `Config::idle`, ms.
 pub(crate) const IDLE_CPU: &str = "idle_cpu";
 
+/// As [`SUBMIT`], cf's workers under 2 local agents over TCP (`launch::Tcp`), tasks/s.
+pub(crate) const TCP_SUBMIT: &str = "tcp_submit_rate";
+/// As [`RTT_P50`], over TCP, µs.
+pub(crate) const TCP_RTT_P50: &str = "tcp_rtt_p50";
+/// As [`ARG_BIG`], over TCP, MiB/s.
+pub(crate) const TCP_ARG_BIG: &str = "tcp_arg_big";
+/// As [`RES_BIG`], over TCP, MiB/s.
+pub(crate) const TCP_RES_BIG: &str = "tcp_res_big";
+/// `build()` to 4 workers ready under the Slurm launcher, ms.
+pub(crate) const SLURM_READY: &str = "slurm_ready";
+
 /// Every metric key, in table order.
-pub(crate) const ALL: [&str; 13] = [
+pub(crate) const ALL: [&str; 18] = [
     SUBMIT,
+    TCP_SUBMIT,
     MAP,
     MAP_BUFFERED,
     RTT_P50,
+    TCP_RTT_P50,
     RTT_P99,
     STARTUP,
     STARTUP_NO_SPARE,
+    SLURM_READY,
     ARG_BIG,
+    TCP_ARG_BIG,
     RES_BIG,
+    TCP_RES_BIG,
     CRASH_NEXT,
     CRASH_SUBMIT_NEXT,
     IDLE_RSS,
