@@ -144,10 +144,10 @@ pub use cf_runtime::CompletedStream;
 pub use cf_runtime::{
     AnyFuture, AsCompleted, AsCompletedTimeout, BrokenCause, Callable, Chunked, DoneAndNotDone,
     Error, Executor, Exit, FnMarker, Future, HandshakeError, Lend, Map, PoolStats,
-    ProcessPoolBuilder, ProcessPoolExecutor, ReturnWhen, Shutdown, ShutdownFuture, StartupFailure,
-    Submit, SubmitError, TaskError, TaskMarker, TaskOptions, ThreadPoolBuilder, ThreadPoolExecutor,
-    Timeout, WaitFuture, Waitable, as_completed, launch, set_callback_panic_handler, wait,
-    wait_async,
+    ProcessPoolBuilder, ProcessPoolExecutor, ProtocolViolation, ReturnWhen, Shutdown,
+    ShutdownFuture, StartupFailure, Submit, SubmitError, TaskError, TaskMarker, TaskOptions,
+    ThreadPoolBuilder, ThreadPoolExecutor, Timeout, WaitFuture, Waitable, as_completed, launch,
+    set_callback_panic_handler, wait, wait_async,
 };
 pub use cf_worker::{Location, Never, PanicInfo, Task};
 

@@ -264,3 +264,64 @@ fn a_passing_fd_shortage_does_not_break_the_pool() {
         out.status
     );
 }
+
+/// Aborts its worker the first time it runs for `marker` (a file it creates), returns after.
+#[cf::task]
+fn crashes_once(marker: String) -> u32 {
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .is_ok()
+    {
+        std::process::abort();
+    }
+    std::process::id()
+}
+
+/// Aborts its worker every time.
+#[cf::task]
+fn always_crashes() {
+    std::process::abort();
+}
+
+/// Opt-in retries: a task whose worker died runs again (here: once, and then it succeeds);
+/// the error after the last try lists every death.
+#[test]
+fn retries_run_a_task_again_after_its_worker_died() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .retries(2)
+        .build()
+        .expect("a pool");
+    let marker = std::env::temp_dir().join(format!("cf-retry-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let once = pool
+        .submit(crashes_once, marker.to_string_lossy().into_owned())
+        .expect("submit");
+    assert!(once.result_timeout(LONG).is_ok(), "{:?}", once.result());
+    let _ = std::fs::remove_file(&marker);
+    let never = pool.submit(always_crashes, ()).expect("submit");
+    match never.result_timeout(LONG) {
+        Err(TaskError::RetriesExhausted { deaths, .. }) => {
+            assert_eq!(deaths.len(), 3, "{deaths:?}");
+            assert!(deaths.iter().all(|d| matches!(
+                d,
+                TaskError::WorkerDied {
+                    exit: Exit::Signal(6),
+                    ..
+                }
+            )));
+        }
+        other => panic!("expected RetriesExhausted, got {other:?}"),
+    }
+    // A task's own setting wins: no retry at all.
+    let alone = pool
+        .submit_with(always_crashes, (), cf::TaskOptions::new().retries(0))
+        .expect("submit");
+    assert!(matches!(
+        alone.result_timeout(LONG),
+        Err(TaskError::WorkerDied { .. })
+    ));
+}

@@ -132,7 +132,7 @@ fn among_good_ones(pool: &ProcessPoolExecutor, bad: impl FnOnce() -> TaskError) 
 fn protocol_error(pool: &ProcessPoolExecutor, task: impl FnOnce() -> cf::Future<()>) -> String {
     let error = among_good_ones(pool, || task().result().unwrap_err().clone());
     match error {
-        TaskError::Protocol { message, .. } => message,
+        TaskError::Protocol { violation, .. } => violation.to_string(),
         other => panic!("expected a protocol error, got {other:?}"),
     }
 }

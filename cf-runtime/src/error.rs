@@ -8,7 +8,7 @@ use cf_worker::PanicInfo;
 
 mod broken;
 
-pub use broken::{BrokenCause, HandshakeError, StartupFailure};
+pub use broken::{BrokenCause, HandshakeError, ProtocolViolation, StartupFailure};
 
 /// Something went wrong with an executor itself: starting workers, talking to them, or using it
 /// after shutdown.
@@ -380,7 +380,7 @@ pub enum TaskError<E = cf_worker::Never> {
         /// started by a remote launcher; `None` for a local worker.
         node: Option<String>,
         /// What was wrong.
-        message: String,
+        violation: ProtocolViolation,
     },
     /// The arguments or the result could not cross the process boundary.
     Codec {
@@ -421,6 +421,14 @@ pub enum TaskError<E = cf_worker::Never> {
         /// The task.
         task: String,
     },
+    /// The task's worker died under it on every try it had
+    /// ([`TaskOptions::retries`](crate::TaskOptions::retries)); `deaths` says how, in order.
+    RetriesExhausted {
+        /// The task.
+        task: String,
+        /// Each death, as the error it would have been alone.
+        deaths: Vec<TaskError>,
+    },
     /// The executor dropped the task without completing its future (a bug of the executor's).
     Abandoned,
     /// [`Future::into_result`](crate::Future::into_result) cannot move the outcome out: other
@@ -432,6 +440,11 @@ impl<E> TaskError<E> {
     /// The task returned its own error.
     pub fn is_failed(&self) -> bool {
         matches!(self, TaskError::Failed(_))
+    }
+
+    /// The task's worker died under it on every one of its tries.
+    pub fn is_retries_exhausted(&self) -> bool {
+        matches!(self, TaskError::RetriesExhausted { .. })
     }
 
     /// The task panicked.
@@ -552,18 +565,21 @@ impl<E> TaskError<E> {
                 task,
                 pid,
                 node,
-                message,
+                violation,
             } => TaskError::Protocol {
                 task,
                 pid,
                 node,
-                message,
+                violation,
             },
             TaskError::Shutdown { task } => TaskError::Shutdown { task },
             TaskError::Terminated { task } => TaskError::Terminated { task },
             TaskError::Broken { task, cause } => TaskError::Broken { task, cause },
             TaskError::UnknownTask { task } => TaskError::UnknownTask { task },
             TaskError::MissingOutcome { task } => TaskError::MissingOutcome { task },
+            TaskError::RetriesExhausted { task, deaths } => {
+                TaskError::RetriesExhausted { task, deaths }
+            }
             TaskError::Abandoned => TaskError::Abandoned,
             TaskError::Shared => TaskError::Shared,
         }
@@ -593,13 +609,11 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 HumanDuration(*limit),
                 OnNode(node)
             ),
-            TaskError::StackOverflow { task, pid, node } => {
-                write!(
-                    f,
-                    "task `{task}` overflowed its stack (worker pid {pid}{} died)",
-                    OnNode(node)
-                )
-            }
+            TaskError::StackOverflow { task, pid, node } => write!(
+                f,
+                "task `{task}` overflowed its stack (worker pid {pid}{} died)",
+                OnNode(node)
+            ),
             TaskError::MemoryLimit {
                 task,
                 pid,
@@ -619,10 +633,10 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 task,
                 pid,
                 node,
-                message,
+                violation,
             } => write!(
                 f,
-                "{} broke the protocol while running task `{task}`: {message}",
+                "{} broke the protocol while running task `{task}`: {violation}",
                 Worker(*pid, node)
             ),
             TaskError::Shutdown { task } => {
@@ -643,6 +657,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 "task `{task}` has no outcome: the worker returned fewer outcomes than the \
                  chunk had inputs"
             ),
+            TaskError::RetriesExhausted { task, deaths } => retries_exhausted(f, task, deaths),
             TaskError::Abandoned => {
                 f.write_str("the executor dropped this task without completing it")
             }
@@ -686,6 +701,19 @@ fn died(
         Some(last) => write!(f, "; its last words: {last}"),
         None => Ok(()),
     }
+}
+
+/// [`TaskError::RetriesExhausted`]'s text: every death, numbered.
+fn retries_exhausted(f: &mut fmt::Formatter<'_>, task: &str, deaths: &[TaskError]) -> fmt::Result {
+    write!(
+        f,
+        "task `{task}` lost its worker on each of its {} tries:",
+        deaths.len()
+    )?;
+    for (n, death) in deaths.iter().enumerate() {
+        write!(f, " ({}) {death}", n + 1)?;
+    }
+    Ok(())
 }
 
 /// `worker (pid 1234)` on this machine, `worker pid 1234 on node cn17 (rank 3)` on another.

@@ -17,7 +17,8 @@ mod wait;
 pub use call::{Callable, FnMarker, TaskMarker};
 pub use callback::set_callback_panic_handler;
 pub use error::{
-    BrokenCause, Error, Exit, HandshakeError, StartupFailure, SubmitError, TaskError, Timeout,
+    BrokenCause, Error, Exit, HandshakeError, ProtocolViolation, StartupFailure, SubmitError,
+    TaskError, Timeout,
 };
 pub use executor::{Chunked, Executor, Shutdown, ShutdownFuture, Submit};
 pub use future::{AnyFuture, Future, Lend, Waitable};

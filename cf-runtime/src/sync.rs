@@ -4,7 +4,7 @@
 //! unlocking), so a poisoned lock still holds consistent data, and refusing it would only turn
 //! one panic into many.
 
-use std::sync::{LockResult, Mutex, MutexGuard};
+use std::sync::{LockResult, Mutex, MutexGuard, PoisonError};
 
 /// Locks `m`, poisoned or not.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -14,5 +14,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The guard of a lock call (`lock`, `read`, `write`, a condition variable's `wait`), poisoned
 /// or not.
 pub(crate) fn relock<G>(result: LockResult<G>) -> G {
-    result.unwrap_or_else(std::sync::PoisonError::into_inner)
+    result.unwrap_or_else(unpoison)
+}
+
+/// The guard inside a poisoned lock's error, for `unwrap_or_else` on a lock call.
+pub(crate) fn unpoison<G>(error: PoisonError<G>) -> G {
+    error.into_inner()
 }

@@ -175,3 +175,62 @@ impl fmt::Display for HandshakeError {
         }
     }
 }
+
+/// How a worker broke the protocol between it and its parent ([`TaskError::Protocol`]).
+///
+/// [`TaskError::Protocol`]: crate::TaskError::Protocol
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A frame with an impossible or too large length.
+    Frame(cf_worker::frame::FrameError),
+    /// Its first frame was refused.
+    Handshake(HandshakeError),
+    /// A reply of a kind the protocol does not have.
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// A reply for a job that it was not running.
+    NotRunning {
+        /// The job the reply named.
+        id: u64,
+    },
+    /// Its reply stream ended (or its request stream broke) and it did not exit: its task took
+    /// over the protocol's pipes, or a process it started holds them.
+    Closed,
+    /// It died in the middle of a frame: `have` bytes of it came, of `total` when the length
+    /// had come.
+    CutShort {
+        /// The bytes that came.
+        have: usize,
+        /// The frame's whole length, if known.
+        total: Option<usize>,
+    },
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolViolation::Frame(e) => e.fmt(f),
+            ProtocolViolation::Handshake(e) => e.fmt(f),
+            ProtocolViolation::UnknownKind { kind } => write!(f, "unknown reply kind {kind:#04x}"),
+            ProtocolViolation::NotRunning { id } => {
+                write!(f, "reply for job {id} which it was not running")
+            }
+            ProtocolViolation::Closed => {
+                f.write_str("its protocol stream closed while it went on running")
+            }
+            ProtocolViolation::CutShort {
+                have,
+                total: Some(total),
+            } => write!(
+                f,
+                "the worker died in the middle of a frame ({have} bytes of {total})"
+            ),
+            ProtocolViolation::CutShort { have, total: None } => {
+                write!(f, "the worker died in the middle of a frame ({have} bytes)")
+            }
+        }
+    }
+}

@@ -102,10 +102,10 @@ fn remote_workers_are_named_by_node() {
                 task: "m::t".into(),
                 pid: 1234,
                 node,
-                message: "bad frame".into(),
+                violation: ProtocolViolation::UnknownKind { kind: 0x7f },
             },
             "worker pid 1234 on node cn17 (rank 3) broke the protocol while running task \
-             `m::t`: bad frame",
+             `m::t`: unknown reply kind 0x7f",
         ),
     ];
     for (error, text) in cases {

@@ -216,9 +216,8 @@ impl<T, E> Future<T, E> {
         let Some(pool) = killer.as_ref().and_then(|(pool, _)| pool.upgrade()) else {
             return false;
         };
-        if pool.kill(killer.map_or(0, |(_, id)| id)) {
-            self.core.signal().wait_until(None);
-        }
+        pool.kill(killer.map_or(0, |(_, id)| id));
+        self.core.signal().wait_until(None);
         self.cancelled()
             || self.done() && matches!(self.core.outcome().get(), Some(Err(TaskError::Killed)))
     }

@@ -14,10 +14,10 @@ pub(super) type Callback = Box<dyn FnOnce() + Send>;
 /// Whoever can stop a running task (the process pool, by killing its worker), and the task's id.
 pub(crate) type Killer = (std::sync::Weak<dyn Kill>, u64);
 
-/// Stops the running task with this id; false when the caller must not wait for that (it is
-/// the thread that would do it).
+/// Stops the running task with this id (the process pool, by killing its worker). No user code
+/// runs on the thread that does it, so the caller may wait for the future to fail.
 pub(crate) trait Kill: Send + std::marker::Sync {
-    fn kill(&self, id: u64) -> bool;
+    fn kill(&self, id: u64);
 }
 
 pub(super) struct State {

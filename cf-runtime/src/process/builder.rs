@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -26,12 +26,24 @@ pub struct TaskOptions {
     /// [`TaskError::TimeLimit`](crate::TaskError::TimeLimit). Wins over `#[task(timeout)]` and the
     /// pool's default.
     pub timeout: Option<Duration>,
+    /// How many times the task runs again when its worker dies under it (a crash, a signal, the
+    /// memory limit; not a panic, an `Err`, a time limit or a kill). Wins over the pool's
+    /// [`retries`](ProcessPoolBuilder::retries).
+    pub retries: Option<u32>,
 }
 
 impl TaskOptions {
     /// No options: the task's and the pool's defaults apply.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how many times the task runs again when its worker dies under it; the error after
+    /// the last try lists every death ([`TaskError::RetriesExhausted`](crate::TaskError::RetriesExhausted)).
+    #[must_use]
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
     }
 
     /// Sets the time limit.
@@ -50,6 +62,7 @@ pub struct ProcessPoolBuilder {
     max_tasks_per_child: Option<u64>,
     initializer: Option<Result<Init, Error>>,
     timeout: Option<Duration>,
+    retries: u32,
     memory_limit: Option<u64>,
     spare: bool,
     max_frame: usize,
@@ -75,6 +88,7 @@ impl fmt::Debug for ProcessPoolBuilder {
                     .map(|i| i.as_ref().map(|i| i.name)),
             )
             .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
             .field("memory_limit", &self.memory_limit)
             .field("spare", &self.spare)
             .field("max_frame", &self.max_frame)
@@ -92,6 +106,7 @@ impl Default for ProcessPoolBuilder {
             max_tasks_per_child: None,
             initializer: None,
             timeout: None,
+            retries: 0,
             memory_limit: None,
             spare: true,
             max_frame: cf_worker::frame::DEFAULT_MAX_FRAME as usize,
@@ -198,6 +213,16 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How many times a task runs again when its worker dies under it (default 0, as in
+    /// Python): a crash, a signal, the memory limit; not a panic, an `Err`, a time limit or a
+    /// kill. A task's own [`TaskOptions::retries`] wins. The error after the last try lists every
+    /// death ([`TaskError::RetriesExhausted`](crate::TaskError::RetriesExhausted)).
+    #[must_use]
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
     /// Limits each worker's address space (`RLIMIT_AS`) to `bytes`; a task that allocates past
     /// it fails with [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit). Leave room for
     /// the binary itself (tens of MiB); under 32 MiB is refused by [`build`](Self::build).
@@ -244,6 +269,7 @@ impl ProcessPoolBuilder {
             spare: self.spare,
             max_frame,
             fingerprint: table().fingerprint(),
+            retries: self.retries,
             limits: dispatch::Limits::default(),
         }
     }
@@ -306,7 +332,6 @@ impl ProcessPoolBuilder {
         let output = Forward::start().map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
-            io_thread: OnceLock::new(),
             acked: Condvar::new(),
             inbox: Mutex::new(Inbox::default()),
             wake: wake_tx,

@@ -21,9 +21,11 @@ use cf_worker::{PanicInfo, decode};
 
 use super::job::{Job, Owner};
 use super::shared::Counters;
-use crate::error::{BrokenCause, Exit, HandshakeError, StartupFailure, TaskError};
+use crate::error::{
+    BrokenCause, Exit, HandshakeError, ProtocolViolation, StartupFailure, TaskError,
+};
 pub(crate) use slot::WorkerId;
-use slot::{Poison, Slot, State, Violation};
+use slot::{Poison, Slot, State};
 
 /// Consecutive start-up failures after which the pool calls itself broken.
 const MAX_STARTUP_FAILURES: u32 = 3;
@@ -57,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) max_frame: u32,
     /// The task-table fingerprint a worker must present in its handshake.
     pub(crate) fingerprint: u64,
+    /// How many times a task runs again when its worker dies under it, unless it says.
+    pub(crate) retries: u32,
     /// The bounds on waiting for cf's own machinery.
     pub(crate) limits: Limits,
 }
@@ -523,14 +527,14 @@ impl Dispatcher {
                     Ok(Some(parsed)) => parsed,
                     Ok(None) => break,
                     Err(e) => {
-                        problem = Some(Violation::Frame(e));
+                        problem = Some(ProtocolViolation::Frame(e));
                         break;
                     }
                 };
             used += len;
             if worker.state == State::Handshake {
                 if let Err(e) = hello(frame, self.config.fingerprint) {
-                    problem = Some(Violation::Handshake(e));
+                    problem = Some(ProtocolViolation::Handshake(e));
                     break;
                 }
                 if worker.greeted(self.config.initializer.as_ref(), now) {
@@ -540,11 +544,11 @@ impl Dispatcher {
             }
             let Some(kind) = ReplyKind::from_byte(frame.kind).filter(|k| *k != ReplyKind::Hello)
             else {
-                problem = Some(Violation::UnknownKind(frame.kind));
+                problem = Some(ProtocolViolation::UnknownKind { kind: frame.kind });
                 break;
             };
             if worker.inflight.front().is_none_or(|job| job.id != frame.id) {
-                problem = Some(Violation::NotRunning(frame.id));
+                problem = Some(ProtocolViolation::NotRunning { id: frame.id });
                 break;
             }
             let Some(job) = worker.inflight.pop_front() else {
@@ -609,7 +613,7 @@ impl Dispatcher {
                     },
                     false,
                 ),
-                State::Dying(Poison::Protocol(Violation::Handshake(reason)), _) => (
+                State::Dying(Poison::Protocol(ProtocolViolation::Handshake(reason)), _) => (
                     StartupFailure::Handshake {
                         pid,
                         reason: reason.clone(),
@@ -671,7 +675,7 @@ impl Dispatcher {
         if matches!(poison, Some(Poison::Aborting)) {
             return;
         }
-        let Some(job) = worker.inflight.pop_front() else {
+        let Some(mut job) = worker.inflight.pop_front() else {
             return;
         };
         if !job.has_future() {
@@ -679,29 +683,25 @@ impl Dispatcher {
         }
         // A kill meant for a job whose reply came first hit the job behind it: that one was not
         // at fault, and runs again elsewhere.
-        let meant_for = match poison {
-            Some(Poison::Cancelled { id } | Poison::TimedOut { id, .. }) => Some(id),
-            _ => None,
-        };
+        let meant_for = poison.as_ref().and_then(Poison::meant_for);
         if meant_for.is_some_and(|id| id != job.id) {
             worker.inflight.push_front(job);
             return;
         }
-        let Owner::Future(sink) = job.owner else {
-            return;
-        };
-        let task = job.name.to_owned();
-        let (pid, node) = (worker.pid, worker.node.clone());
+        let (task, pid, node) = (job.name.to_owned(), worker.pid, worker.node.clone());
         let error = match poison {
             Some(Poison::Cancelled { .. }) => {
                 self.stats.answered(false);
-                return sink.kill();
+                if let Owner::Future(sink) = job.owner {
+                    sink.kill();
+                }
+                return;
             }
             Some(Poison::Protocol(violation)) => TaskError::Protocol {
                 task,
                 pid,
                 node,
-                message: violation.to_string(),
+                violation,
             },
             Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit {
                 task,
@@ -711,28 +711,59 @@ impl Dispatcher {
             },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
-                let message = match frame::wanted(worker.inbuf.data()) {
-                    Some(missing) => format!(
-                        "the worker died in the middle of a frame ({have} bytes of {})",
-                        have + missing
-                    ),
-                    None => format!("the worker died in the middle of a frame ({have} bytes)"),
-                };
+                let total = frame::wanted(worker.inbuf.data()).map(|missing| have + missing);
                 TaskError::Protocol {
                     task,
                     pid,
                     node,
-                    message,
+                    violation: ProtocolViolation::CutShort { have, total },
+                }
+            }
+            // A death the pool did not cause: the task may run again (`retries`).
+            None => {
+                let error = self.death(task, (pid, node), exit, stderr);
+                let left = self.tries_left(&job);
+                if left > 0 {
+                    return self.run_again(job, error, left);
+                }
+                if job.deaths.is_empty() {
+                    error
+                } else {
+                    let mut deaths = std::mem::take(&mut job.deaths);
+                    deaths.push(error);
+                    let task = job.name.to_owned();
+                    TaskError::RetriesExhausted { task, deaths }
                 }
             }
             // A worker whose initializer failed was never ready: it ran no task.
-            Some(Poison::Terminated | Poison::Aborting | Poison::InitFailed(_)) | None => {
+            Some(Poison::Terminated | Poison::Aborting | Poison::InitFailed(_)) => {
                 self.death(task, (pid, node), exit, stderr)
             }
+        };
+        let Owner::Future(sink) = job.owner else {
+            return;
         };
         tracing::debug!(task = job.name, pid, error = %error, "cf: task failed with its worker");
         self.stats.answered(false);
         sink.fail(error);
+    }
+
+    /// How many more tries `job` has, if its worker dies under it and the pool can still run it.
+    fn tries_left(&self, job: &Job) -> u32 {
+        if self.terminated || self.broken.is_some() {
+            return 0;
+        }
+        job.retries.unwrap_or(self.config.retries)
+    }
+
+    /// Puts `job`, whose worker died of `error`, back at the front of the queue for one of its
+    /// `left` tries.
+    fn run_again(&mut self, mut job: Job, error: TaskError, left: u32) {
+        tracing::info!(task = job.name, error = %error, left, "cf: task runs again");
+        job.retries = Some(left - 1);
+        job.deaths.push(error);
+        self.stats.requeued();
+        self.queue.push_front(job);
     }
 
     /// The error of a task whose worker died for no reason the parent gave it.
@@ -911,6 +942,8 @@ impl Job {
             owner: Owner::Initializer,
             timeout: None,
             inputs: 1,
+            retries: None,
+            deaths: Vec::new(),
         }
     }
 }

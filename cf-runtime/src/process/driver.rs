@@ -82,7 +82,6 @@ pub(crate) fn run(
     config: Config,
     started: &Sender<io::Result<()>>,
 ) {
-    let _ = shared.io_thread.set(std::thread::current().id());
     let launch = match launcher.start(shared.clone()) {
         Ok(launch) => launch,
         Err(e) => {

@@ -40,9 +40,7 @@ pub(crate) struct Forward {
 
 impl Forward {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(crate::sync::unpoison)
     }
 
     /// Starts the forwarding thread. Call it from the thread that builds the pool.
@@ -91,7 +89,7 @@ impl Forward {
             state = self
                 .cv
                 .wait_timeout(state, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(crate::sync::unpoison)
                 .0;
         }
     }
@@ -104,10 +102,7 @@ impl Forward {
         loop {
             let mut state = self.lock();
             while state.bytes.is_empty() && state.dropped == 0 && !state.closed {
-                state = self
-                    .cv
-                    .wait(state)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = self.cv.wait(state).unwrap_or_else(crate::sync::unpoison);
             }
             std::mem::swap(&mut bytes, &mut state.bytes);
             let dropped = std::mem::take(&mut state.dropped);

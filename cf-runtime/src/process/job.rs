@@ -26,6 +26,11 @@ pub(crate) struct Job {
     /// How many inputs the job runs (a chunk of `map`): its time limit is this many times one
     /// input's.
     pub(crate) inputs: u32,
+    /// How many more times it runs if its worker dies under it (`retries`); `None`: the pool's
+    /// default.
+    pub(crate) retries: Option<u32>,
+    /// How its workers died so far, oldest first.
+    pub(crate) deaths: Vec<TaskError<Never>>,
 }
 
 /// Who waits for a job's outcome.

@@ -55,7 +55,7 @@ impl LocalLink {
         let pidfd = match sys::pidfd(pid) {
             Ok(fd) => fd,
             Err(e) => {
-                sys::signal(pid, 9);
+                sys::signal(pid, Signal::SIGKILL);
                 let _ = sys::reap(pid);
                 return Err(e);
             }

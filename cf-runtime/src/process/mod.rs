@@ -18,7 +18,7 @@ mod spawner;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cf_worker::frame::RequestKind;
@@ -51,7 +51,6 @@ use crate::sync::relock;
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     io: Mutex<Option<JoinHandle<()>>>,
-    io_thread: thread::ThreadId,
     max_workers: usize,
     /// The completion thread: done-callbacks and drops of values nobody holds.
     completions: Completions,
@@ -81,7 +80,6 @@ impl ProcessPoolExecutor {
     ) -> Self {
         ProcessPoolExecutor {
             shared,
-            io_thread: io.thread().id(),
             io: Mutex::new(Some(io)),
             max_workers,
             completions,
@@ -182,15 +180,22 @@ impl ProcessPoolExecutor {
         options: TaskOptions,
     ) -> Result<Future<T::Output, T::Error>, SubmitError<T::Args>> {
         let _ = task;
-        let timeout = options.timeout.or(T::TIMEOUT);
-        self.enqueue::<T, _, _, _>(args, RequestKind::Call, timeout, 1)
+        let options = TaskOptions {
+            timeout: options.timeout.or(T::TIMEOUT),
+            ..options
+        };
+        self.enqueue::<T, _, _, _>(args, RequestKind::Call, options, 1)
     }
 
     /// Submits one job that runs `T` on each of `args` in a worker (`map` with a `chunksize`).
     /// A time limit applies to the whole chunk: one input's limit times the chunk's length.
     pub(crate) fn submit_chunk<T: Task>(&self, args: Vec<T::Args>) -> ChunkSubmit<T> {
         let n = u32::try_from(args.len()).unwrap_or(u32::MAX);
-        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, T::TIMEOUT, n)
+        let options = TaskOptions {
+            timeout: T::TIMEOUT,
+            retries: None,
+        };
+        self.enqueue::<T, _, _, _>(args, RequestKind::CallChunk, options, n)
     }
 
     /// Encodes `args` and hands the job to the I/O thread.
@@ -198,7 +203,7 @@ impl ProcessPoolExecutor {
         &self,
         args: A,
         kind: RequestKind,
-        timeout: Option<Duration>,
+        options: TaskOptions,
         inputs: u32,
     ) -> Result<Future<O, E>, SubmitError<A>>
     where
@@ -246,8 +251,10 @@ impl ProcessPoolExecutor {
             name: T::NAME,
             args: bytes,
             owner: Owner::Future(Box::new(completer)),
-            timeout,
+            timeout: options.timeout,
             inputs,
+            retries: options.retries,
+            deaths: Vec::new(),
         };
         let mut inbox = self.shared.lock();
         if inbox.shutdown.is_some() || inbox.broken.is_some() {
@@ -462,11 +469,6 @@ impl ProcessPoolExecutor {
         self.stop(true, true, Some(Sig::Kill));
     }
 
-    /// Whether this is the pool's I/O thread (in a done-callback), which must not wait for itself.
-    fn on_io_thread(&self) -> bool {
-        self.io_thread == thread::current().id()
-    }
-
     fn stop(&self, wait: bool, cancel_futures: bool, signal: Option<Sig>) {
         {
             let mut inbox = self.shared.lock();
@@ -482,7 +484,7 @@ impl ProcessPoolExecutor {
             // `wait_ready` returns on shutdown.
             self.shared.acked.notify_all();
         }
-        if cancel_futures && !self.on_io_thread() {
+        if cancel_futures {
             // Python's promise: the pending futures are cancelled when `shutdown` returns.
             let mut inbox = self.shared.lock();
             while inbox.shutdown != Some(Cancel::Done) && !inbox.io_gone {
@@ -490,19 +492,11 @@ impl ProcessPoolExecutor {
                     .shared
                     .acked
                     .wait(inbox)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    .unwrap_or_else(crate::sync::unpoison);
             }
         }
         if wait {
-            if self.on_io_thread() {
-                // Shut down from a done-callback on the I/O thread: it finishes by itself.
-                return;
-            }
-            let handle = self
-                .io
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
+            let handle = self.io.lock().unwrap_or_else(crate::sync::unpoison).take();
             match handle {
                 Some(handle) => {
                     drop(handle.join());
@@ -518,7 +512,7 @@ impl ProcessPoolExecutor {
                             .shared
                             .acked
                             .wait(inbox)
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            .unwrap_or_else(crate::sync::unpoison);
                     }
                 }
             }

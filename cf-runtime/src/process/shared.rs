@@ -2,8 +2,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::dispatch::Sig;
 use super::forward::Forward;
@@ -128,8 +127,6 @@ pub struct PoolStats {
 
 pub(crate) struct Shared {
     pub(crate) stats: Arc<Counters>,
-    /// The I/O thread, once started.
-    pub(crate) io_thread: OnceLock<thread::ThreadId>,
     pub(crate) inbox: Mutex<Inbox>,
     /// Signalled when the I/O thread sets `cancel_done` or `io_gone`, when the number of ready
     /// workers changes or the pool breaks, and on shutdown.
@@ -144,20 +141,16 @@ pub(crate) struct Shared {
 }
 
 impl Kill for Shared {
-    fn kill(&self, id: u64) -> bool {
+    fn kill(&self, id: u64) {
         let mut inbox = self.lock();
         inbox.kills.push(id);
         self.wake(&mut inbox);
-        // The I/O thread (a done-callback) must not wait for itself.
-        self.io_thread.get() != Some(&thread::current().id())
     }
 }
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inbox.lock().unwrap_or_else(crate::sync::unpoison)
     }
 
     /// Wakes `wait_ready`: the ready workers changed, or the pool broke (with this cause).

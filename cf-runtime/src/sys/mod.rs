@@ -15,9 +15,9 @@ mod poll;
 #[cfg(target_os = "linux")]
 pub(crate) use poll::*;
 #[cfg(target_os = "linux")]
-mod unix;
+mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use unix::*;
+pub(crate) use linux::*;
 
 #[cfg(not(target_os = "linux"))]
 mod shell;

@@ -35,7 +35,7 @@ pub(crate) fn pidfd(_: u32) -> io::Result<OwnedFd> {
     Err(unsupported())
 }
 
-pub(crate) fn signal(_: u32, _: i32) {}
+pub(crate) fn signal(_: u32, _: nix::sys::signal::Signal) {}
 
 pub(crate) fn signal_name(_: i32) -> Option<&'static str> {
     None

@@ -8,12 +8,12 @@
     reason = "this module is where raw fds become owned ones"
 )]
 
-#[cfg(unix)]
-mod unix;
-#[cfg(unix)]
-pub(crate) use unix::*;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 mod shell;
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 pub(crate) use shell::*;

@@ -131,6 +131,7 @@ pub(crate) fn config(max_workers: usize) -> Config {
         spare: false,
         max_frame: frame::DEFAULT_MAX_FRAME,
         fingerprint: FINGERPRINT,
+        retries: 0,
         limits: super::Limits::default(),
     }
 }
@@ -220,6 +221,8 @@ impl World {
             owner: Owner::Future(Box::new(probe)),
             timeout,
             inputs: 1,
+            retries: None,
+            deaths: Vec::new(),
         });
         self.pump();
         id

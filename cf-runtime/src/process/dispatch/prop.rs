@@ -59,15 +59,19 @@ fn pool_config() -> impl Strategy<Value = Config> {
         proptest::option::of(1u64..4),
         any::<bool>(),
         proptest::option::of(1u8..30),
+        0u32..3,
     )
-        .prop_map(|(workers, spare, max_tasks, initializer, timeout)| {
-            let mut c = config(workers);
-            c.spare = spare;
-            c.max_tasks_per_child = max_tasks;
-            c.initializer = initializer.then(|| init("setup"));
-            c.timeout = timeout.map(|ms| Duration::from_millis(u64::from(ms)));
-            c
-        })
+        .prop_map(
+            |(workers, spare, max_tasks, initializer, timeout, retries)| {
+                let mut c = config(workers);
+                c.spare = spare;
+                c.max_tasks_per_child = max_tasks;
+                c.initializer = initializer.then(|| init("setup"));
+                c.timeout = timeout.map(|ms| Duration::from_millis(u64::from(ms)));
+                c.retries = retries;
+                c
+            },
+        )
 }
 
 /// What the test did, to judge the dispatcher's verdicts by.

@@ -3,50 +3,20 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use cf_worker::frame::FrameError;
-
 use super::super::buffer::{InBuf, Outbox};
 use super::super::job::Job;
 use super::{Action, Init, Limits, Sig};
-use crate::error::HandshakeError;
+use crate::error::{HandshakeError, ProtocolViolation};
 
 /// Names a worker between the dispatcher and the driver; never reused within a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct WorkerId(pub(crate) u64);
 
-/// How a worker broke the protocol.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Violation {
-    /// A frame with an impossible or too large length.
-    Frame(FrameError),
-    /// Its first frame was refused.
-    Handshake(HandshakeError),
-    /// A reply of a kind the protocol does not have.
-    UnknownKind(u8),
-    /// A reply for a job that it was not running.
-    NotRunning(u64),
-    /// Its reply stream ended (or its request stream broke) and it did not exit: its task took
-    /// over the protocol's pipes, or a process it started holds them.
-    Closed,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Violation::Frame(e) => e.fmt(f),
-            Violation::Handshake(e) => e.fmt(f),
-            Violation::UnknownKind(kind) => write!(f, "unknown reply kind {kind:#04x}"),
-            Violation::NotRunning(id) => write!(f, "reply for job {id} which it was not running"),
-            Violation::Closed => f.write_str("its protocol stream closed while it went on running"),
-        }
-    }
-}
-
 /// Why a worker is on its way out; its death is then explained by this, not by the task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Poison {
     /// It sent something the protocol does not allow.
-    Protocol(Violation),
+    Protocol(ProtocolViolation),
     /// Its running task, job `id`, passed its time limit.
     TimedOut { id: u64, limit: Duration },
     /// Its running task, job `id`, was stopped with `kill`.
@@ -57,6 +27,16 @@ pub(crate) enum Poison {
     InitFailed(String),
     /// It reported a panic and is aborting (a binary built with `panic = "abort"`).
     Aborting,
+}
+
+impl Poison {
+    /// The job a kill was meant for (a cancelled or timed-out one).
+    pub(crate) fn meant_for(&self) -> Option<u64> {
+        match *self {
+            Poison::Cancelled { id } | Poison::TimedOut { id, .. } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// Where a worker is in its life.
@@ -249,10 +229,10 @@ impl Slot {
             .closed_since
             .and_then(|since| since.checked_add(limits.closed_grace));
         if closed.is_some_and(|at| at <= now) && !matches!(self.state, State::Dying(..)) {
-            return Some(Poison::Protocol(Violation::Closed));
+            return Some(Poison::Protocol(ProtocolViolation::Closed));
         }
         match self.state {
-            State::Handshake => Some(Poison::Protocol(Violation::Handshake(
+            State::Handshake => Some(Poison::Protocol(ProtocolViolation::Handshake(
                 HandshakeError::Silent {
                     limit: limits.handshake,
                 },

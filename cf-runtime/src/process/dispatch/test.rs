@@ -538,3 +538,51 @@ fn a_worker_whose_stream_closed_but_lives_on_is_killed_after_the_grace() {
         "{error}"
     );
 }
+
+#[test]
+fn a_task_whose_worker_dies_runs_again_for_its_retries_then_lists_every_death() {
+    let mut c = config(1);
+    c.retries = 2;
+    let mut w = World::new(c);
+    let job = w.submit(None);
+    for (round, signal) in [9, 11, 6].into_iter().enumerate() {
+        let a = w.ready().unwrap();
+        assert_eq!(w.holder(job), Some(a), "try {round}");
+        w.exit(a, Exit::Signal(signal), "");
+    }
+    match died_with(w.end(job)) {
+        TaskError::RetriesExhausted { task, deaths } => {
+            assert_eq!(task, "job");
+            let exits: Vec<_> = deaths
+                .iter()
+                .map(|d| match d {
+                    TaskError::WorkerDied { exit, .. } => *exit,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(exits, [Exit::Signal(9), Exit::Signal(11), Exit::Signal(6)]);
+        }
+        other => panic!("expected RetriesExhausted, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_kill_or_a_time_limit_is_never_retried() {
+    let mut c = config(1);
+    c.retries = 3;
+    let mut w = World::new(c);
+    let a = w.ready().unwrap();
+    let killed = w.submit(None);
+    w.d.kill(killed);
+    w.pump();
+    w.exit(a, Exit::Signal(9), "");
+    assert_eq!(w.end(killed), Some(End::Killed));
+    let b = w.ready().unwrap();
+    let limited = w.submit(Some(Duration::from_millis(5)));
+    w.advance(Duration::from_millis(5));
+    w.exit(b, Exit::Signal(9), "");
+    assert!(matches!(
+        died_with(w.end(limited)),
+        TaskError::TimeLimit { .. }
+    ));
+}

@@ -18,6 +18,8 @@ use super::auth::{self, Secret};
 use super::wire::{self, Down, Up};
 use crate::error::Exit;
 use crate::process::output::Output;
+use nix::sys::signal::Signal;
+
 use crate::sys::{self, Poller};
 
 /// `host:port` of the driver: marks a process as an agent.
@@ -170,7 +172,7 @@ impl Agent {
     fn serve(mut self) -> io::Result<()> {
         let result = self.serve_loop();
         for child in &self.children {
-            sys::signal(child.pid, 9);
+            sys::signal(child.pid, Signal::SIGKILL);
         }
         for child in &mut self.children {
             child.forward();
@@ -255,8 +257,10 @@ impl Agent {
             }
             Down::Signal { pid, sig } => {
                 // Only our own, not yet reaped children: their pids are theirs.
-                if self.children.iter().any(|c| c.pid == pid) {
-                    sys::signal(pid, sig.into());
+                if self.children.iter().any(|c| c.pid == pid)
+                    && let Ok(sig) = Signal::try_from(i32::from(sig))
+                {
+                    sys::signal(pid, sig);
                 }
             }
         }
@@ -287,7 +291,7 @@ impl Agent {
         let pidfd = match sys::pidfd(pid) {
             Ok(fd) => fd,
             Err(e) => {
-                sys::signal(pid, 9);
+                sys::signal(pid, Signal::SIGKILL);
                 let _ = sys::reap(pid);
                 return Err(e);
             }

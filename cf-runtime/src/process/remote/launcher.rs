@@ -46,16 +46,15 @@ impl Control {
         if self.gone.load(Ordering::Acquire) {
             return Err(io::ErrorKind::NotConnected.into());
         }
-        let mut stream = self
-            .stream
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stream = self.stream.lock().unwrap_or_else(crate::sync::unpoison);
         message.send(&mut *stream)
     }
 
-    /// Asks the agent to send signal `n` to its worker `pid`.
-    pub(crate) fn signal(&self, pid: u32, n: u8) {
-        let _ = self.send(&Down::Signal { pid, sig: n });
+    /// Asks the agent to send `signal` to its worker `pid`.
+    pub(crate) fn signal(&self, pid: u32, signal: nix::sys::signal::Signal) {
+        // On the wire, a signal is its number (they are below 65 on Linux).
+        let sig = u8::try_from(signal as i32).unwrap_or(u8::MAX);
+        let _ = self.send(&Down::Signal { pid, sig });
     }
 
     fn close(&self) {
@@ -123,9 +122,7 @@ pub(crate) struct Remote {
 
 impl State {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(crate::sync::unpoison)
     }
 
     fn deliver(&self, inner: &mut Inner, started: Started) {
@@ -340,7 +337,7 @@ impl Launch for Remote {
                 self.state
                     .arrived
                     .wait_timeout(inner, step)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    .unwrap_or_else(crate::sync::unpoison),
             );
             self.check_processes();
         }
@@ -371,7 +368,7 @@ impl Drop for Remote {
                 .state
                 .readers
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                .unwrap_or_else(crate::sync::unpoison),
         );
         for reader in readers {
             let _ = reader.join();
@@ -495,7 +492,7 @@ fn adopt_agent(state: &Arc<State>, mut stream: TcpStream) -> io::Result<()> {
     state
         .readers
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(crate::sync::unpoison)
         .push(handle);
     Ok(())
 }
@@ -537,7 +534,7 @@ fn on_message(
                 }
                 None => {
                     if let Some(agent) = inner.agents.get(&id) {
-                        agent.control.signal(pid, 9);
+                        agent.control.signal(pid, nix::sys::signal::Signal::SIGKILL);
                     }
                 }
             }

@@ -7,6 +7,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use super::launcher::Control;
 use crate::error::Exit;
 use crate::process::dispatch::Sig;
@@ -41,9 +43,7 @@ impl Death {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Exit, String)>> {
-        self.end
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.end.lock().unwrap_or_else(crate::sync::unpoison)
     }
 
     /// Records how the worker ended (the first report wins) and wakes the I/O thread.
@@ -58,20 +58,13 @@ impl Death {
 
     /// Keeps a handle on the data connection, for [`end_stream`](Self::end_stream).
     pub(crate) fn watch(&self, data: TcpStream) {
-        *self
-            .data
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(data);
+        *self.data.lock().unwrap_or_else(crate::sync::unpoison) = Some(data);
     }
 
     /// Ends the data connection in both directions: the I/O thread reads its end and buries the
     /// worker.
     pub(crate) fn end_stream(&self) {
-        if let Some(data) = &*self
-            .data
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        if let Some(data) = &*self.data.lock().unwrap_or_else(crate::sync::unpoison) {
             let _ = data.shutdown(Shutdown::Both);
         }
     }
@@ -194,8 +187,8 @@ impl Link for RemoteLink {
     fn signal(&mut self, sig: Sig) {
         if self.death.lock().is_none() {
             let n = match sig {
-                Sig::Term => 15,
-                Sig::Kill => 9,
+                Sig::Term => Signal::SIGTERM,
+                Sig::Kill => Signal::SIGKILL,
             };
             self.control.signal(self.pid, n);
         }
@@ -218,7 +211,7 @@ impl Link for RemoteLink {
                 .death
                 .known
                 .wait_timeout(end, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(crate::sync::unpoison)
                 .0;
         }
         end.as_ref().map_or(Exit::Lost, |(exit, _)| *exit)

@@ -167,9 +167,9 @@ pub(crate) fn pidfd_signal(pidfd: &OwnedFd, signal: Signal) -> io::Result<()> {
 }
 
 /// Sends signal `n` to process `pid`.
-pub(crate) fn signal(pid: u32, n: i32) {
-    if let (Ok(pid), Ok(sig)) = (i32::try_from(pid), nix::sys::signal::Signal::try_from(n)) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+pub(crate) fn signal(pid: u32, signal: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
 
