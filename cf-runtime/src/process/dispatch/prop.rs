@@ -218,6 +218,17 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
             }
         }
     }
+    // No job waits in the queue while a worker could take it: every turn ends with the queue
+    // empty or every worker busy (or unable to take more).
+    let idle =
+        w.d.workers
+            .iter()
+            .any(|worker| worker.accepts(1, w.d.config.max_tasks_per_child));
+    let waiting = w.d.queue.iter().any(|job| job.has_future());
+    prop_assert!(
+        !(idle && waiting),
+        "a job waits in the queue while a worker is idle"
+    );
     if w.d.broken().is_some() {
         let failing_long = m
             .failing_since
