@@ -215,6 +215,7 @@ fn died<T: Task>(row: &Row, _task: T) -> (u32, Exit, String) {
     let TaskError::WorkerDied {
         task,
         pid,
+        node: None,
         exit,
         stderr,
     } = &row.error
@@ -340,7 +341,12 @@ fn stack_overflow() {
     let row = row(&pool, |p, x| p.submit(overflows, x).unwrap());
     // Workers serve from a constructor, before std's `main` set-up would install its handler;
     // cf's own handler says what happened, and the fault ends the worker with SIGSEGV.
-    let TaskError::StackOverflow { task, pid } = &row.error else {
+    let TaskError::StackOverflow {
+        task,
+        pid,
+        node: None,
+    } = &row.error
+    else {
         panic!("expected StackOverflow, got {:?}", row.error)
     };
     assert_eq!(task, <overflows as Task>::NAME);
@@ -360,7 +366,13 @@ fn memory_limit() {
         .build()
         .expect("start a pool");
     let row = row(&pool, |p, x| p.submit(allocates_1gib, x).unwrap());
-    let TaskError::MemoryLimit { task, pid, limit } = &row.error else {
+    let TaskError::MemoryLimit {
+        task,
+        pid,
+        node: None,
+        limit,
+    } = &row.error
+    else {
         panic!("expected MemoryLimit, got {:?}", row.error)
     };
     assert_eq!(task, <allocates_1gib as Task>::NAME);
@@ -376,7 +388,13 @@ fn memory_limit() {
 
 /// Checks a timed-out task's error.
 fn timed_out<T: Task>(row: &Row, _task: T) {
-    let TaskError::TimeLimit { task, pid, limit } = &row.error else {
+    let TaskError::TimeLimit {
+        task,
+        pid,
+        node: None,
+        limit,
+    } = &row.error
+    else {
         panic!("expected TimeLimit, got {:?}", row.error)
     };
     assert_eq!(task, T::NAME);
@@ -526,6 +544,7 @@ fn sigkill_from_outside() {
         TaskError::WorkerDied {
             task,
             pid,
+            node: None,
             exit,
             stderr,
         } => {

@@ -1,19 +1,23 @@
 //! Workers under agents over TCP (`cf::launch::Tcp`, the Slurm code path without `srun`): the
-//! crash contract holds as with pipes, a lost agent fails only its running task (with
-//! `Exit::Lost`), strangers are refused at the handshake, the secret stays out of command lines
-//! and tasks' environments, and a result is never lost to a death notice that overtakes it.
+//! crash contract holds as with pipes (panic, abort, exit, segfault, stack overflow, memory and
+//! time limits, kill, `max_tasks_per_child`, the initializer, `terminate_workers`), errors name
+//! the worker's node, a lost agent (killed or stopped) fails only its running task (with
+//! `Exit::Lost`) and stays lost, strangers are refused at the handshake and an agent refuses a
+//! driver without the secret, the secret stays out of command lines and tasks' environments, and
+//! a result is never lost to a death notice that overtakes it.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
 mod crash_util;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cf::launch::Tcp;
 use cf::{Exit, Future, ProcessPoolExecutor, TaskError, TaskOptions};
-use crash_util::{Gate, LONG, OBSERVE, hold, serial, square, until};
+use crash_util::{Gate, LONG, OBSERVE, hold, serial, square, until, within, worker_pid};
 
 #[cf::task]
 fn panics(x: u64) -> (u64, u32) {
@@ -29,6 +33,56 @@ fn aborts(x: u64) -> (u64, u32) {
 #[cf::task]
 fn exits(_x: u64) -> (u64, u32) {
     std::process::exit(3)
+}
+
+#[cf::task]
+fn segfaults(_x: u64) -> (u64, u32) {
+    // SAFETY: raise(3) takes a signal number and touches no memory of ours; SIGSEGV's default
+    // action ends this (worker) process, which is the point.
+    unsafe { libc::raise(libc::SIGSEGV) };
+    unreachable!("SIGSEGV ends the worker")
+}
+
+/// Recurses until the stack runs out; the condition only keeps the compiler from calling the
+/// recursion unconditional.
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth.to_le_bytes()[0]; 4096]);
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(u64::from(frame[depth as usize % 4096]))
+}
+
+#[cf::task]
+fn overflows(x: u64) -> (u64, u32) {
+    (recurse(x), 0)
+}
+
+#[cf::task]
+fn allocates_1gib(_x: u64) -> (u64, u32) {
+    let big = vec![1u8; 1 << 30];
+    (u64::from(std::hint::black_box(&big)[(1 << 30) - 1]), 0)
+}
+
+/// Set by the initializer, in the worker.
+static STATE: AtomicU64 = AtomicU64::new(0);
+/// How many times the initializer ran in this worker.
+static INIT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cf::task]
+fn init_state(value: u64) {
+    STATE.store(value, Ordering::SeqCst);
+    INIT_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// What the initializer left: (value, runs, pid).
+#[cf::task]
+fn read_state() -> (u64, u64, u32) {
+    (
+        STATE.load(Ordering::SeqCst),
+        INIT_RUNS.load(Ordering::SeqCst),
+        std::process::id(),
+    )
 }
 
 #[cf::task]
@@ -124,6 +178,17 @@ fn environ(pid: u32, name: &str) -> Option<String> {
             .strip_prefix('=')
             .map(str::to_owned)
     })
+}
+
+/// How errors name the node of a worker under a local agent: this machine's host name, and the
+/// rank when the agents run under `srun` (they inherit `SLURM_PROCID`).
+fn this_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a host name");
+    let host = host.trim();
+    match std::env::var("SLURM_PROCID") {
+        Ok(rank) => format!("{host} (rank {rank})"),
+        Err(_) => host.to_owned(),
+    }
 }
 
 /// 40 tasks, the one in the middle submitted by `crash`; every other one must succeed. Returns
@@ -243,9 +308,21 @@ fn time_limit_over_tcp() {
     let pool = pool(2);
     let limit = TaskOptions::new().timeout(Duration::from_millis(300));
     let error = one_crash(&pool, |p, x| p.submit_with(spins, x, limit).unwrap());
-    assert!(
-        matches!(error, TaskError::TimeLimit { limit, .. } if limit == Duration::from_millis(300)),
-        "{error:?}"
+    let TaskError::TimeLimit {
+        limit, pid, node, ..
+    } = &error
+    else {
+        panic!("expected TimeLimit, got {error:?}")
+    };
+    assert_eq!(*limit, Duration::from_millis(300));
+    assert_eq!(node.as_deref(), Some(&*this_node()));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "task `remote::spins` exceeded its time limit of 300 ms (worker pid {pid} on node {} \
+             was killed)",
+            this_node()
+        )
     );
 }
 
@@ -262,6 +339,20 @@ fn sigkill_of_a_worker_over_tcp() {
     assert!(
         matches!(error, TaskError::WorkerDied { pid, exit: Exit::Signal(9), .. } if pid == entered.pid),
         "{error:?}"
+    );
+    // The error says where the worker ran, not only in the logs.
+    let TaskError::WorkerDied { node, .. } = &error else {
+        unreachable!()
+    };
+    assert_eq!(node.as_deref(), Some(&*this_node()));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "worker pid {} on node {} died with signal 9 (SIGKILL) while running task \
+             `remote::crash_util::hold`",
+            entered.pid,
+            this_node()
+        )
     );
     for (x, f) in (0..10).zip(&others) {
         assert_eq!(f.result_timeout(LONG).unwrap().0, x * x);
@@ -446,7 +537,8 @@ fn a_reply_just_before_death_is_kept() {
     }
 }
 
-/// `CF_LAUNCHER` with a value it does not know is a configuration error, not a panic.
+/// `CF_LAUNCHER` with a value it does not know is a configuration error (`is_config()`, naming
+/// the variable), not a panic or an i/o error.
 #[test]
 fn a_bad_launcher_variable_is_an_error() {
     let _serial = serial();
@@ -473,8 +565,285 @@ fn launcher_from_env_probe() {
         return;
     }
     let error = ProcessPoolExecutor::new().expect_err("a bad CF_LAUNCHER");
+    assert!(error.is_config(), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "invalid pool setting: CF_LAUNCHER=carrier-pigeon: expected local, tcp, tcp:N, slurm \
+         or slurm:N (N above 0)"
+    );
+    let error = ProcessPoolExecutor::builder()
+        .build()
+        .expect_err("a bad CF_LAUNCHER");
+    assert!(error.is_config(), "{error:?}");
+}
+
+#[test]
+fn segfault_over_tcp() {
+    let _serial = serial();
+    let pool = pool(2);
+    let error = one_crash(&pool, |p, x| p.submit(segfaults, x).unwrap());
+    let TaskError::WorkerDied {
+        pid, node, exit, ..
+    } = &error
+    else {
+        panic!("expected WorkerDied, got {error:?}")
+    };
+    assert_eq!(*exit, Exit::Signal(libc::SIGSEGV));
+    assert_eq!(node.as_deref(), Some(&*this_node()));
     assert!(
-        error.to_string().contains("CF_LAUNCHER=carrier-pigeon"),
+        error.to_string().starts_with(&format!(
+            "worker pid {pid} on node {} died with signal 11 (SIGSEGV) while running task \
+             `remote::segfaults`",
+            this_node()
+        )),
         "{error}"
     );
+}
+
+#[test]
+fn stack_overflow_over_tcp() {
+    let _serial = serial();
+    let pool = pool(2);
+    let error = one_crash(&pool, |p, x| p.submit(overflows, x).unwrap());
+    let TaskError::StackOverflow { task, pid, node } = &error else {
+        panic!("expected StackOverflow, got {error:?}")
+    };
+    assert_eq!(task, "remote::overflows");
+    assert_eq!(node.as_deref(), Some(&*this_node()));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "task `remote::overflows` overflowed its stack (worker pid {pid} on node {} died)",
+            this_node()
+        )
+    );
+}
+
+#[test]
+fn memory_limit_over_tcp() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .launcher(Tcp::local(2))
+        .max_workers(2)
+        .memory_limit(256 << 20)
+        .build()
+        .expect("start a pool over TCP");
+    warm(&pool, 2);
+    let error = one_crash(&pool, |p, x| p.submit(allocates_1gib, x).unwrap());
+    let TaskError::MemoryLimit {
+        pid, node, limit, ..
+    } = &error
+    else {
+        panic!("expected MemoryLimit, got {error:?}")
+    };
+    assert_eq!(*limit, 256 << 20);
+    assert_eq!(node.as_deref(), Some(&*this_node()));
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "task `remote::allocates_1gib` exceeded the memory limit of 256 MiB (worker pid \
+             {pid} on node {})",
+            this_node()
+        )
+    );
+}
+
+/// `max_tasks_per_child(1)`: every task runs in a worker of its own, each started by an agent.
+#[test]
+fn max_tasks_per_child_over_tcp() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .launcher(Tcp::local(2))
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()
+        .expect("start a pool over TCP");
+    let agents = agents();
+    let futures: Vec<_> = (0..6)
+        .map(|_| pool.submit(worker_pid, ()).unwrap())
+        .collect();
+    let pids: BTreeSet<u32> = futures
+        .iter()
+        .map(|f| *f.result_timeout(LONG).expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), 6, "one worker per task: {pids:?}");
+    assert!(!pids.contains(&std::process::id()));
+    assert_eq!(agents.len(), 2, "{agents:?}");
+    assert_eq!(pool.stats().respawns, 5, "{:?}", pool.stats());
+}
+
+/// The initializer runs once in every worker an agent starts, before its tasks.
+#[test]
+fn initializer_over_tcp() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .launcher(Tcp::local(2))
+        .max_workers(2)
+        .max_tasks_per_child(3)
+        .initializer(init_state, 42)
+        .build()
+        .expect("start a pool over TCP");
+    let futures: Vec<_> = (0..12)
+        .map(|_| pool.submit(read_state, ()).unwrap())
+        .collect();
+    let mut pids = BTreeSet::new();
+    for future in &futures {
+        let &(value, runs, pid) = future.result_timeout(LONG).expect("a state");
+        assert_eq!((value, runs), (42, 1), "worker {pid}");
+        pids.insert(pid);
+    }
+    assert!(pids.len() >= 4, "{pids:?}");
+    assert_eq!(STATE.load(Ordering::SeqCst), 0, "not in the driver");
+}
+
+/// `terminate_workers` reaches the remote workers through their agents: the running tasks fail
+/// with SIGTERM, the pending ones are cancelled, and the call returns.
+#[test]
+fn terminate_workers_over_tcp() {
+    let _serial = serial();
+    let pool = std::sync::Arc::new(
+        ProcessPoolExecutor::builder()
+            .launcher(Tcp::local(2))
+            .max_workers(2)
+            .prefetch(1)
+            .build()
+            .expect("start a pool over TCP"),
+    );
+    warm(&pool, 2);
+    let gate = Gate::new();
+    let running: Vec<_> = (0..2)
+        .map(|_| pool.submit(hold, gate.path()).unwrap())
+        .collect();
+    let held: Vec<_> = (0..2).map(|_| gate.entered()).collect();
+    let mut pids: Vec<u32> = held.iter().map(|e| e.pid).collect();
+    pids.sort_unstable();
+    let pending: Vec<_> = (0..4).map(|x| pool.submit(square, x).unwrap()).collect();
+    let stopping = pool.clone();
+    within(OBSERVE, "terminate_workers", move || {
+        stopping.terminate_workers();
+    });
+    let mut died = Vec::new();
+    for future in &running {
+        match future.result_timeout(LONG) {
+            Err(TaskError::WorkerDied { pid, exit, .. }) => {
+                assert_eq!(exit, Exit::Signal(libc::SIGTERM), "{exit}");
+                died.push(pid);
+            }
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+    }
+    died.sort_unstable();
+    assert_eq!(died, pids);
+    for future in &pending {
+        assert!(
+            matches!(future.result(), Err(TaskError::Cancelled)),
+            "{future:?}"
+        );
+    }
+    assert_eq!(crash_util::wait_dead(&pids, OBSERVE), Vec::<u32>::new());
+    drop(held);
+}
+
+/// An agent whose driver does not know its secret (a process posing as the driver) stops at the
+/// handshake: it exits refused, says why, and sends nothing after its proof (no hello, so it
+/// started no worker and ran nothing).
+#[test]
+fn an_agent_facing_another_secret_runs_nothing() {
+    let _serial = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let exe = std::env::current_exe().unwrap();
+    let agent = std::process::Command::new(exe)
+        .env("__CF_AGENT", &address)
+        .env("__CF_SECRET", "ab".repeat(32))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start an agent");
+    let (mut impostor, _) = listener.accept().expect("the agent dials");
+    impostor.set_read_timeout(Some(LONG)).unwrap();
+    let mut challenge = *b"CFAUTH01________________________________";
+    challenge[8..].copy_from_slice(&[0x11; 32]);
+    impostor.write_all(&challenge).unwrap();
+    let mut answer = [0; 64];
+    impostor.read_exact(&mut answer).expect("the agent's proof");
+    impostor.write_all(&[0x5a; 32]).unwrap();
+    let mut rest = Vec::new();
+    let _ = impostor.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "the agent went on: {rest:?}");
+    let out = within(OBSERVE, "the refused agent exits", move || {
+        agent.wait_with_output().unwrap()
+    });
+    assert_eq!(out.status.code(), Some(77), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the driver does not know the pool's secret"),
+        "{said}"
+    );
+}
+
+/// A stopped agent (SIGSTOP: its connection stays open, it sends no heartbeat) is lost after
+/// `lost_after`: its running task fails with `Exit::Lost` within a few heartbeats. SIGCONT does
+/// not bring it back: the failed future stays failed, the agent and its worker end, and the
+/// work goes on elsewhere.
+#[test]
+fn a_stopped_agent_is_lost_and_stays_lost() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .launcher(Tcp::local(2).heartbeat(Duration::from_millis(100), Duration::from_millis(500)))
+        .max_workers(2)
+        .spare_worker(false)
+        .build()
+        .expect("start a pool over TCP");
+    warm(&pool, 2);
+    let gate = Gate::new();
+    let held = pool.submit(hold, gate.path()).unwrap();
+    let entered = gate.entered();
+    let (_, agent, _) = crash_util::stat(entered.pid).expect("the held worker");
+    assert!(agents().contains(&agent));
+    signal(agent, libc::SIGSTOP);
+    let stopped = Instant::now();
+    let error = held.result_timeout(LONG).unwrap_err();
+    let took = stopped.elapsed();
+    assert!(
+        matches!(
+            error,
+            TaskError::WorkerDied {
+                exit: Exit::Lost,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(took < Duration::from_secs(5), "lost after {took:?}");
+    signal(agent, libc::SIGCONT);
+    // Let the held task go on: its reply, if any comes, must not change the outcome.
+    drop(entered);
+    assert_eq!(
+        crash_util::wait_dead(&[agent], OBSERVE),
+        Vec::<u32>::new(),
+        "the resumed agent ends"
+    );
+    assert!(matches!(
+        held.result(),
+        Err(TaskError::WorkerDied {
+            exit: Exit::Lost,
+            ..
+        })
+    ));
+    let after: Vec<_> = (0..20).map(|x| pool.submit(square, x).unwrap()).collect();
+    for (x, f) in (0..20).zip(&after) {
+        let &(value, pid) = f.result_timeout(LONG).expect("a task after the loss");
+        assert_eq!(value, x * x);
+        let parent = crash_util::stat(pid).map(|(_, parent, _)| parent);
+        assert_ne!(parent, Some(agent), "a task ran under the lost agent");
+    }
+}
+
+/// Sends `sig` to `pid`, one of this test's agents.
+fn signal(pid: u32, sig: i32) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: kill(2) takes a pid and a signal number and touches no memory of ours.
+    let sent = unsafe { libc::kill(pid, sig) };
+    assert_eq!(sent, 0, "kill {pid}: {}", std::io::Error::last_os_error());
 }

@@ -190,6 +190,7 @@ fn last_words_in_the_error() {
     let TaskError::WorkerDied {
         task,
         pid,
+        node: None,
         exit,
         stderr,
     } = &error

@@ -159,6 +159,15 @@ fn crashes_on_slurm_fail_only_their_futures() {
         ),
         "{error:?}"
     );
+    // The error names the node and the agent's rank (its `SLURM_PROCID`), not only the logs.
+    let TaskError::WorkerDied { node, .. } = &error else {
+        unreachable!()
+    };
+    let node = node.as_deref().expect("a remote worker's node");
+    assert!(
+        node.contains(" (rank ") && error.to_string().contains(&format!("on node {node} died")),
+        "{error}"
+    );
     let error = abort.result_timeout(LONG).unwrap_err();
     let TaskError::WorkerDied { exit, stderr, .. } = error else {
         panic!("expected WorkerDied, got {error:?}")

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use cf::launch::{Slurm, Tcp};
 use cf::{ProcessPoolExecutor, as_completed};
 
 use crate::Config;
@@ -66,6 +67,26 @@ pub(crate) fn run(config: &Config) -> Results {
         eprintln!("cf: {e}");
         results.skip_all(&format!("failed: {e}"));
     }
+    if let Err(e) = measure_tcp(config, &mut results) {
+        eprintln!("cf over TCP: {e}");
+        for key in [
+            measure::TCP_SUBMIT,
+            measure::TCP_RTT_P50,
+            measure::TCP_ARG_BIG,
+            measure::TCP_RES_BIG,
+        ] {
+            results.note(key, format!("failed: {e}"));
+        }
+    }
+    if !slurm_reachable() {
+        results.note(
+            measure::SLURM_READY,
+            "not run: no Slurm cluster answers (`sinfo` fails; set SLURM_CONF)",
+        );
+    } else if let Err(e) = measure_slurm(config, &mut results) {
+        eprintln!("cf on Slurm: {e}");
+        results.note(measure::SLURM_READY, format!("failed: {e}"));
+    }
     results.info.insert(
         "workers".into(),
         "2 (plus cf's default spare worker)".into(),
@@ -106,20 +127,8 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     warm(&pool, 2_000)?;
 
     eprintln!("cf: {} tiny tasks, submit + as_completed", config.tiny);
+    submit_rate(&pool, config, results, measure::SUBMIT)?;
     let n = config.tiny;
-    for _ in 0..config.reps {
-        let t = Instant::now();
-        let futures = (0..n)
-            .map(|i| pool.submit(square, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut sum = 0;
-        for f in as_completed(&futures, None) {
-            sum += *f.result().must()?;
-        }
-        let elapsed = t.elapsed();
-        assert_eq!(sum, measure::sum_of_squares(n));
-        results.push(measure::SUBMIT, measure::rate(n, elapsed));
-    }
 
     eprintln!("cf: {n} tiny tasks, map chunksize {}", config.chunk);
     for _ in 0..config.reps {
@@ -161,37 +170,12 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
         pool.submit(square, i)?.result().must()?;
     }
     for _ in 0..config.reps {
-        let mut samples = Vec::with_capacity(config.latency_samples);
-        for i in 0..config.latency_samples as u64 {
-            let t = Instant::now();
-            let f = pool.submit(square, i)?;
-            let v = *f.result().must()?;
-            samples.push(t.elapsed());
-            black_box(v);
-        }
+        let mut samples = round_trips(&pool, config)?;
         measure::push_latency(results, &mut samples);
     }
 
     eprintln!("cf: {} MiB argument and result", config.big >> 20);
-    let data = vec![7u8; config.big];
-    for _ in 0..config.few_reps {
-        let arg = ByteBuf::from(data.clone());
-        let t = Instant::now();
-        let len = *pool.submit(sink, arg)?.result().must()?;
-        let elapsed = t.elapsed();
-        assert_eq!(len, config.big as u64);
-        results.push(measure::ARG_BIG, measure::mib_per_s(config.big, elapsed));
-    }
-    drop(data);
-    for _ in 0..config.few_reps {
-        let t = Instant::now();
-        let f = pool.submit(source, config.big as u64)?;
-        let len = f.result().must()?.len();
-        let elapsed = t.elapsed();
-        drop(f);
-        assert_eq!(len, config.big);
-        results.push(measure::RES_BIG, measure::mib_per_s(config.big, elapsed));
-    }
+    big_transfers(&pool, config, results, [measure::ARG_BIG, measure::RES_BIG])?;
     drop(pool);
 
     eprintln!("cf: start-up");
@@ -342,6 +326,133 @@ fn transfers_1mib(
             measure::RES_1MIB_BYTEBUF,
             measure::mib_per_s(m * MIB, elapsed),
         );
+    }
+    Ok(())
+}
+
+/// `config.tiny` tiny tasks through `submit` + `as_completed`, `config.reps` times, as `key`.
+fn submit_rate(
+    pool: &ProcessPoolExecutor,
+    config: &Config,
+    results: &mut Results,
+    key: &str,
+) -> Result<(), Error> {
+    let n = config.tiny;
+    for _ in 0..config.reps {
+        let t = Instant::now();
+        let futures = (0..n)
+            .map(|i| pool.submit(square, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sum = 0;
+        for f in as_completed(&futures, None) {
+            sum += *f.result().must()?;
+        }
+        let elapsed = t.elapsed();
+        assert_eq!(sum, measure::sum_of_squares(n));
+        results.push(key, measure::rate(n, elapsed));
+    }
+    Ok(())
+}
+
+/// One repetition of round trips: `config.latency_samples` tasks, one at a time.
+fn round_trips(pool: &ProcessPoolExecutor, config: &Config) -> Result<Vec<Duration>, Error> {
+    let mut samples = Vec::with_capacity(config.latency_samples);
+    for i in 0..config.latency_samples as u64 {
+        let t = Instant::now();
+        let f = pool.submit(square, i)?;
+        let v = *f.result().must()?;
+        samples.push(t.elapsed());
+        black_box(v);
+    }
+    Ok(samples)
+}
+
+/// A `config.big` argument in and a `config.big` result out, `config.few_reps` times each, as
+/// the keys `[argument, result]`.
+fn big_transfers(
+    pool: &ProcessPoolExecutor,
+    config: &Config,
+    results: &mut Results,
+    [arg_key, res_key]: [&str; 2],
+) -> Result<(), Error> {
+    let data = vec![7u8; config.big];
+    for _ in 0..config.few_reps {
+        let arg = ByteBuf::from(data.clone());
+        let t = Instant::now();
+        let len = *pool.submit(sink, arg)?.result().must()?;
+        let elapsed = t.elapsed();
+        assert_eq!(len, config.big as u64);
+        results.push(arg_key, measure::mib_per_s(config.big, elapsed));
+    }
+    drop(data);
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let f = pool.submit(source, config.big as u64)?;
+        let len = f.result().must()?.len();
+        let elapsed = t.elapsed();
+        drop(f);
+        assert_eq!(len, config.big);
+        results.push(res_key, measure::mib_per_s(config.big, elapsed));
+    }
+    Ok(())
+}
+
+/// The same workloads with the workers under 2 local agents over TCP (`launch::Tcp`), in the
+/// same run as the pipes: the cost of the remote launcher's sockets and agents.
+fn measure_tcp(config: &Config, results: &mut Results) -> Result<(), Error> {
+    let pool = ProcessPoolExecutor::builder()
+        .launcher(Tcp::local(2))
+        .max_workers(2)
+        .build()?;
+    warm(&pool, 2_000)?;
+    eprintln!(
+        "cf over TCP: {} tiny tasks, submit + as_completed",
+        config.tiny
+    );
+    submit_rate(&pool, config, results, measure::TCP_SUBMIT)?;
+    eprintln!("cf over TCP: round trips");
+    for i in 0..200 {
+        pool.submit(square, i)?.result().must()?;
+    }
+    for _ in 0..config.reps {
+        let mut samples = round_trips(&pool, config)?;
+        let p50 = measure::percentile(&mut samples, 0.50);
+        results.push(measure::TCP_RTT_P50, p50.as_secs_f64() * 1e6);
+    }
+    eprintln!("cf over TCP: {} MiB argument and result", config.big >> 20);
+    big_transfers(
+        &pool,
+        config,
+        results,
+        [measure::TCP_ARG_BIG, measure::TCP_RES_BIG],
+    )
+}
+
+/// Whether a Slurm cluster answers (`sinfo`, which reads `SLURM_CONF` when it is set).
+fn slurm_reachable() -> bool {
+    std::process::Command::new("sinfo")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// From `build()` to 4 workers ready under the Slurm launcher (one `srun` step of 4 agents).
+fn measure_slurm(config: &Config, results: &mut Results) -> Result<(), Error> {
+    eprintln!("cf on Slurm: build() to 4 workers ready");
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let pool = ProcessPoolExecutor::builder()
+            .launcher(Slurm::new().ntasks(4).overcommit(true))
+            .max_workers(4)
+            .spare_worker(false)
+            .build()?;
+        if !pool.wait_ready(Duration::from_secs(120))? {
+            return Err("4 Slurm workers not ready within 120 s".into());
+        }
+        results.push(measure::SLURM_READY, measure::ms(t.elapsed()));
+        drop(pool);
     }
     Ok(())
 }

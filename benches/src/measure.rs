@@ -48,9 +48,21 @@ pub(crate) const ARG_1MIB_BYTEBUF: &str = "arg_1mib_bytebuf";
 /// As [`RES_1MIB`], cf with `serde_bytes::ByteBuf` instead of `Vec<u8>`, MiB/s.
 pub(crate) const RES_1MIB_BYTEBUF: &str = "res_1mib_bytebuf";
 
+/// As [`SUBMIT`], cf's workers under 2 local agents over TCP (`launch::Tcp`), tasks/s.
+pub(crate) const TCP_SUBMIT: &str = "tcp_submit_rate";
+/// As [`RTT_P50`], over TCP, µs.
+pub(crate) const TCP_RTT_P50: &str = "tcp_rtt_p50";
+/// As [`ARG_BIG`], over TCP, MiB/s.
+pub(crate) const TCP_ARG_BIG: &str = "tcp_arg_big";
+/// As [`RES_BIG`], over TCP, MiB/s.
+pub(crate) const TCP_RES_BIG: &str = "tcp_res_big";
+/// `build()` to 4 workers ready under the Slurm launcher, ms.
+pub(crate) const SLURM_READY: &str = "slurm_ready";
+
 /// Every metric key, in table order.
-pub(crate) const ALL: [&str; 20] = [
+pub(crate) const ALL: [&str; 25] = [
     SUBMIT,
+    TCP_SUBMIT,
     MAP,
     MAP_BUFFERED,
     CPU_1MS,
@@ -61,11 +73,15 @@ pub(crate) const ALL: [&str; 20] = [
     RES_1MIB,
     RES_1MIB_BYTEBUF,
     RTT_P50,
+    TCP_RTT_P50,
     RTT_P99,
     STARTUP,
     STARTUP_NO_SPARE,
+    SLURM_READY,
     ARG_BIG,
+    TCP_ARG_BIG,
     RES_BIG,
+    TCP_RES_BIG,
     CRASH_NEXT,
     CRASH_SUBMIT_NEXT,
     IDLE_RSS,

@@ -65,12 +65,19 @@ struct Row {
     unit: Unit,
 }
 
-const ROWS: [Row; 20] = [
+const ROWS: [Row; 25] = [
     Row {
         short: "submit + as_completed",
         key: measure::SUBMIT,
         peer_key: measure::SUBMIT,
         label: "tiny tasks, submit + as_completed (tasks/s)",
+        unit: Unit::Rate,
+    },
+    Row {
+        short: "submit, TCP",
+        key: measure::TCP_SUBMIT,
+        peer_key: measure::SUBMIT,
+        label: "  same, cf over TCP, 2 local agents (tasks/s)",
         unit: Unit::Rate,
     },
     Row {
@@ -144,6 +151,13 @@ const ROWS: [Row; 20] = [
         unit: Unit::Micros,
     },
     Row {
+        short: "round trip p50, TCP",
+        key: measure::TCP_RTT_P50,
+        peer_key: measure::RTT_P50,
+        label: "  same, cf over TCP (µs)",
+        unit: Unit::Micros,
+    },
+    Row {
         short: "round trip p99",
         key: measure::RTT_P99,
         peer_key: measure::RTT_P99,
@@ -165,6 +179,13 @@ const ROWS: [Row; 20] = [
         unit: Unit::Millis,
     },
     Row {
+        short: "Slurm, 4 ready",
+        key: measure::SLURM_READY,
+        peer_key: measure::SLURM_READY,
+        label: "cf on Slurm: build() to 4 workers ready (ms)",
+        unit: Unit::Millis,
+    },
+    Row {
         short: "64 MiB argument",
         key: measure::ARG_BIG,
         peer_key: measure::ARG_BIG,
@@ -172,10 +193,24 @@ const ROWS: [Row; 20] = [
         unit: Unit::MibPerSec,
     },
     Row {
+        short: "64 MiB argument, TCP",
+        key: measure::TCP_ARG_BIG,
+        peer_key: measure::ARG_BIG,
+        label: "  same, cf over TCP (MiB/s)",
+        unit: Unit::MibPerSec,
+    },
+    Row {
         short: "64 MiB result",
         key: measure::RES_BIG,
         peer_key: measure::RES_BIG,
         label: "64 MiB result (MiB/s)",
+        unit: Unit::MibPerSec,
+    },
+    Row {
+        short: "64 MiB result, TCP",
+        key: measure::TCP_RES_BIG,
+        peer_key: measure::RES_BIG,
+        label: "  same, cf over TCP (MiB/s)",
         unit: Unit::MibPerSec,
     },
     Row {

@@ -32,7 +32,7 @@ pub(crate) enum ErrorKind {
 }
 
 /// A setting of a builder that cannot work; [`Error::is_config`] tells this kind of error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ConfigError {
     /// `max_workers(0)`.
     NoWorkers,
@@ -48,11 +48,13 @@ pub(crate) enum ConfigError {
     },
     /// `memory_limit` too small for a worker to start.
     MemoryLimit { bytes: u64, min: u64 },
+    /// `CF_LAUNCHER` names no launcher.
+    Launcher { value: String },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
+        match self {
             ConfigError::NoWorkers => f.write_str("max_workers must be greater than 0"),
             ConfigError::NoPrefetch => f.write_str("prefetch must be at least 1"),
             ConfigError::NoTasksPerChild => f.write_str("max_tasks_per_child must be at least 1"),
@@ -63,6 +65,11 @@ impl fmt::Display for ConfigError {
             ConfigError::MemoryLimit { bytes, min } => write!(
                 f,
                 "memory_limit of {bytes} bytes is below the {min} bytes a worker needs to start"
+            ),
+            ConfigError::Launcher { value } => write!(
+                f,
+                "{}={value}: expected local, tcp, tcp:N, slurm or slurm:N (N above 0)",
+                crate::launch::ENV_LAUNCHER
             ),
         }
     }
@@ -311,6 +318,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// How it ended.
         exit: Exit,
         /// The last lines the worker wrote to stderr (at most a few KiB), often the reason.
@@ -322,6 +332,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// The limit it ran past.
         limit: Duration,
     },
@@ -331,6 +344,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
     },
     /// The task allocated past the worker's memory limit; its worker died.
     MemoryLimit {
@@ -338,6 +354,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// The limit, in bytes.
         limit: u64,
     },
@@ -357,6 +376,9 @@ pub enum TaskError<E = cf_worker::Never> {
         task: String,
         /// The worker's pid.
         pid: u32,
+        /// The node it ran on, with its rank when it has one (`cn17 (rank 3)`), for a worker
+        /// started by a remote launcher; `None` for a local worker.
+        node: Option<String>,
         /// What was wrong.
         violation: ProtocolViolation,
     },
@@ -500,19 +522,41 @@ impl<E> TaskError<E> {
             TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr,
             } => TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr,
             },
-            TaskError::TimeLimit { task, pid, limit } => TaskError::TimeLimit { task, pid, limit },
-            TaskError::MemoryLimit { task, pid, limit } => {
-                TaskError::MemoryLimit { task, pid, limit }
+            TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
+            TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
+            TaskError::StackOverflow { task, pid, node } => {
+                TaskError::StackOverflow { task, pid, node }
             }
-            TaskError::StackOverflow { task, pid } => TaskError::StackOverflow { task, pid },
             TaskError::Cancelled => TaskError::Cancelled,
             TaskError::Killed => TaskError::Killed,
             TaskError::Timeout => TaskError::Timeout,
@@ -520,10 +564,12 @@ impl<E> TaskError<E> {
             TaskError::Protocol {
                 task,
                 pid,
+                node,
                 violation,
             } => TaskError::Protocol {
                 task,
                 pid,
+                node,
                 violation,
             },
             TaskError::Shutdown { task } => TaskError::Shutdown { task },
@@ -548,33 +594,36 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr,
-            } => {
-                write!(
-                    f,
-                    "worker (pid {pid}) died with {exit} while running task `{task}`"
-                )?;
-                match stderr.trim_end().lines().last() {
-                    Some(last) => write!(f, "; its last words: {last}"),
-                    None => Ok(()),
-                }
-            }
-            TaskError::TimeLimit { task, pid, limit } => write!(
+            } => died(f, task, Worker(*pid, node), *exit, stderr),
+            TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => write!(
                 f,
-                "task `{task}` exceeded its time limit of {} (worker pid {pid} was killed)",
-                HumanDuration(*limit)
+                "task `{task}` exceeded its time limit of {} (worker pid {pid}{} was killed)",
+                HumanDuration(*limit),
+                OnNode(node)
             ),
-            TaskError::StackOverflow { task, pid } => {
-                write!(
-                    f,
-                    "task `{task}` overflowed its stack (worker pid {pid} died)"
-                )
-            }
-            TaskError::MemoryLimit { task, pid, limit } => write!(
+            TaskError::StackOverflow { task, pid, node } => write!(
                 f,
-                "task `{task}` exceeded the memory limit of {} (worker pid {pid})",
-                HumanBytes(*limit)
+                "task `{task}` overflowed its stack (worker pid {pid}{} died)",
+                OnNode(node)
+            ),
+            TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            } => write!(
+                f,
+                "task `{task}` exceeded the memory limit of {} (worker pid {pid}{})",
+                HumanBytes(*limit),
+                OnNode(node)
             ),
             TaskError::Cancelled => f.write_str("the future was cancelled"),
             TaskError::Killed => f.write_str("the task was killed while running"),
@@ -583,10 +632,12 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::Protocol {
                 task,
                 pid,
+                node,
                 violation,
             } => write!(
                 f,
-                "worker (pid {pid}) broke the protocol while running task `{task}`: {violation}"
+                "{} broke the protocol while running task `{task}`: {violation}",
+                Worker(*pid, node)
             ),
             TaskError::Shutdown { task } => {
                 write!(f, "task `{task}` did not run: cannot submit after shutdown")
@@ -606,17 +657,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
                 "task `{task}` has no outcome: the worker returned fewer outcomes than the \
                  chunk had inputs"
             ),
-            TaskError::RetriesExhausted { task, deaths } => {
-                write!(
-                    f,
-                    "task `{task}` lost its worker on each of its {} tries:",
-                    deaths.len()
-                )?;
-                for (n, death) in deaths.iter().enumerate() {
-                    write!(f, " ({}) {death}", n + 1)?;
-                }
-                Ok(())
-            }
+            TaskError::RetriesExhausted { task, deaths } => retries_exhausted(f, task, deaths),
             TaskError::Abandoned => {
                 f.write_str("the executor dropped this task without completing it")
             }
@@ -646,6 +687,58 @@ impl fmt::Display for Timeout {
 }
 
 impl std::error::Error for Timeout {}
+
+/// [`TaskError::WorkerDied`]'s text, with the last line of its stderr when it wrote one.
+fn died(
+    f: &mut fmt::Formatter<'_>,
+    task: &str,
+    worker: Worker<'_>,
+    exit: Exit,
+    stderr: &str,
+) -> fmt::Result {
+    write!(f, "{worker} died with {exit} while running task `{task}`")?;
+    match stderr.trim_end().lines().last() {
+        Some(last) => write!(f, "; its last words: {last}"),
+        None => Ok(()),
+    }
+}
+
+/// [`TaskError::RetriesExhausted`]'s text: every death, numbered.
+fn retries_exhausted(f: &mut fmt::Formatter<'_>, task: &str, deaths: &[TaskError]) -> fmt::Result {
+    write!(
+        f,
+        "task `{task}` lost its worker on each of its {} tries:",
+        deaths.len()
+    )?;
+    for (n, death) in deaths.iter().enumerate() {
+        write!(f, " ({}) {death}", n + 1)?;
+    }
+    Ok(())
+}
+
+/// `worker (pid 1234)` on this machine, `worker pid 1234 on node cn17 (rank 3)` on another.
+struct Worker<'a>(u32, &'a Option<String>);
+
+impl fmt::Display for Worker<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            None => write!(f, "worker (pid {})", self.0),
+            Some(node) => write!(f, "worker pid {} on node {node}", self.0),
+        }
+    }
+}
+
+/// Nothing on this machine, ` on node cn17 (rank 3)` on another.
+struct OnNode<'a>(&'a Option<String>);
+
+impl fmt::Display for OnNode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => Ok(()),
+            Some(node) => write!(f, " on node {node}"),
+        }
+    }
+}
 
 /// `500 ms`, `2 s`, `1.5 s`.
 struct HumanDuration(Duration);

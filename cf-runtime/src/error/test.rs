@@ -19,6 +19,7 @@ fn task_errors_say_what_happened() {
     let died: TaskError = TaskError::WorkerDied {
         task: "m::t".into(),
         pid: 42,
+        node: None,
         exit: Exit::Signal(11),
         stderr: "noise\nSegmentation fault in foo\n".into(),
     };
@@ -30,6 +31,7 @@ fn task_errors_say_what_happened() {
     let timed_out: TaskError = TaskError::TimeLimit {
         task: "m::t".into(),
         pid: 7,
+        node: None,
         limit: Duration::from_millis(500),
     };
     assert_eq!(
@@ -39,6 +41,7 @@ fn task_errors_say_what_happened() {
     let memory: TaskError = TaskError::MemoryLimit {
         task: "m::t".into(),
         pid: 7,
+        node: None,
         limit: 256 << 20,
     };
     assert_eq!(
@@ -49,6 +52,65 @@ fn task_errors_say_what_happened() {
         TaskError::<Never>::Cancelled.to_string(),
         "the future was cancelled"
     );
+}
+
+#[test]
+fn remote_workers_are_named_by_node() {
+    let node = Some("cn17 (rank 3)".to_owned());
+    let cases: Vec<(TaskError, &str)> = vec![
+        (
+            TaskError::WorkerDied {
+                task: "m::t".into(),
+                pid: 1234,
+                node: node.clone(),
+                exit: Exit::Signal(9),
+                stderr: String::new(),
+            },
+            "worker pid 1234 on node cn17 (rank 3) died with signal 9 (SIGKILL) while running \
+             task `m::t`",
+        ),
+        (
+            TaskError::TimeLimit {
+                task: "m::t".into(),
+                pid: 1234,
+                node: node.clone(),
+                limit: Duration::from_secs(2),
+            },
+            "task `m::t` exceeded its time limit of 2 s (worker pid 1234 on node cn17 (rank 3) \
+             was killed)",
+        ),
+        (
+            TaskError::StackOverflow {
+                task: "m::t".into(),
+                pid: 1234,
+                node: node.clone(),
+            },
+            "task `m::t` overflowed its stack (worker pid 1234 on node cn17 (rank 3) died)",
+        ),
+        (
+            TaskError::MemoryLimit {
+                task: "m::t".into(),
+                pid: 1234,
+                node: node.clone(),
+                limit: 1 << 30,
+            },
+            "task `m::t` exceeded the memory limit of 1 GiB (worker pid 1234 on node cn17 \
+             (rank 3))",
+        ),
+        (
+            TaskError::Protocol {
+                task: "m::t".into(),
+                pid: 1234,
+                node,
+                violation: ProtocolViolation::UnknownKind { kind: 0x7f },
+            },
+            "worker pid 1234 on node cn17 (rank 3) broke the protocol while running task \
+             `m::t`: unknown reply kind 0x7f",
+        ),
+    ];
+    for (error, text) in cases {
+        assert_eq!(error.to_string(), text);
+    }
 }
 
 #[test]

@@ -418,8 +418,16 @@ impl Dispatcher {
 
     // ---- events from workers ----
 
-    /// A worker the driver started for an [`Action::Spawn`]; `pid` names it in errors.
-    pub(crate) fn worker_started(&mut self, id: WorkerId, pid: u32, spare: bool, now: Instant) {
+    /// A worker the driver started for an [`Action::Spawn`]; `pid`, and `node` for a worker on
+    /// another machine, name it in errors.
+    pub(crate) fn worker_started(
+        &mut self,
+        id: WorkerId,
+        pid: u32,
+        node: Option<String>,
+        spare: bool,
+        now: Instant,
+    ) {
         self.spawned(spare);
         self.spawn_failing = None;
         // Asked for as the spare, but a worker died meanwhile: it works at once. And never more
@@ -430,7 +438,7 @@ impl Dispatcher {
         } else {
             spare || working > self.config.max_workers
         };
-        self.workers.push(Slot::new(id, pid, spare, now));
+        self.workers.push(Slot::new(id, pid, node, spare, now));
     }
 
     /// An [`Action::Spawn`] that failed: retried with backoff, until starts have failed for
@@ -675,16 +683,12 @@ impl Dispatcher {
         }
         // A kill meant for a job whose reply came first hit the job behind it: that one was not
         // at fault, and runs again elsewhere.
-        let meant_for = match poison {
-            Some(Poison::Cancelled { id } | Poison::TimedOut { id, .. }) => Some(id),
-            _ => None,
-        };
+        let meant_for = poison.as_ref().and_then(Poison::meant_for);
         if meant_for.is_some_and(|id| id != job.id) {
             worker.inflight.push_front(job);
             return;
         }
-        let task = job.name.to_owned();
-        let pid = worker.pid;
+        let (task, pid, node) = (job.name.to_owned(), worker.pid, worker.node.clone());
         let error = match poison {
             Some(Poison::Cancelled { .. }) => {
                 self.stats.answered(false);
@@ -696,21 +700,28 @@ impl Dispatcher {
             Some(Poison::Protocol(violation)) => TaskError::Protocol {
                 task,
                 pid,
+                node,
                 violation,
             },
-            Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit { task, pid, limit },
+            Some(Poison::TimedOut { limit, .. }) => TaskError::TimeLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
             None if !worker.inbuf.is_empty() => {
                 let have = worker.inbuf.data().len();
                 let total = frame::wanted(worker.inbuf.data()).map(|missing| have + missing);
                 TaskError::Protocol {
                     task,
                     pid,
+                    node,
                     violation: ProtocolViolation::CutShort { have, total },
                 }
             }
             // A death the pool did not cause: the task may run again (`retries`).
             None => {
-                let error = self.death(task, pid, exit, stderr);
+                let error = self.death(task, (pid, node), exit, stderr);
                 let left = self.tries_left(&job);
                 if left > 0 {
                     return self.run_again(job, error, left);
@@ -726,7 +737,7 @@ impl Dispatcher {
             }
             // A worker whose initializer failed was never ready: it ran no task.
             Some(Poison::Terminated | Poison::Aborting | Poison::InitFailed(_)) => {
-                self.death(task, pid, exit, stderr)
+                self.death(task, (pid, node), exit, stderr)
             }
         };
         let Owner::Future(sink) = job.owner else {
@@ -756,17 +767,27 @@ impl Dispatcher {
     }
 
     /// The error of a task whose worker died for no reason the parent gave it.
-    fn death(&self, task: String, pid: u32, exit: Exit, stderr: &str) -> TaskError {
+    fn death(
+        &self,
+        task: String,
+        (pid, node): (u32, Option<String>),
+        exit: Exit,
+        stderr: &str,
+    ) -> TaskError {
         match self.config.memory_limit {
-            Some(limit) if ran_out_of_memory(exit, stderr) => {
-                TaskError::MemoryLimit { task, pid, limit }
-            }
+            Some(limit) if ran_out_of_memory(exit, stderr) => TaskError::MemoryLimit {
+                task,
+                pid,
+                node,
+                limit,
+            },
             _ if exit == Exit::Signal(11) && stderr.contains(STACK_OVERFLOW) => {
-                TaskError::StackOverflow { task, pid }
+                TaskError::StackOverflow { task, pid, node }
             }
             _ => TaskError::WorkerDied {
                 task,
                 pid,
+                node,
                 exit,
                 stderr: stderr.to_owned(),
             },

@@ -208,8 +208,15 @@ impl Driver {
     fn adopt(&mut self, spare: bool, link: Box<dyn Link>) {
         let id = WorkerId(self.next_id);
         self.next_id += 1;
-        tracing::info!(pid = link.pid(), spare, "cf: worker started");
-        self.d.worker_started(id, link.pid(), spare, Instant::now());
+        tracing::info!(
+            pid = link.pid(),
+            node = link.node(),
+            spare,
+            "cf: worker started"
+        );
+        let node = link.node().map(str::to_owned);
+        self.d
+            .worker_started(id, link.pid(), node, spare, Instant::now());
         self.links.push((id, link));
     }
 

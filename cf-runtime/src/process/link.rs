@@ -57,6 +57,11 @@ pub(crate) trait Link: Send {
     /// The worker's pid, for errors and logs.
     fn pid(&self) -> u32;
 
+    /// The machine it runs on when that is not this one (`cn17 (rank 3)`), for errors and logs.
+    fn node(&self) -> Option<&str> {
+        None
+    }
+
     /// Adds what to watch to `poller`: the reply stream, the request stream when `write`, what
     /// tells of the worker's exit, and its diagnostic output when `output`.
     fn register(&mut self, poller: &mut Poller, write: bool, output: bool);

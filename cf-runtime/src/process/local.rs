@@ -8,7 +8,7 @@ use std::path::Path;
 use super::dispatch::Sig;
 use super::forward::Forward;
 use super::link::{Link, Ready};
-use super::output::Output;
+use super::output::{self, Output};
 use crate::error::Exit;
 use crate::sys::{self, Poller};
 use nix::sys::signal::Signal;
@@ -140,18 +140,7 @@ impl Link for LocalLink {
     }
 
     fn forward_output(&mut self, to: &Forward) {
-        let mut forward = |bytes: &[u8]| to.push(bytes);
-        let mut buf = [0; 8192];
-        while let Some(err) = &self.err {
-            match sys::read(err.as_fd(), &mut buf) {
-                Ok(0) => {
-                    self.err = None;
-                    self.output.end(&mut forward);
-                }
-                Ok(n) => self.output.take(&buf[..n], &mut forward),
-                Err(_) => return,
-            }
-        }
+        output::drain(&mut self.err, &mut self.output, |bytes| to.push(bytes));
     }
 
     fn reap(&mut self) -> Exit {

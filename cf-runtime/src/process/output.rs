@@ -1,11 +1,15 @@
 //! A worker's diagnostic output (its stderr), as the parent keeps it: what the running task
 //! wrote, split from earlier tasks' output by the worker's task-end markers.
 //!
-//! Pure: the link reads the bytes and says where to forward them.
+//! [`Output`] is pure; [`drain`] reads a stderr pipe into it without blocking.
 
 use std::collections::VecDeque;
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use cf_worker::start::TASK_END;
+
+use crate::sys;
 
 /// How much of the start of a task's stderr is kept for its error: the first lines often say
 /// what went wrong ("memory allocation of N bytes failed"), before a long backtrace.
@@ -79,6 +83,26 @@ impl Output {
             (true, Some(newline)) => format!("{head}[...]\n{}", &tail[newline + 1..]),
             (true, None) => format!("{head}[...]{tail}"),
             (false, _) => format!("{head}{tail}"),
+        }
+    }
+}
+
+/// Reads what the worker's stderr pipe `err` holds, without blocking, into `output`, forwarding
+/// the task's bytes to `forward`; closes `err` at its end.
+pub(crate) fn drain(
+    err: &mut Option<OwnedFd>,
+    output: &mut Output,
+    mut forward: impl FnMut(&[u8]),
+) {
+    let mut buf = [0; 8192];
+    while let Some(fd) = err.as_ref() {
+        match sys::read(fd.as_fd(), &mut buf) {
+            Ok(0) => {
+                *err = None;
+                output.end(&mut forward);
+            }
+            Ok(n) => output.take(&buf[..n], &mut forward),
+            Err(_) => return,
         }
     }
 }

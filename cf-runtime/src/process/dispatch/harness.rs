@@ -234,7 +234,7 @@ impl World {
         let id = WorkerId(self.next_worker);
         self.next_worker += 1;
         let pid = 1000 + u32::try_from(id.0).unwrap();
-        self.d.worker_started(id, pid, spare, self.now);
+        self.d.worker_started(id, pid, None, spare, self.now);
         self.workers.insert(
             id,
             Fake {
@@ -327,6 +327,14 @@ impl World {
         frame::push(&mut bytes, kind as u8, job, 0, &payload);
         self.send(id, &bytes);
         Some(job)
+    }
+
+    /// Runs 40 instant tasks on worker `id`, so that tasks count as short (sent ahead).
+    pub(crate) fn make_short(&mut self, id: WorkerId) {
+        for _ in 0..40 {
+            self.submit(None);
+            self.answer(id, ReplyKind::Ok);
+        }
     }
 
     /// Worker `id` exits with `exit` and these last words.

@@ -29,6 +29,16 @@ pub(crate) enum Poison {
     Aborting,
 }
 
+impl Poison {
+    /// The job a kill was meant for (a cancelled or timed-out one).
+    pub(crate) fn meant_for(&self) -> Option<u64> {
+        match *self {
+            Poison::Cancelled { id } | Poison::TimedOut { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// Where a worker is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum State {
@@ -47,6 +57,8 @@ pub(crate) enum State {
 pub(crate) struct Slot {
     pub(crate) id: WorkerId,
     pub(crate) pid: u32,
+    /// Where it runs, for a remote worker (`cn17 (rank 3)`); names it in errors with its pid.
+    pub(crate) node: Option<String>,
     pub(crate) state: State,
     /// Kept idle to replace the next worker that dies.
     pub(crate) spare: bool,
@@ -69,10 +81,17 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(id: WorkerId, pid: u32, spare: bool, now: Instant) -> Self {
+    pub(crate) fn new(
+        id: WorkerId,
+        pid: u32,
+        node: Option<String>,
+        spare: bool,
+        now: Instant,
+    ) -> Self {
         Slot {
             id,
             pid,
+            node,
             state: State::Handshake,
             spare,
             out: Outbox::default(),

@@ -58,10 +58,7 @@ fn long_tasks_go_one_at_a_time_and_spread_over_the_workers() {
 fn short_tasks_are_sent_ahead() {
     let mut w = World::new(config(1));
     let a = w.ready().unwrap();
-    for _ in 0..40 {
-        w.submit(None);
-        w.answer(a, ReplyKind::Ok).unwrap();
-    }
+    w.make_short(a);
     for _ in 0..20 {
         w.submit(None);
     }
@@ -90,6 +87,7 @@ fn a_dead_workers_running_job_fails_and_the_ones_behind_run_elsewhere() {
         TaskError::WorkerDied {
             task: "job".to_owned(),
             pid: 1000,
+            node: None,
             exit: Exit::Signal(9),
             stderr: "last words\n".to_owned()
         }
@@ -134,10 +132,7 @@ fn a_time_limit_kills_only_its_own_job() {
 fn a_kill_that_misses_its_job_does_not_fail_the_next_one() {
     let mut w = World::new(config(1));
     let a = w.ready().unwrap();
-    for _ in 0..40 {
-        w.submit(None);
-        w.answer(a, ReplyKind::Ok).unwrap();
-    }
+    w.make_short(a);
     let first = w.submit(None);
     let second = w.submit(None);
     w.d.kill(first);
@@ -156,10 +151,7 @@ fn a_kill_that_misses_its_job_does_not_fail_the_next_one() {
 fn killing_a_job_sent_ahead_drops_its_reply_and_spares_the_worker() {
     let mut w = World::new(config(1));
     let a = w.ready().unwrap();
-    for _ in 0..40 {
-        w.submit(None);
-        w.answer(a, ReplyKind::Ok).unwrap();
-    }
+    w.make_short(a);
     let first = w.submit(None);
     let second = w.submit(None);
     w.d.kill(second);
@@ -423,10 +415,7 @@ fn a_death_in_the_middle_of_a_frame_says_so() {
 fn an_aborting_panic_is_the_tasks_and_the_next_job_runs_again() {
     let mut w = World::new(config(1));
     let a = w.ready().unwrap();
-    for _ in 0..40 {
-        w.submit(None);
-        w.answer(a, ReplyKind::Ok).unwrap();
-    }
+    w.make_short(a);
     let first = w.submit(None);
     let second = w.submit(None);
     w.answer(a, ReplyKind::Aborting).unwrap();

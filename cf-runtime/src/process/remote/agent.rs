@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::auth::{self, Secret};
 use super::wire::{self, Down, Up};
 use crate::error::Exit;
-use crate::process::output::Output;
+use crate::process::output::{self, Output};
 use nix::sys::signal::Signal;
 
 use crate::sys::{self, Poller};
@@ -90,20 +90,9 @@ impl Child {
     /// Forwards what the child wrote to stderr to ours, as the local pool does, keeping what its
     /// running task wrote.
     fn forward(&mut self) {
-        let mut forward = |bytes: &[u8]| {
+        output::drain(&mut self.err, &mut self.output, |bytes| {
             let _ = io::stderr().write_all(bytes);
-        };
-        let mut buf = [0; 8192];
-        while let Some(err) = &self.err {
-            match sys::read(err.as_fd(), &mut buf) {
-                Ok(0) => {
-                    self.err = None;
-                    self.output.end(&mut forward);
-                }
-                Ok(n) => self.output.take(&buf[..n], &mut forward),
-                Err(_) => return,
-            }
-        }
+        });
     }
 }
 

@@ -220,7 +220,11 @@ impl State {
         };
         entry.starting = entry.starting.saturating_sub(1);
         tracing::debug!(pid, host = %entry.host, rank = ?entry.rank, "cf: remote worker connected");
-        let link = RemoteLink::new(pid, data, death, died, entry.control.clone())
+        let node = match entry.rank {
+            Some(rank) => format!("{} (rank {rank})", entry.host),
+            None => entry.host.clone(),
+        };
+        let link = RemoteLink::new((pid, node), data, death, died, entry.control.clone())
             .map(|link| Box::new(link) as Box<dyn Link>);
         self.deliver(inner, (spare, link));
     }

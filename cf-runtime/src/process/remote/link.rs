@@ -72,6 +72,8 @@ impl Death {
 
 pub(crate) struct RemoteLink {
     pid: u32,
+    /// Its agent's host, and rank when it has one: `cn17 (rank 3)`.
+    node: String,
     data: TcpStream,
     /// No more reply bytes will come.
     ended: bool,
@@ -87,7 +89,7 @@ pub(crate) struct RemoteLink {
 
 impl RemoteLink {
     pub(crate) fn new(
-        pid: u32,
+        (pid, node): (u32, String),
         data: TcpStream,
         death: Arc<Death>,
         died: OwnedFd,
@@ -98,6 +100,7 @@ impl RemoteLink {
         death.watch(data.try_clone()?);
         Ok(RemoteLink {
             pid,
+            node,
             data,
             ended: false,
             closed: false,
@@ -112,6 +115,10 @@ impl RemoteLink {
 impl Link for RemoteLink {
     fn pid(&self) -> u32 {
         self.pid
+    }
+
+    fn node(&self) -> Option<&str> {
+        Some(&self.node)
     }
 
     fn register(&mut self, poller: &mut Poller, write: bool, _output: bool) {

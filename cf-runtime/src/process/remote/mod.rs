@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use auth::Secret;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, Error, ErrorKind};
 
 /// The environment variable that picks the launcher of pools built with
 /// [`ProcessPoolExecutor::builder`](crate::ProcessPoolExecutor::builder) (and `new`): `local`,
@@ -205,11 +205,10 @@ impl Slurm {
     }
 }
 
-fn config_error(message: String) -> Error {
-    Error::new(ErrorKind::Io(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        message,
-    )))
+fn config_error(value: &str) -> Error {
+    Error::new(ErrorKind::Config(ConfigError::Launcher {
+        value: value.to_owned(),
+    }))
 }
 
 impl Launcher {
@@ -217,7 +216,8 @@ impl Launcher {
     /// `slurm` or `slurm:N` (N tasks, with `--overcommit`).
     ///
     /// # Errors
-    /// The variable holds something else.
+    /// The variable holds something else: a configuration error ([`Error::is_config`]) that
+    /// names it.
     pub fn from_env() -> Result<Option<Launcher>, Error> {
         let Some(value) = std::env::var_os(ENV_LAUNCHER) else {
             return Ok(None);
@@ -226,11 +226,7 @@ impl Launcher {
         let (name, count) = match value.split_once(':') {
             Some((name, n)) => match n.parse::<usize>() {
                 Ok(n) if n > 0 => (name, Some(n)),
-                _ => {
-                    return Err(config_error(format!(
-                        "{ENV_LAUNCHER}={value}: the count must be a number above 0"
-                    )));
-                }
+                _ => return Err(config_error(&value)),
             },
             None => (&*value, None),
         };
@@ -247,9 +243,7 @@ impl Launcher {
                     .into(),
                 ))
             }
-            _ => Err(config_error(format!(
-                "{ENV_LAUNCHER}={value}: expected local, tcp, tcp:N, slurm or slurm:N"
-            ))),
+            _ => Err(config_error(&value)),
         }
     }
 
