@@ -56,6 +56,15 @@ fn says_a_line() -> u32 {
     1
 }
 
+/// The line a task prints to its stdout in the capture test.
+const WORKER_STDOUT_LINE: &str = "cf-test-output: a line on the worker's stdout";
+
+#[cf::task]
+fn prints_a_line() -> u32 {
+    println!("{WORKER_STDOUT_LINE}");
+    2
+}
+
 #[cf::task]
 fn panics() -> u32 {
     panic!("{PANIC_MESSAGE}");
@@ -95,6 +104,7 @@ fn child_with_worker_output() {
     }
     let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
     assert_eq!(pool.submit(says_a_line, ()).unwrap().result(), Ok(&1));
+    assert_eq!(pool.submit(prints_a_line, ()).unwrap().result(), Ok(&2));
     let error = pool.submit(panics, ()).unwrap().result().unwrap_err();
     eprintln!("the caller prints the error: {error}");
     drop(pool);
@@ -190,8 +200,19 @@ fn worker_output_is_captured_by_libtest() {
     );
     let stderr = captured.stderr.unwrap_or_default();
     assert!(!stderr.contains(WORKER_LINE), "{stderr}");
+    // A task's `println!` too (it went straight to the inherited stdout before).
+    assert!(
+        !captured.stdout.contains(WORKER_STDOUT_LINE),
+        "{}",
+        captured.stdout
+    );
     let shown = run_child("child_with_worker_output", true, true);
     assert!(shown.stdout.contains(DONE), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains(WORKER_STDOUT_LINE),
+        "{}",
+        shown.stdout
+    );
     let stderr = shown.stderr.unwrap_or_default();
     assert!(stderr.contains(WORKER_LINE), "{stderr}");
 }

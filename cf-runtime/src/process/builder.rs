@@ -11,7 +11,7 @@ use cf_worker::{Task, encode_into, table};
 use super::ProcessPoolExecutor;
 use super::dispatch::{self, Init};
 use super::driver;
-use super::forward::Forward;
+use super::forward::Outputs;
 use super::remote::{Launcher, Local};
 use super::shared::{Inbox, Shared};
 use crate::callback::Completions;
@@ -329,7 +329,7 @@ impl ProcessPoolBuilder {
         // code and worker output never run on, or block, the I/O thread.
         let io_error = |e| Error::new(ErrorKind::Io(e));
         let completions = Completions::start("cf-pool-done").map_err(io_error)?;
-        let output = Forward::start().map_err(io_error)?;
+        let output = Outputs::start().map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
             acked: Condvar::new(),

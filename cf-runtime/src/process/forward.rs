@@ -36,6 +36,30 @@ struct State {
 pub(crate) struct Forward {
     state: Mutex<State>,
     cv: Condvar,
+    /// Printed with `print!` (the workers' stdout) rather than `eprint!`.
+    stdout: bool,
+}
+
+/// The workers' stdout and stderr, each on its way to ours.
+pub(crate) struct Outputs {
+    pub(crate) out: Arc<Forward>,
+    pub(crate) err: Arc<Forward>,
+}
+
+impl Outputs {
+    /// Starts both forwarding threads. Call it from the thread that builds the pool.
+    pub(crate) fn start() -> io::Result<Outputs> {
+        Ok(Outputs {
+            out: Forward::start(true)?,
+            err: Forward::start(false)?,
+        })
+    }
+
+    /// No more output will come: waits (a bounded time) until what is queued has been printed.
+    pub(crate) fn close(&self) {
+        self.out.close();
+        self.err.close();
+    }
 }
 
 impl Forward {
@@ -43,12 +67,22 @@ impl Forward {
         self.state.lock().unwrap_or_else(crate::sync::unpoison)
     }
 
-    /// Starts the forwarding thread. Call it from the thread that builds the pool.
-    pub(crate) fn start() -> io::Result<Arc<Forward>> {
-        let forward = Arc::new(Forward::default());
+    /// Starts a forwarding thread, for our stdout or our stderr.
+    fn start(stdout: bool) -> io::Result<Arc<Forward>> {
+        let forward = Arc::new(Forward {
+            stdout,
+            ..Forward::default()
+        });
         let me = forward.clone();
         thread::Builder::new()
-            .name("cf-pool-out".to_owned())
+            .name(
+                if stdout {
+                    "cf-pool-stdout"
+                } else {
+                    "cf-pool-out"
+                }
+                .to_owned(),
+            )
             .spawn(move || me.run())?;
         Ok(forward)
     }
@@ -109,7 +143,7 @@ impl Forward {
             let closed = state.closed;
             drop(state);
             if !broken {
-                broken = !print(&mut carry, &bytes, closed, dropped);
+                broken = !print(&mut carry, &bytes, closed, dropped, self.stdout);
             }
             bytes.clear();
             if closed && self.lock().bytes.is_empty() {
@@ -123,7 +157,7 @@ impl Forward {
 
 /// Prints `bytes` (after `carry`, an unfinished UTF-8 sequence) and the count of `dropped`
 /// bytes; false if stderr is broken (`eprint!` panics when a write fails).
-fn print(carry: &mut Vec<u8>, bytes: &[u8], end: bool, dropped: u64) -> bool {
+fn print(carry: &mut Vec<u8>, bytes: &[u8], end: bool, dropped: u64, stdout: bool) -> bool {
     carry.extend_from_slice(bytes);
     // A character cut between two reads is held back until its end comes.
     let cut = match std::str::from_utf8(carry) {
@@ -132,13 +166,16 @@ fn print(carry: &mut Vec<u8>, bytes: &[u8], end: bool, dropped: u64) -> bool {
     };
     let rest = carry.split_off(carry.len() - cut);
     let ok = catch_unwind(AssertUnwindSafe(|| {
-        if !carry.is_empty() {
+        if !carry.is_empty() && stdout {
+            print!("{}", String::from_utf8_lossy(carry));
+        } else if !carry.is_empty() {
             eprint!("{}", String::from_utf8_lossy(carry));
         }
         if dropped > 0 {
             eprintln!(
-                "cf: {dropped} bytes of worker output were dropped: the parent's stderr did not \
-                 keep up"
+                "cf: {dropped} bytes of worker output were dropped: the parent's {} did not \
+                 keep up",
+                if stdout { "stdout" } else { "stderr" }
             );
         }
     }))

@@ -11,7 +11,7 @@
 use std::io;
 
 use super::dispatch::Sig;
-use super::forward::Forward;
+use super::forward::Outputs;
 use crate::error::Exit;
 use crate::sys::Poller;
 
@@ -90,7 +90,7 @@ pub(crate) trait Link: Send {
 
     /// Reads the worker's diagnostic output without blocking, queues it on `to` (the pool's
     /// forwarding thread prints it) and keeps its tail for [`last_words`](Self::last_words).
-    fn forward_output(&mut self, to: &Forward);
+    fn forward_output(&mut self, to: &Outputs);
 
     /// How the worker ended; call once [`Ready::EXITED`] said so, or to wait for its end.
     fn reap(&mut self) -> Exit;

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use super::dispatch::Sig;
-use super::forward::Forward;
+use super::forward::Outputs;
 use super::link::{Link, Ready};
 use super::output::{self, Output};
 use crate::error::Exit;
@@ -26,12 +26,14 @@ pub(crate) struct LocalLink {
     res: Option<OwnedFd>,
     /// The worker's stderr, read end (non-blocking); `None` at its end.
     err: Option<OwnedFd>,
+    /// The worker's stdout, read end (non-blocking); `None` at its end.
+    out: Option<OwnedFd>,
     /// Readable once the process has exited.
     pidfd: OwnedFd,
     /// Its stderr, as kept for its running task's error.
     output: Output,
-    /// Where `register` put `res`, the pidfd, `req` and `err` in the poller.
-    slots: [Option<usize>; 4],
+    /// Where `register` put `res`, the pidfd, `req`, `err` and `out` in the poller.
+    slots: [Option<usize>; 5],
 }
 
 impl LocalLink {
@@ -39,7 +41,8 @@ impl LocalLink {
         let (req_rx, req_tx) = sys::pipe()?;
         let (res_rx, res_tx) = sys::pipe()?;
         let (err_rx, err_tx) = sys::pipe()?;
-        for fd in [&req_tx, &res_rx, &err_rx] {
+        let (out_rx, out_tx) = sys::pipe()?;
+        for fd in [&req_tx, &res_rx, &err_rx, &out_rx] {
             sys::set_nonblocking(fd)?;
         }
         sys::grow_pipe(&req_tx, PIPE_SIZE);
@@ -49,6 +52,7 @@ impl LocalLink {
             request: &req_rx,
             result: &res_tx,
             stderr: err_tx,
+            stdout: Some(out_tx),
             memory_limit,
         })?;
         drop((req_rx, res_tx));
@@ -66,9 +70,10 @@ impl LocalLink {
             req: Some(req_tx),
             res: Some(res_rx),
             err: Some(err_rx),
+            out: Some(out_rx),
             pidfd,
             output: Output::default(),
-            slots: [None; 4],
+            slots: [None; 5],
         })
     }
 }
@@ -93,16 +98,21 @@ impl Link for LocalLink {
                 .as_ref()
                 .filter(|_| output)
                 .map(|fd| poller.add(fd.as_fd(), true, false)),
+            self.out
+                .as_ref()
+                .filter(|_| output)
+                .map(|fd| poller.add(fd.as_fd(), true, false)),
         ];
     }
 
     fn ready(&self, poller: &Poller) -> Ready {
-        let [res, pidfd, req, err] = self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
+        let [res, pidfd, req, err, out] =
+            self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
         Ready::default()
             .with(Ready::READABLE, res)
             .with(Ready::WRITABLE, req)
             .with(Ready::EXITED, pidfd)
-            .with(Ready::OUTPUT, err)
+            .with(Ready::OUTPUT, err || out)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -139,8 +149,9 @@ impl Link for LocalLink {
         let _ = sys::pidfd_signal(&self.pidfd, signal);
     }
 
-    fn forward_output(&mut self, to: &Forward) {
-        output::drain(&mut self.err, &mut self.output, |bytes| to.push(bytes));
+    fn forward_output(&mut self, to: &Outputs) {
+        output::drain(&mut self.err, &mut self.output, |bytes| to.err.push(bytes));
+        output::pass(&mut self.out, |bytes| to.out.push(bytes));
     }
 
     fn reap(&mut self) -> Exit {

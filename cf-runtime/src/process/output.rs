@@ -1,7 +1,8 @@
 //! A worker's diagnostic output (its stderr), as the parent keeps it: what the running task
 //! wrote, split from earlier tasks' output by the worker's task-end markers.
 //!
-//! [`Output`] is pure; [`drain`] reads a stderr pipe into it without blocking.
+//! [`Output`] is pure; [`drain`] reads a stderr pipe into it without blocking; [`pass`] reads a
+//! stdout pipe straight through.
 
 use std::collections::VecDeque;
 
@@ -102,6 +103,19 @@ pub(crate) fn drain(
                 output.end(&mut forward);
             }
             Ok(n) => output.take(&buf[..n], &mut forward),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads what the worker's stdout pipe `out` holds, without blocking, and hands it to `forward`;
+/// closes `out` at its end.
+pub(crate) fn pass(out: &mut Option<OwnedFd>, mut forward: impl FnMut(&[u8])) {
+    let mut buf = [0; 8192];
+    while let Some(fd) = out.as_ref() {
+        match sys::read(fd.as_fd(), &mut buf) {
+            Ok(0) => *out = None,
+            Ok(n) => forward(&buf[..n]),
             Err(_) => return,
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::dispatch::Sig;
-use super::forward::Forward;
+use super::forward::Outputs;
 use super::job::Job;
 use crate::future::Kill;
 use crate::sys;
@@ -137,7 +137,7 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     pub(crate) next_id: AtomicU64,
     /// Where the I/O thread puts the workers' stderr, for the forwarding thread to print.
-    pub(crate) output: Arc<Forward>,
+    pub(crate) output: Outputs,
 }
 
 impl Kill for Shared {

@@ -61,6 +61,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) result: &'a OwnedFd,
     /// Write end of the pipe that becomes the worker's stderr.
     pub(crate) stderr: OwnedFd,
+    /// Write end of the pipe that becomes the worker's stdout; `None`: ours.
+    pub(crate) stdout: Option<OwnedFd>,
     /// `RLIMIT_AS` for the worker, in bytes.
     pub(crate) memory_limit: Option<u64>,
 }
@@ -91,6 +93,10 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
         .add_dup2(result.as_raw_fd(), RESULT_FD)
         .map_err(nix_io)?;
     actions.add_dup2(stderr.as_raw_fd(), 2).map_err(nix_io)?;
+    let stdout = spawn.stdout.as_ref().map(dup_high).transpose()?;
+    if let Some(stdout) = &stdout {
+        actions.add_dup2(stdout.as_raw_fd(), 1).map_err(nix_io)?;
+    }
     let mut attr = PosixSpawnAttr::init().map_err(nix_io)?;
     // A clean signal state, as `std::process::Command` gives: Rust ignores SIGPIPE in its own
     // processes, and an ignored signal would stay ignored across exec.
@@ -119,7 +125,7 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
     }
     env.push(c_string(format!("{ENV_MARKER}={marker}").as_bytes())?);
     let pid = posix_spawn(image, &actions, &attr, &[exe.as_c_str()], &env).map_err(nix_io)?;
-    drop((request, result, stderr, null));
+    drop((request, result, stderr, stdout, null));
     u32::try_from(pid.as_raw()).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))
 }
 

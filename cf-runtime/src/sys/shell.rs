@@ -10,6 +10,7 @@ pub(crate) struct Spawn<'a> {
     pub(crate) request: &'a OwnedFd,
     pub(crate) result: &'a OwnedFd,
     pub(crate) stderr: OwnedFd,
+    pub(crate) stdout: Option<OwnedFd>,
     pub(crate) memory_limit: Option<u64>,
 }
 

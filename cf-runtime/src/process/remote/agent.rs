@@ -274,6 +274,7 @@ impl Agent {
             request: &data,
             result: &data,
             stderr: err_tx,
+            stdout: None,
             memory_limit: Some(memory_limit).filter(|&m| m > 0),
         })?;
         drop(data);

@@ -194,7 +194,7 @@ impl Link for RemoteLink {
         }
     }
 
-    fn forward_output(&mut self, _to: &super::super::forward::Forward) {
+    fn forward_output(&mut self, _to: &super::super::forward::Outputs) {
         // The agent forwards the worker's stderr to its own; the tail comes with the death.
     }
 
