@@ -340,22 +340,28 @@ fn tasks_cannot_take_over_the_protocol_fds() {
 }
 
 /// Reproduces: a task that replaced the worker's real result fd with a file had the replies
-/// written into that file, and its future hung. Now the worker notices after the task, says so
-/// and exits; only that future fails, and a new worker serves on.
+/// written into that file, and its future hung. Now the parent sees the reply stream end while
+/// the worker lives, kills it after a short grace, and fails only that future with a protocol
+/// error; a new worker serves on.
 #[test]
 fn a_task_that_replaces_the_real_pipe_fails_alone() {
     let _serial = serial();
     let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
     let before = outcome_within(pool.submit(worker_pid, ()).unwrap(), OBSERVE).expect("a pid");
     match outcome_within(pool.submit(replaces_the_result_fd, ()).unwrap(), OBSERVE) {
-        Err(TaskError::WorkerDied { pid, stderr, .. }) => {
+        // The parent saw the reply stream end while the worker lived...
+        Err(TaskError::Protocol { pid, violation, .. }) => {
             assert_eq!(pid, before);
-            assert!(
-                stderr.contains("a task closed or replaced the worker's protocol fds"),
-                "{stderr:?}"
-            );
+            assert_eq!(violation, cf::ProtocolViolation::Closed);
         }
-        other => panic!("expected WorkerDied, got {other:?}"),
+        // ...or the worker's next read or write on its pipes failed, and it said so and exited.
+        Err(TaskError::WorkerDied {
+            pid, exit, stderr, ..
+        }) => {
+            assert_eq!(pid, before);
+            assert_eq!(exit, cf::Exit::Code(70), "{stderr}");
+        }
+        other => panic!("expected the worker's death or a closed stream, got {other:?}"),
     }
     let (_, pid) = outcome_within(pool.submit(square, 3).unwrap(), OBSERVE).expect("runs");
     assert_ne!(pid, before, "a new worker");

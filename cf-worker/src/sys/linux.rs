@@ -48,19 +48,6 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     Some((dup_high(input.as_fd())?, dup_high(output.as_fd())?))
 }
 
-/// What the open file at fd number `fd` is (device and inode), if the number is open.
-pub(crate) fn identity(fd: std::os::fd::RawFd) -> Option<(u64, u64)> {
-    let mut stat = std::mem::MaybeUninit::<nix::libc::stat>::uninit();
-    // SAFETY: fstat(2) takes a number (any number: a closed one fails with EBADF) and writes one
-    // `stat` into the buffer, which lives across the call.
-    if unsafe { nix::libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: fstat succeeded, so it filled the whole `stat`.
-    let stat = unsafe { stat.assume_init() };
-    Some((stat.st_dev, stat.st_ino))
-}
-
 /// A close-on-exec copy of stderr, high like the protocol fds.
 pub(crate) fn stderr_copy() -> Option<OwnedFd> {
     dup_high(std::io::stderr().as_fd())

@@ -14,11 +14,6 @@ pub(crate) fn dup_high(_: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
 }
 
 /// Workers are not supported here.
-pub(crate) fn identity(_: i32) -> Option<(u64, u64)> {
-    None
-}
-
-/// Workers are not supported here.
 pub(crate) fn stderr_copy() -> Option<OwnedFd> {
     None
 }
