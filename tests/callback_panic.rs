@@ -11,43 +11,18 @@
 
 mod util;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
-use std::time::Instant;
 
+use util::panics::{count, handled_within, install};
 use util::{Gate, LONG, both, echo, gated};
-
-static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static ARRIVED: Condvar = Condvar::new();
-
-fn install() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        cf::set_callback_panic_handler(|message| {
-            MESSAGES.lock().unwrap().push(message.to_owned());
-            ARRIVED.notify_all();
-        });
-    });
-}
 
 /// Waits until the handler has seen `message`; panics after [`LONG`].
 fn handled(message: &str) {
-    let deadline = Instant::now() + LONG;
-    let mut seen = MESSAGES.lock().unwrap();
-    while !seen.iter().any(|m| m == message) {
-        let left = deadline.checked_duration_since(Instant::now());
-        let left = left.unwrap_or_else(|| panic!("the handler never saw {message:?}: {seen:?}"));
-        seen = ARRIVED.wait_timeout(seen, left).unwrap().0;
-    }
-}
-
-fn count(message: &str) -> usize {
-    MESSAGES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| *m == message)
-        .count()
+    assert!(
+        handled_within(message, LONG),
+        "the handler never saw {message:?}"
+    );
 }
 
 // test_done_callback_raises: the panic is reported, the other callbacks still run, and the pool

@@ -46,6 +46,15 @@ fn bad_settings_are_errors_that_name_the_setting() {
     }
 }
 
+/// A pool of one worker and no spare: the worker a test signals is the only one.
+fn lone_worker() -> ProcessPoolExecutor {
+    ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .spare_worker(false)
+        .build()
+        .expect("a pool")
+}
+
 /// Ignores SIGTERM, then waits at the gate.
 #[cf::task]
 fn ignores_sigterm(path: String) -> u32 {
@@ -58,11 +67,7 @@ fn ignores_sigterm(path: String) -> u32 {
 #[test]
 fn terminate_workers_returns_when_a_task_ignores_sigterm() {
     let _serial = serial();
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .spare_worker(false)
-        .build()
-        .expect("a pool");
+    let pool = lone_worker();
     let gate = Gate::new();
     let stubborn = pool.submit(ignores_sigterm, gate.path()).expect("submit");
     let entered = gate.entered();
@@ -84,11 +89,7 @@ fn terminate_workers_returns_when_a_task_ignores_sigterm() {
 #[test]
 fn dropping_the_pool_does_not_wait_for_a_stopped_idle_worker() {
     let _serial = serial();
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .spare_worker(false)
-        .build()
-        .expect("a pool");
+    let pool = lone_worker();
     let pid = pool
         .submit(worker_pid, ())
         .expect("submit")
@@ -214,11 +215,7 @@ fn child_fd_shortage() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .spare_worker(false)
-        .build()
-        .expect("a pool");
+    let pool = lone_worker();
     let pid = pool
         .submit(worker_pid, ())
         .expect("submit")

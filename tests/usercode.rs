@@ -13,41 +13,16 @@ mod util;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use util::panics::{handled_within, install};
 use util::{Gate, LONG, echo, gated, process_pool};
 
 /// How long a test waits for what must happen promptly once the fix is in (on `main`, the
 /// tests below fail by running out of it).
 const PROMPT: Duration = Duration::from_secs(10);
-
-static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static ARRIVED: Condvar = Condvar::new();
-
-fn install() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        cf::set_callback_panic_handler(|message| {
-            MESSAGES.lock().unwrap().push(message.to_owned());
-            ARRIVED.notify_all();
-        });
-    });
-}
-
-/// Whether the handler sees `message` within `within`.
-fn handled_within(message: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    let mut seen = MESSAGES.lock().unwrap();
-    while !seen.iter().any(|m| m == message) {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return false;
-        };
-        seen = ARRIVED.wait_timeout(seen, left).unwrap().0;
-    }
-    true
-}
 
 /// A value whose `Deserialize` panics (its `Serialize` is ordinary).
 #[derive(Debug, Serialize)]

@@ -9,6 +9,7 @@
 )]
 
 mod gate;
+pub(crate) mod panics;
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
