@@ -2,9 +2,10 @@
 //! back the calls queued behind it (a short task must not wait behind a long one while another
 //! worker is idle).
 //!
-//! It costs the serve loop two relaxed stores and a clock read per task; the thread sleeps while
-//! the worker is idle, wakes once when a task has run for [`LONG`], and from then on only when
-//! requests arrive.
+//! It costs the serve loop two atomic stores and a clock read per task. The thread looks at the
+//! clock every [`LONG`] while the worker works (a few thousand cheap wake-ups a second, none of
+//! them on the serve loop's path), reads requests only while a task has run for [`LONG`], and
+//! sleeps once the worker has been idle for [`PARK_AFTER`].
 
 use std::io::Write;
 use std::os::fd::BorrowedFd;
@@ -20,6 +21,9 @@ use crate::sys;
 /// How long a task runs before the watcher looks at what arrives behind it: the parent's
 /// short-task threshold.
 pub(crate) const LONG: Duration = Duration::from_micros(500);
+
+/// How long the worker is idle before the watcher sleeps until the next task.
+const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// The longest the watcher waits in one `poll` (it looks at the clock again after).
 const POLL: Duration = Duration::from_millis(100);
@@ -88,12 +92,23 @@ where
 {
     let beat = &shared.beat;
     let long = u64::try_from(LONG.as_nanos()).unwrap_or(u64::MAX);
+    let mut idle_since = None;
     loop {
         let started = beat.started.load(Ordering::SeqCst);
         if started == 0 {
-            beat.park();
+            // Between tasks: look again in a while. Only a worker idle for long puts the watcher
+            // to sleep until the next task, which then pays for waking it; one that goes idle
+            // between every task (a caller waiting for each result) must not pay that each time.
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < PARK_AFTER {
+                std::thread::park_timeout(LONG);
+            } else {
+                beat.park();
+                idle_since = None;
+            }
             continue;
         }
+        idle_since = None;
         let due = started.saturating_add(long);
         let now = beat.now();
         if now < due {
