@@ -329,7 +329,9 @@ impl ProcessPoolBuilder {
         // code and worker output never run on, or block, the I/O thread.
         let io_error = |e| Error::new(ErrorKind::Io(e));
         let completions = Completions::start("cf-pool-done").map_err(io_error)?;
-        let output = Outputs::start().map_err(io_error)?;
+        // Workers' events go to this thread's subscriber.
+        let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
+        let output = Outputs::start(dispatch).map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
             acked: Condvar::new(),
