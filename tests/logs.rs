@@ -205,7 +205,7 @@ fn installed() -> (bool, String) {
 }
 
 #[test]
-fn workers_install_nothing_when_the_parent_has_no_subscriber() {
+fn workers_install_nothing_without_a_subscriber_or_when_told_not_to_forward() {
     let _serial = util::serial();
     let plain = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
     let bare = plain.submit(installed, ()).expect("submit");
@@ -214,6 +214,15 @@ fn workers_install_nothing_when_the_parent_has_no_subscriber() {
     let (pool, _log, _guard) = captured_pool();
     let forwarding = pool.submit(installed, ()).expect("submit");
     assert_eq!(forwarding.result(), Ok(&(true, "INFO".to_owned())));
+    drop(pool);
+    // Under a subscriber, but asked not to forward: an initializer may install its own.
+    let own_pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .forward_logs(false)
+        .build()
+        .expect("start a pool");
+    let own = own_pool.submit(installed, ()).expect("submit");
+    assert_eq!(own.result(), Ok(&(false, "OFF".to_owned())));
 }
 
 /// Emits `n` events of 3 KiB each.

@@ -170,8 +170,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Builds one record, cutting what does not fit in [`MAX_RECORD`].
-pub(crate) struct Writer {
+/// Builds one record, cutting what does not fit in [`MAX_RECORD`]. (Public for the parent's
+/// tests, not an API.)
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Writer {
     buf: Vec<u8>,
     /// Where the field count sits.
     count_at: usize,
@@ -183,7 +186,7 @@ const MAX_META: usize = 200;
 
 impl Writer {
     /// Starts a record: everything but its fields.
-    pub(crate) fn new(level: u8, task: &str, meta: &Meta<'_>) -> Writer {
+    pub fn new(level: u8, task: &str, meta: &Meta<'_>) -> Writer {
         let mut w = Writer {
             buf: Vec::with_capacity(256),
             count_at: 0,
@@ -209,7 +212,7 @@ impl Writer {
 
     /// Appends a field, its value cut to what room is left (a field whose name is over
     /// [`MAX_META`] is left out); false once no field fits any more.
-    pub(crate) fn field(&mut self, name: &str, kind: Kind, value: &str) -> bool {
+    pub fn field(&mut self, name: &str, kind: Kind, value: &str) -> bool {
         let count = self.buf[self.count_at];
         // A name, a kind and at least a few bytes of value.
         let room = MAX_RECORD.saturating_sub(self.buf.len() + 2 + name.len() + 1 + 2);
@@ -229,7 +232,7 @@ impl Writer {
     }
 
     /// The whole record, its length filled in.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
         let body = self.buf.len() - LOG_START.len() - 2;
         let len = u16::try_from(body).unwrap_or(u16::MAX).to_le_bytes();
         self.buf[LOG_START.len()..LOG_START.len() + 2].copy_from_slice(&len);
@@ -258,13 +261,20 @@ impl Writer {
     }
 }
 
-/// Where an event or a log record comes from.
-pub(crate) struct Meta<'a> {
-    pub(crate) target: &'a str,
-    pub(crate) module: Option<&'a str>,
-    pub(crate) file: Option<&'a str>,
-    pub(crate) line: Option<u32>,
-    pub(crate) name: &'a str,
+/// Where an event or a log record comes from. (Public for the parent's tests, not an API.)
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Meta<'a> {
+    /// The target.
+    pub target: &'a str,
+    /// The module path, if known.
+    pub module: Option<&'a str>,
+    /// The source file, if known.
+    pub file: Option<&'a str>,
+    /// The line, if known.
+    pub line: Option<u32>,
+    /// The callsite's name.
+    pub name: &'a str,
 }
 
 #[cfg(test)]

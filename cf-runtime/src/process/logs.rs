@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use cf_worker::logs::{self, Kind, Record};
 use tracing::level_filters::LevelFilter;
@@ -26,10 +26,14 @@ use tracing_core::field::{DisplayValue, FieldSet, Value, display};
 use tracing_core::subscriber::{Interest, NoSubscriber};
 use tracing_core::{Dispatch, Event, Level, Metadata};
 
-/// The most distinct callsites made for records; later ones share one per level, their target,
-/// fields and location folded into the message (a worker that logs with ever-new targets must
-/// not grow the parent without bound).
+/// The most distinct callsites made for records, for all pools of the process; later ones
+/// share one per level, their target, fields and location folded into the message (a worker
+/// that logs with ever-new targets must not grow the parent without bound).
 const MAX_SITES: usize = 1024;
+
+/// The callsites made so far, by [`key`]: shared by all pools, so that a program that builds
+/// many pools makes each callsite once.
+static SITES: Mutex<Option<HashMap<Vec<u8>, &'static Site>>> = Mutex::new(None);
 
 /// A worker's record, as the I/O thread queues it.
 pub(crate) struct Logged {
@@ -100,7 +104,6 @@ fn leak(s: &str) -> &'static str {
 /// forwarding thread.
 pub(crate) struct Emitter {
     dispatch: Dispatch,
-    sites: HashMap<Vec<u8>, &'static Site>,
     /// The key of the record at hand, reused.
     key: Vec<u8>,
 }
@@ -109,7 +112,6 @@ impl Emitter {
     pub(crate) fn new(dispatch: Dispatch) -> Emitter {
         Emitter {
             dispatch,
-            sites: HashMap::new(),
             key: Vec::new(),
         }
     }
@@ -126,17 +128,14 @@ impl Emitter {
             return;
         };
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            if self.sites.len() < MAX_SITES || self.sites.contains_key(key(&mut self.key, &record))
-            {
-                self.emit_record(&record, logged.pid);
-            } else {
-                self.emit_folded(&record, logged.pid);
+            match site(&mut self.key, &record, false) {
+                Some(site) => self.emit_record(site, &record, logged.pid),
+                None => self.emit_folded(&record, logged.pid),
             }
         }));
     }
 
-    fn emit_record(&mut self, record: &Record<'_>, pid: u32) {
-        let site = self.site(record);
+    fn emit_record(&self, site: &'static Site, record: &Record<'_>, pid: u32) {
         let mut values: Vec<Val<'_>> = record.fields.iter().map(Val::of).collect();
         values.push(Val::Str(record.task));
         values.push(Val::U64(pid.into()));
@@ -171,7 +170,9 @@ impl Emitter {
                 value: &message,
             }],
         };
-        self.emit_record(&folded, pid);
+        if let Some(site) = site(&mut self.key, &folded, true) {
+            self.emit_record(site, &folded, pid);
+        }
     }
 
     fn dispatch_event(&self, site: &'static Site, values: &[Val<'_>]) {
@@ -183,35 +184,44 @@ impl Emitter {
         let values = meta.fields().value_set_all(&values);
         self.dispatch.event(&Event::new(meta, &values));
     }
+}
 
-    /// The callsite for `record`'s shape, made and registered the first time.
-    fn site(&mut self, record: &Record<'_>) -> &'static Site {
-        if let Some(site) = self.sites.get(key(&mut self.key, record)).copied() {
-            return site;
-        }
-        let mut names: Vec<&'static str> = record.fields.iter().map(|f| leak(f.name)).collect();
-        names.extend(["task", "pid"]);
-        let site: &'static Site = Box::leak(Box::new(Site {
-            meta: OnceLock::new(),
-        }));
-        let fields = FieldSet::new(
-            Box::leak(names.into_boxed_slice()),
-            tracing_core::identify_callsite!(site),
-        );
-        let _ = site.meta.set(Metadata::new(
-            leak(record.name),
-            leak(record.target),
-            level_of(record.level),
-            record.file.map(leak),
-            record.line,
-            record.module.map(leak),
-            fields,
-            tracing_core::metadata::Kind::EVENT,
-        ));
-        callsite::register(site);
-        self.sites.insert(self.key.clone(), site);
-        site
+/// The callsite for `record`'s shape, made and registered the first time; `None` when
+/// [`MAX_SITES`] are made already, unless `always`. `key` is scratch space.
+fn site(key_buf: &mut Vec<u8>, record: &Record<'_>, always: bool) -> Option<&'static Site> {
+    let key = key(key_buf, record);
+    let mut sites = SITES.lock().unwrap_or_else(crate::sync::unpoison);
+    let sites = sites.get_or_insert_with(HashMap::new);
+    if let Some(site) = sites.get(key).copied() {
+        return Some(site);
     }
+    if sites.len() >= MAX_SITES && !always {
+        return None;
+    }
+    let mut names: Vec<&'static str> = record.fields.iter().map(|f| leak(f.name)).collect();
+    names.extend(["task", "pid"]);
+    let site: &'static Site = Box::leak(Box::new(Site {
+        meta: OnceLock::new(),
+    }));
+    let fields = FieldSet::new(
+        Box::leak(names.into_boxed_slice()),
+        tracing_core::identify_callsite!(site),
+    );
+    let _ = site.meta.set(Metadata::new(
+        leak(record.name),
+        leak(record.target),
+        level_of(record.level),
+        record.file.map(leak),
+        record.line,
+        record.module.map(leak),
+        fields,
+        tracing_core::metadata::Kind::EVENT,
+    ));
+    // Registered before any other forwarding thread can find it: under the lock, which only
+    // forwarding threads take.
+    callsite::register(site);
+    sites.insert(key.to_vec(), site);
+    Some(site)
 }
 
 /// Writes into `buf` what tells `record`'s callsite from others; returns it.
@@ -270,3 +280,6 @@ impl<'a> Val<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod test;
