@@ -113,9 +113,12 @@ where
                 task: task.to_owned(),
                 message: text(),
             }),
-            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::UnknownTask {
-                task: task.to_owned(),
-            }),
+            // The dispatcher keeps `Hello` and `Revoked` for itself.
+            ReplyKind::UnknownTask | ReplyKind::Hello | ReplyKind::Revoked => {
+                Err(TaskError::UnknownTask {
+                    task: task.to_owned(),
+                })
+            }
         }));
         let outcome = decoded.unwrap_or_else(|payload| {
             let message = cf_worker::panic_message(&*payload);
