@@ -11,6 +11,7 @@
 
 mod codec;
 pub mod frame;
+pub mod logs;
 mod panic;
 mod serve;
 pub mod start;

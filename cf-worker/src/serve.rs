@@ -239,6 +239,7 @@ fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
     let table = table();
     let index = header.aux;
     CURRENT.store(header.id, Ordering::Relaxed);
+    crate::logs::set_task(index);
     let start = frame::begin(out, header.id, index);
     let kind = match table.get(index) {
         // The task's own panics are caught around its call; this catches those of the user's

@@ -4,9 +4,13 @@
 //! on fds [`REQUEST_FD`] and [`RESULT_FD`]. A constructor in `.init_array` sees the marker and
 //! serves until the request pipe closes, then exits: control never reaches the user's `main`.
 //!
-//! The marker's value is `PARENT_PID:MEMORY_LIMIT` (bytes, 0 for none): before serving, the
-//! worker arranges to be killed when its parent dies and limits its own address space, so that
-//! the parent can start it with a plain `posix_spawn`.
+//! The marker's value is `PARENT_PID:MEMORY_LIMIT:LOG_LEVEL` (bytes, 0 for none; the most
+//! verbose level of events the parent's subscriber wants, 0 = none … 5 = trace): before serving,
+//! the worker arranges to be killed when its parent dies, limits its own address space and, for a
+//! level above 0, installs the subscriber that forwards its tasks' events (see [`crate::logs`]),
+//! so that the parent can start it with a plain `posix_spawn`.
+
+use std::os::fd::AsFd;
 
 use crate::{serve, sys};
 
@@ -57,9 +61,10 @@ fn enter() {
     }
 }
 
-/// The marker's value for a worker of `parent` with an optional memory limit.
-pub fn marker(parent: u32, memory_limit: Option<u64>) -> String {
-    format!("{parent}:{}", memory_limit.unwrap_or(0))
+/// The marker's value for a worker of `parent` with an optional memory limit, forwarding events
+/// up to `log_level` (0 = none, 1 = error … 5 = trace).
+pub fn marker(parent: u32, memory_limit: Option<u64>, log_level: u8) -> String {
+    format!("{parent}:{}:{log_level}", memory_limit.unwrap_or(0))
 }
 
 /// Why this process must not serve, if it must not.
@@ -78,7 +83,10 @@ fn run() -> ! {
     // Children that a task starts must not take themselves for workers.
     sys::remove_marker();
     let mut fields = marker.split(':').map(str::parse::<u64>);
-    let (Some(Ok(parent)), Some(Ok(memory))) = (fields.next(), fields.next()) else {
+    // No level (an older marker) forwards nothing.
+    let (Some(Ok(parent)), Some(Ok(memory)), Ok(log_level)) =
+        (fields.next(), fields.next(), fields.next().unwrap_or(Ok(0)))
+    else {
         std::process::exit(EXIT_STARTUP);
     };
     if !sys::die_with_parent(parent) {
@@ -107,6 +115,12 @@ fn run() -> ! {
     let Some(stderr) = sys::stderr_copy() else {
         std::process::exit(EXIT_STARTUP);
     };
+    if log_level > 0 {
+        let Some(out) = sys::dup_high(stderr.as_fd()) else {
+            std::process::exit(EXIT_STARTUP);
+        };
+        crate::logs::install(u8::try_from(log_level).unwrap_or(u8::MAX), out);
+    }
     if !crate::table().duplicates().is_empty() {
         std::process::exit(EXIT_STARTUP);
     }

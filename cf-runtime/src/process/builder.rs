@@ -66,6 +66,7 @@ pub struct ProcessPoolBuilder {
     memory_limit: Option<u64>,
     spare: bool,
     max_frame: usize,
+    forward_logs: bool,
     launcher: Result<Launcher, Error>,
 }
 
@@ -92,6 +93,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("memory_limit", &self.memory_limit)
             .field("spare", &self.spare)
             .field("max_frame", &self.max_frame)
+            .field("forward_logs", &self.forward_logs)
             .field("launcher", &self.launcher)
             .finish()
     }
@@ -110,6 +112,7 @@ impl Default for ProcessPoolBuilder {
             memory_limit: None,
             spare: true,
             max_frame: cf_worker::frame::DEFAULT_MAX_FRAME as usize,
+            forward_logs: true,
             launcher: Ok(Local.into()),
         }
     }
@@ -180,8 +183,9 @@ impl ProcessPoolBuilder {
     /// failures in a row the pool is broken and every pending future fails with the cause.
     ///
     /// A worker never runs `main`: this is where to set up what `main` does for the parent and
-    /// tasks need (a `tracing` subscriber, globals, a tokio runtime kept in a `static`).
-    /// Its stderr, like every task's, is forwarded to the parent's.
+    /// tasks need (globals, a tokio runtime kept in a `static`). Its stderr, like every task's,
+    /// is forwarded to the parent's, and its `tracing` events and `log` records to the parent's
+    /// subscriber (see [`forward_logs`](Self::forward_logs)).
     #[must_use]
     pub fn initializer<T: Task>(mut self, task: T, args: T::Args) -> Self {
         let _ = task;
@@ -248,6 +252,23 @@ impl ProcessPoolBuilder {
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = bytes;
+        self
+    }
+
+    /// Whether tasks' `tracing` events and `log` records reach this thread's subscriber (default:
+    /// on).
+    ///
+    /// When on, and a subscriber is current on the thread that calls [`build`](Self::build) (its
+    /// default, else the global one), each worker installs a global subscriber and `log` logger
+    /// that send events, up to the most verbose level the parent's subscribers want, to the
+    /// pool; the pool's forwarding thread re-emits them on that subscriber with two more fields,
+    /// `task` and `pid`. With no subscriber, workers install nothing.
+    ///
+    /// Turn it off when an [`initializer`](Self::initializer) installs a subscriber or logger of
+    /// its own in the workers: a global one can be installed only once per process.
+    #[must_use]
+    pub fn forward_logs(mut self, on: bool) -> Self {
+        self.forward_logs = on;
         self
     }
 
@@ -329,7 +350,13 @@ impl ProcessPoolBuilder {
         // code and worker output never run on, or block, the I/O thread.
         let io_error = |e| Error::new(ErrorKind::Io(e));
         let completions = Completions::start("cf-pool-done").map_err(io_error)?;
-        let output = Outputs::start().map_err(io_error)?;
+        // Workers' events go to this thread's subscriber.
+        let dispatch = if self.forward_logs {
+            tracing::dispatcher::get_default(tracing::Dispatch::clone)
+        } else {
+            tracing::Dispatch::none()
+        };
+        let output = Outputs::start(dispatch).map_err(io_error)?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
             acked: Condvar::new(),

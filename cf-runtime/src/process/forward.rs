@@ -7,12 +7,19 @@
 //! from a captured test thread inherits that test's capture. When the parent's stderr is a pipe
 //! nobody reads, only this thread blocks; the buffer fills, later output is dropped, and the
 //! pool keeps serving. Once output flows again, the thread says how much was dropped.
+//!
+//! The records of workers' events (`logs.rs`) share the stderr buffer, each at its place in
+//! the text, and the thread re-emits them on the subscriber captured when the pool was built:
+//! a subscriber that blocks holds up this thread only, and what does not fit meanwhile is
+//! dropped and counted (reported as a `warn` event on that subscriber).
 
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::logs::{self, Emitter, Logged};
 
 /// How much output may wait for the forwarding thread.
 const CAPACITY: usize = 1 << 20;
@@ -23,8 +30,14 @@ const LINGER: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct State {
     bytes: Vec<u8>,
+    /// Records, each with the length `bytes` had when it came: its place in the text.
+    records: Vec<(usize, Logged)>,
+    /// The bytes of `records`' bodies.
+    record_bytes: usize,
     /// Bytes dropped since the last report.
     dropped: u64,
+    /// Records dropped since the last report.
+    records_dropped: u64,
     /// No more output will come: print what is left and stop.
     closed: bool,
     /// The forwarding thread has stopped.
@@ -40,18 +53,25 @@ pub(crate) struct Forward {
     stdout: bool,
 }
 
-/// The workers' stdout and stderr, each on its way to ours.
+/// The workers' stdout and stderr, each on its way to ours, and their events on their way to
+/// our subscriber.
 pub(crate) struct Outputs {
     pub(crate) out: Arc<Forward>,
     pub(crate) err: Arc<Forward>,
+    /// The level workers forward events up to (`logs::level`), 0 for none.
+    pub(crate) log_level: u8,
 }
 
 impl Outputs {
-    /// Starts both forwarding threads. Call it from the thread that builds the pool.
-    pub(crate) fn start() -> io::Result<Outputs> {
+    /// Starts both forwarding threads; the stderr one re-emits workers' events on `dispatch`,
+    /// if it wants any. Call it from the thread that builds the pool.
+    pub(crate) fn start(dispatch: tracing::Dispatch) -> io::Result<Outputs> {
+        let log_level = logs::level(&dispatch);
+        let emitter = (log_level > 0).then(|| Emitter::new(dispatch));
         Ok(Outputs {
-            out: Forward::start(true)?,
-            err: Forward::start(false)?,
+            out: Forward::start(true, None)?,
+            err: Forward::start(false, emitter)?,
+            log_level,
         })
     }
 
@@ -67,8 +87,9 @@ impl Forward {
         self.state.lock().unwrap_or_else(crate::sync::unpoison)
     }
 
-    /// Starts a forwarding thread, for our stdout or our stderr.
-    fn start(stdout: bool) -> io::Result<Arc<Forward>> {
+    /// Starts a forwarding thread, for our stdout or our stderr (with the `emitter` of
+    /// workers' events, if they send any).
+    fn start(stdout: bool, emitter: Option<Emitter>) -> io::Result<Arc<Forward>> {
         let forward = Arc::new(Forward {
             stdout,
             ..Forward::default()
@@ -83,7 +104,7 @@ impl Forward {
                 }
                 .to_owned(),
             )
-            .spawn(move || me.run())?;
+            .spawn(move || me.run(emitter))?;
         Ok(forward)
     }
 
@@ -94,15 +115,39 @@ impl Forward {
             return;
         }
         let mut state = self.lock();
-        let room = CAPACITY.saturating_sub(state.bytes.len());
+        let room = state.room();
         if state.gone || room == 0 {
             state.dropped += bytes.len() as u64;
             return;
         }
-        let wake = state.bytes.is_empty();
+        let wake = state.is_empty();
         let fits = &bytes[..room.min(bytes.len())];
         state.bytes.extend_from_slice(fits);
         state.dropped += (bytes.len() - fits.len()) as u64;
+        drop(state);
+        if wake {
+            self.cv.notify_one();
+        }
+    }
+
+    /// Queues the record `body` of worker `pid`, after the bytes pushed so far; drops (and
+    /// counts) it if it does not fit. Never blocks on anything but the short lock.
+    pub(crate) fn push_log(&self, pid: u32, body: &[u8]) {
+        let mut state = self.lock();
+        if state.gone || state.room() < body.len() {
+            state.records_dropped += 1;
+            return;
+        }
+        let wake = state.is_empty();
+        let at = state.bytes.len();
+        state.record_bytes += body.len();
+        state.records.push((
+            at,
+            Logged {
+                pid,
+                body: body.into(),
+            },
+        ));
         drop(state);
         if wake {
             self.cv.notify_one();
@@ -129,29 +174,67 @@ impl Forward {
     }
 
     /// The forwarding thread's body.
-    fn run(&self) {
-        let mut bytes = Vec::new();
+    fn run(&self, mut emitter: Option<Emitter>) {
+        // Whatever this thread emits (the count of dropped records) goes there too.
+        let _default = emitter
+            .as_ref()
+            .map(|e| tracing::dispatcher::set_default(e.dispatch()));
+        let mut taken = State::default();
         let mut carry = Vec::new();
         let mut broken = false;
         loop {
             let mut state = self.lock();
-            while state.bytes.is_empty() && state.dropped == 0 && !state.closed {
+            while state.is_empty() && !state.closed {
                 state = self.cv.wait(state).unwrap_or_else(crate::sync::unpoison);
             }
-            std::mem::swap(&mut bytes, &mut state.bytes);
+            std::mem::swap(&mut taken.bytes, &mut state.bytes);
+            std::mem::swap(&mut taken.records, &mut state.records);
+            state.record_bytes = 0;
             let dropped = std::mem::take(&mut state.dropped);
+            let records_dropped = std::mem::take(&mut state.records_dropped);
             let closed = state.closed;
             drop(state);
-            if !broken {
-                broken = !print(&mut carry, &bytes, closed, dropped, self.stdout);
+            let mut at = 0;
+            for (place, logged) in taken.records.drain(..) {
+                if !broken {
+                    broken = !print(&mut carry, &taken.bytes[at..place], false, 0, self.stdout);
+                }
+                at = place;
+                if let Some(emitter) = &mut emitter {
+                    emitter.emit(&logged);
+                }
             }
-            bytes.clear();
-            if closed && self.lock().bytes.is_empty() {
+            if !broken {
+                broken = !print(&mut carry, &taken.bytes[at..], closed, dropped, self.stdout);
+            }
+            if records_dropped > 0 {
+                tracing::warn!(
+                    dropped = records_dropped,
+                    "cf: events of workers were dropped: the parent's subscriber did not keep up"
+                );
+            }
+            taken.bytes.clear();
+            if closed && self.lock().is_empty() {
                 break;
             }
         }
         self.lock().gone = true;
         self.cv.notify_all();
+    }
+}
+
+impl State {
+    /// Nothing to print, emit or report.
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+            && self.records.is_empty()
+            && self.dropped == 0
+            && self.records_dropped == 0
+    }
+
+    /// How many more bytes (of text or records) fit.
+    fn room(&self) -> usize {
+        CAPACITY.saturating_sub(self.bytes.len() + self.record_bytes)
     }
 }
 

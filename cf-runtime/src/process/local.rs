@@ -8,7 +8,7 @@ use std::path::Path;
 use super::dispatch::Sig;
 use super::forward::Outputs;
 use super::link::{Link, Ready};
-use super::output::{self, Output};
+use super::output::{self, Output, Piece};
 use crate::error::Exit;
 use crate::sys::{self, Poller};
 use nix::sys::signal::Signal;
@@ -37,7 +37,12 @@ pub(crate) struct LocalLink {
 }
 
 impl LocalLink {
-    pub(crate) fn spawn(exe: &Path, memory_limit: Option<u64>) -> io::Result<LocalLink> {
+    /// Starts a worker that forwards its events up to `log_level` (0: none).
+    pub(crate) fn spawn(
+        exe: &Path,
+        memory_limit: Option<u64>,
+        log_level: u8,
+    ) -> io::Result<LocalLink> {
         let (req_rx, req_tx) = sys::pipe()?;
         let (res_rx, res_tx) = sys::pipe()?;
         let (err_rx, err_tx) = sys::pipe()?;
@@ -54,6 +59,7 @@ impl LocalLink {
             stderr: err_tx,
             stdout: Some(out_tx),
             memory_limit,
+            log_level,
         })?;
         drop((req_rx, res_tx));
         let pidfd = match sys::pidfd(pid) {
@@ -150,7 +156,11 @@ impl Link for LocalLink {
     }
 
     fn forward_output(&mut self, to: &Outputs) {
-        output::drain(&mut self.err, &mut self.output, |bytes| to.err.push(bytes));
+        let pid = self.pid;
+        output::drain(&mut self.err, &mut self.output, |piece| match piece {
+            Piece::Text(bytes) => to.err.push(bytes),
+            Piece::Log(body) => to.err.push_log(pid, body),
+        });
         output::pass(&mut self.out, |bytes| to.out.push(bytes));
     }
 

@@ -10,6 +10,7 @@ mod forward;
 mod job;
 mod link;
 mod local;
+mod logs;
 mod output;
 mod remote;
 mod shared;

@@ -1,5 +1,6 @@
 //! A worker's diagnostic output (its stderr), as the parent keeps it: what the running task
-//! wrote, split from earlier tasks' output by the worker's task-end markers.
+//! wrote, split from earlier tasks' output by the worker's task-end markers, with the records of
+//! its events (`cf_worker::logs`) taken out.
 //!
 //! [`Output`] is pure; [`drain`] reads a stderr pipe into it without blocking; [`pass`] reads a
 //! stdout pipe straight through.
@@ -8,6 +9,7 @@ use std::collections::VecDeque;
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use cf_worker::logs::{LOG_START, MAX_BODY};
 use cf_worker::start::TASK_END;
 
 use crate::sys;
@@ -31,41 +33,82 @@ pub(crate) struct Output {
     carry: Vec<u8>,
 }
 
+/// A piece of a worker's stderr.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    /// Bytes the task wrote.
+    Text(&'a [u8]),
+    /// The body of a record of an event.
+    Log(&'a [u8]),
+}
+
+/// The markers a worker writes in its stderr.
+const MARKERS: [&[u8]; 2] = [TASK_END, LOG_START];
+
 impl Output {
     /// Takes bytes read from the worker's stderr: each [`TASK_END`] marker ends a task's output
-    /// (what is kept starts again after it) and is not forwarded; the rest goes to `forward`.
-    pub(crate) fn take(&mut self, bytes: &[u8], forward: &mut impl FnMut(&[u8])) {
+    /// (what is kept starts again after it) and is not forwarded; each record goes to `forward`
+    /// as a [`Piece::Log`], and is not kept; the rest goes to `forward` as text.
+    pub(crate) fn take(&mut self, bytes: &[u8], forward: &mut impl FnMut(Piece<'_>)) {
         let mut data = std::mem::take(&mut self.carry);
         data.extend_from_slice(bytes);
         let mut rest = &data[..];
-        while let Some(at) = find(rest, TASK_END) {
+        while let Some((at, marker)) = first_marker(rest) {
             self.keep(&rest[..at], forward);
-            self.head.clear();
-            self.tail.clear();
-            self.skipped = false;
-            rest = &rest[at + TASK_END.len()..];
+            let after = &rest[at + marker.len()..];
+            if marker == TASK_END {
+                self.head.clear();
+                self.tail.clear();
+                self.skipped = false;
+                rest = after;
+                continue;
+            }
+            let len = after
+                .get(..2)
+                .map(|len| usize::from(u16::from_le_bytes([len[0], len[1]])));
+            match len {
+                // Not a record after all (a task wrote the marker): text.
+                Some(len) if len > MAX_BODY => {
+                    self.keep(&rest[at..at + marker.len()], forward);
+                    rest = after;
+                }
+                Some(len) if after.len() >= 2 + len => {
+                    forward(Piece::Log(&after[2..2 + len]));
+                    rest = &after[2 + len..];
+                }
+                // The rest of the record comes with the next read.
+                _ => {
+                    self.carry = rest[at..].to_vec();
+                    return;
+                }
+            }
         }
         // A marker may be cut between two reads: hold back an end of `rest` that begins one.
-        let held = (1..TASK_END.len().min(rest.len() + 1))
-            .rev()
-            .find(|&n| rest.ends_with(&TASK_END[..n]))
+        let held = MARKERS
+            .iter()
+            .filter_map(|marker| {
+                (1..marker.len().min(rest.len() + 1))
+                    .rev()
+                    .find(|&n| rest.ends_with(&marker[..n]))
+            })
+            .max()
             .unwrap_or(0);
         self.keep(&rest[..rest.len() - held], forward);
         self.carry = rest[rest.len() - held..].to_vec();
     }
 
-    /// The stream ended: a part of a marker that never ended is the task's own output.
-    pub(crate) fn end(&mut self, forward: &mut impl FnMut(&[u8])) {
+    /// The stream ended: a part of a marker or record that never ended is the task's own output.
+    pub(crate) fn end(&mut self, forward: &mut impl FnMut(Piece<'_>)) {
         let rest = std::mem::take(&mut self.carry);
         self.keep(&rest, forward);
     }
 
     /// Forwards a task's output and keeps its first and last few KiB.
-    fn keep(&mut self, bytes: &[u8], forward: &mut impl FnMut(&[u8])) {
+    fn keep(&mut self, bytes: &[u8], forward: &mut impl FnMut(Piece<'_>)) {
         if bytes.is_empty() {
             return;
         }
-        forward(bytes);
+        forward(Piece::Text(bytes));
         let room = HEAD - self.head.len();
         let (head, rest) = bytes.split_at(room.min(bytes.len()));
         self.head.extend_from_slice(head);
@@ -89,11 +132,11 @@ impl Output {
 }
 
 /// Reads what the worker's stderr pipe `err` holds, without blocking, into `output`, forwarding
-/// the task's bytes to `forward`; closes `err` at its end.
+/// the task's bytes and the records to `forward`; closes `err` at its end.
 pub(crate) fn drain(
     err: &mut Option<OwnedFd>,
     output: &mut Output,
-    mut forward: impl FnMut(&[u8]),
+    mut forward: impl FnMut(Piece<'_>),
 ) {
     let mut buf = [0; 8192];
     while let Some(fd) = err.as_ref() {
@@ -126,16 +169,87 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The first marker in `haystack`, and where it is.
+fn first_marker(haystack: &[u8]) -> Option<(usize, &'static [u8])> {
+    MARKERS
+        .iter()
+        .filter_map(|&marker| Some((find(haystack, marker)?, marker)))
+        .min_by_key(|&(at, _)| at)
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
 
     fn feed(out: &mut Output, chunks: &[&[u8]]) -> Vec<u8> {
-        let mut forwarded = Vec::new();
+        feed_logs(out, chunks).0
+    }
+
+    /// The text forwarded, and the records.
+    fn feed_logs(out: &mut Output, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut text = Vec::new();
+        let mut logs = Vec::new();
         for chunk in chunks {
-            out.take(chunk, &mut |b: &[u8]| forwarded.extend_from_slice(b));
+            out.take(chunk, &mut |piece: Piece<'_>| match piece {
+                Piece::Text(b) => text.extend_from_slice(b),
+                Piece::Log(b) => logs.push(b.to_vec()),
+            });
         }
-        forwarded
+        (text, logs)
+    }
+
+    fn record(body: &[u8]) -> Vec<u8> {
+        let mut r = LOG_START.to_vec();
+        r.extend_from_slice(&u16::try_from(body.len()).unwrap().to_le_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[test]
+    fn records_are_taken_out_whole_wherever_reads_cut_them() {
+        let mut stream = b"before ".to_vec();
+        stream.extend_from_slice(&record(b"first"));
+        stream.extend_from_slice(b"between ");
+        stream.extend_from_slice(&record(b"second"));
+        stream.extend_from_slice(b"after\n");
+        for cut in 0..stream.len() {
+            for cut2 in cut..stream.len() {
+                let mut out = Output::default();
+                let (text, logs) = feed_logs(
+                    &mut out,
+                    &[&stream[..cut], &stream[cut..cut2], &stream[cut2..]],
+                );
+                assert_eq!(text, b"before between after\n", "cut at {cut}, {cut2}");
+                assert_eq!(logs, [b"first".to_vec(), b"second".to_vec()]);
+                assert_eq!(out.last_words(), "before between after\n");
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_marker_with_an_impossible_length_is_text() {
+        let mut stream = LOG_START.to_vec();
+        stream.extend_from_slice(&u16::MAX.to_le_bytes());
+        stream.extend_from_slice(b"rest");
+        let mut out = Output::default();
+        let (text, logs) = feed_logs(&mut out, &[&stream]);
+        assert!(logs.is_empty());
+        assert_eq!(text, stream);
+    }
+
+    #[test]
+    fn a_record_cut_by_the_end_of_the_stream_is_text() {
+        let whole = record(b"never ends");
+        let mut out = Output::default();
+        let (_, logs) = feed_logs(&mut out, &[&whole[..whole.len() - 2]]);
+        assert!(logs.is_empty());
+        let mut text = Vec::new();
+        out.end(&mut |piece: Piece<'_>| {
+            if let Piece::Text(b) = piece {
+                text.extend_from_slice(b);
+            }
+        });
+        assert_eq!(text, &whole[..whole.len() - 2]);
     }
 
     #[test]

@@ -29,13 +29,14 @@ impl Spawner {
         memory_limit: Option<u64>,
         shared: Arc<Shared>,
     ) -> io::Result<Self> {
+        let log_level = shared.output.log_level;
         let (requests, incoming) = mpsc::channel::<bool>();
         let (done, results) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("cf-pool-spawn".to_owned())
             .spawn(move || {
                 for spare in incoming {
-                    let started = LocalLink::spawn(&exe, memory_limit);
+                    let started = LocalLink::spawn(&exe, memory_limit, log_level);
                     if done.send((spare, started)).is_err() {
                         return;
                     }

@@ -65,6 +65,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) stdout: Option<OwnedFd>,
     /// `RLIMIT_AS` for the worker, in bytes.
     pub(crate) memory_limit: Option<u64>,
+    /// The level up to which the worker forwards its events: 0 (none) to 5 (trace).
+    pub(crate) log_level: u8,
 }
 
 fn nix_io(e: nix::errno::Errno) -> io::Error {
@@ -113,7 +115,7 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
     // from, or nothing. `spawn.exe` stays the worker's `argv[0]`, for `ps`.
     let image = c"/proc/self/exe";
     let exe = c_string(spawn.exe.as_os_str().as_bytes())?;
-    let marker = cf_worker::start::marker(std::process::id(), spawn.memory_limit);
+    let marker = cf_worker::start::marker(std::process::id(), spawn.memory_limit, spawn.log_level);
     let mut env = Vec::new();
     for (key, value) in std::env::vars_os() {
         if key != ENV_MARKER {

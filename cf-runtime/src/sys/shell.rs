@@ -12,6 +12,7 @@ pub(crate) struct Spawn<'a> {
     pub(crate) stderr: OwnedFd,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) log_level: u8,
 }
 
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

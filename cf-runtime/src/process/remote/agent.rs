@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::auth::{self, Secret};
 use super::wire::{self, Down, Up};
 use crate::error::Exit;
-use crate::process::output::{self, Output};
+use crate::process::output::{self, Output, Piece};
 use nix::sys::signal::Signal;
 
 use crate::sys::{self, Poller};
@@ -88,10 +88,19 @@ struct Child {
 
 impl Child {
     /// Forwards what the child wrote to stderr to ours, as the local pool does, keeping what its
-    /// running task wrote.
+    /// running task wrote. Workers here are started with no log level and send no records; one
+    /// that came anyway would be written as a line of text, never as its raw bytes.
     fn forward(&mut self) {
-        output::drain(&mut self.err, &mut self.output, |bytes| {
-            let _ = io::stderr().write_all(bytes);
+        let pid = self.pid;
+        output::drain(&mut self.err, &mut self.output, |piece| match piece {
+            Piece::Text(bytes) => {
+                let _ = io::stderr().write_all(bytes);
+            }
+            Piece::Log(body) => {
+                if let Some(line) = cf_worker::logs::decode(body).map(|r| r.to_string()) {
+                    let _ = writeln!(io::stderr(), "cf worker (pid {pid}): {line}");
+                }
+            }
         });
     }
 }
@@ -276,6 +285,7 @@ impl Agent {
             stderr: err_tx,
             stdout: None,
             memory_limit: Some(memory_limit).filter(|&m| m > 0),
+            log_level: 0,
         })?;
         drop(data);
         let pidfd = match sys::pidfd(pid) {
