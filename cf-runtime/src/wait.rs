@@ -78,10 +78,10 @@ pub fn wait<W: Waitable>(
     let deadline = deadline(timeout.into());
     let mut waiting = Waiting::new(futures, return_when);
     while !waiting.satisfied() {
-        let Some(keys) = waiting.waiter.wait(deadline) else {
+        if !waiting.waiter.wait(deadline, &mut waiting.keys) {
             break;
-        };
-        waiting.mark(keys);
+        }
+        waiting.mark();
     }
     waiting.finish()
 }
@@ -136,8 +136,8 @@ impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
             .as_mut()
             .expect("a `WaitFuture` is not polled after it completed");
         while !waiting.satisfied() {
-            match waiting.waiter.poll(cx) {
-                Poll::Ready(keys) => waiting.mark(keys),
+            match waiting.waiter.poll(cx, &mut waiting.keys) {
+                Poll::Ready(()) => waiting.mark(),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -149,6 +149,8 @@ impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
 struct Waiting<F> {
     all: Vec<(F, Arc<Signal>)>,
     waiter: Arc<Waiter>,
+    /// The keys of the last wake-up.
+    keys: Vec<usize>,
     done: Vec<bool>,
     done_count: usize,
     failed: bool,
@@ -177,6 +179,7 @@ impl<F> Waiting<F> {
         Waiting {
             all,
             waiter,
+            keys: Vec::new(),
             done,
             done_count,
             failed,
@@ -195,9 +198,9 @@ impl<F> Waiting<F> {
         }
     }
 
-    /// Notes the futures whose keys the waiter took.
-    fn mark(&mut self, keys: Vec<usize>) {
-        for key in keys {
+    /// Notes the futures whose keys the waiter gave in `self.keys`.
+    fn mark(&mut self) {
+        for &key in &self.keys {
             if !std::mem::replace(&mut self.done[key], true) {
                 self.done_count += 1;
                 self.failed |= self.all[key].1.status() == Status::Failed;
@@ -305,6 +308,7 @@ pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
         ready,
         pending,
         waiter,
+        batch: Vec::new(),
         deadline,
         timed_out: false,
         _timeout: PhantomData,
@@ -372,6 +376,8 @@ pub struct AsCompleted<F, T = Option<Never>> {
     ready: VecDeque<usize>,
     pending: usize,
     waiter: Arc<Waiter>,
+    /// The keys of the last wake-up, kept for its buffer.
+    batch: Vec<usize>,
     deadline: Option<Instant>,
     timed_out: bool,
     _timeout: PhantomData<fn() -> T>,
@@ -397,16 +403,12 @@ impl<F, T> AsCompleted<F, T> {
             if self.pending == 0 || self.timed_out {
                 return None;
             }
-            match self.waiter.wait(self.deadline) {
-                Some(keys) => {
-                    self.pending -= keys.len();
-                    self.ready.extend(keys);
-                }
-                None => {
-                    self.timed_out = true;
-                    return Some(Err(Timeout));
-                }
+            if !self.waiter.wait(self.deadline, &mut self.batch) {
+                self.timed_out = true;
+                return Some(Err(Timeout));
             }
+            self.pending -= self.batch.len();
+            self.ready.extend(self.batch.drain(..));
         }
     }
 }
@@ -503,10 +505,10 @@ impl<F, T> futures_core::Stream for CompletedStream<F, T> {
             if me.pending == 0 {
                 return std::task::Poll::Ready(None);
             }
-            match me.waiter.poll(cx) {
-                std::task::Poll::Ready(keys) => {
-                    me.pending -= keys.len();
-                    me.ready.extend(keys);
+            match me.waiter.poll(cx, &mut me.batch) {
+                std::task::Poll::Ready(()) => {
+                    me.pending -= me.batch.len();
+                    me.ready.extend(me.batch.drain(..));
                 }
                 std::task::Poll::Pending => return std::task::Poll::Pending,
             }

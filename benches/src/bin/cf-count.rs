@@ -205,7 +205,10 @@ fn per(x: u64, n: u64) -> f64 {
 }
 
 fn report_tasks(r: &Run) {
-    println!("{} tiny tasks, submit + as_completed, per task in the parent:", r.n);
+    println!(
+        "{} tiny tasks, submit + as_completed, per task in the parent:",
+        r.n
+    );
     println!(
         "  {:<28} {:>8} {:>9} {:>8}",
         "", "allocs", "reallocs", "bytes"

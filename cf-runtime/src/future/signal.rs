@@ -83,7 +83,7 @@ impl Signal {
         if self.register(&waiter, 0).is_done() {
             return true;
         }
-        let done = waiter.wait(deadline).is_some();
+        let done = waiter.wait(deadline, &mut Vec::new());
         if !done {
             self.unregister(&waiter);
         }
