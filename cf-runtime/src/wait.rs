@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cf_worker::Never;
 
 use crate::error::Timeout;
-use crate::future::{Signal, Status, Waitable, Waiter, deadline};
+use crate::future::{AnyCore, Status, Waitable, Waiter, deadline};
 
 /// When [`wait`] returns: Python's `return_when`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -45,12 +45,17 @@ impl<F> fmt::Debug for DoneAndNotDone<F> {
 }
 
 /// The distinct futures of `futures`, in first-seen order, with their state.
-fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> Vec<(W::Handle, Arc<Signal>)> {
+fn distinct<W: Waitable>(
+    futures: impl IntoIterator<Item = W>,
+) -> Vec<(W::Handle, Arc<dyn AnyCore>)> {
     let mut seen = HashSet::new();
     futures
         .into_iter()
-        .filter(|w| seen.insert(Arc::as_ptr(w.__sync())))
-        .map(|w| (w.handle(), w.__sync().clone()))
+        .filter_map(|w| {
+            let core = w.__core();
+            let id = std::ptr::from_ref(core.signal()).addr();
+            seen.insert(id).then(|| (w.handle(), core))
+        })
         .collect()
 }
 
@@ -147,7 +152,7 @@ impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
 
 /// The futures a [`wait`] or [`wait_async`] watches, and which of them are done.
 struct Waiting<F> {
-    all: Vec<(F, Arc<Signal>)>,
+    all: Vec<(F, Arc<dyn AnyCore>)>,
     waiter: Arc<Waiter>,
     /// The keys of the last wake-up.
     keys: Vec<usize>,
@@ -169,7 +174,7 @@ impl<F> Waiting<F> {
         let mut done_count = 0;
         let mut failed = false;
         for (key, (_, sync)) in all.iter().enumerate() {
-            let status = sync.register(&waiter, key);
+            let status = sync.signal().register(&waiter, key);
             if status.is_done() {
                 done[key] = true;
                 done_count += 1;
@@ -203,7 +208,7 @@ impl<F> Waiting<F> {
         for &key in &self.keys {
             if !std::mem::replace(&mut self.done[key], true) {
                 self.done_count += 1;
-                self.failed |= self.all[key].1.status() == Status::Failed;
+                self.failed |= self.all[key].1.signal().status() == Status::Failed;
             }
         }
     }
@@ -218,9 +223,9 @@ impl<F> Waiting<F> {
             not_done: HashSet::new(),
         };
         for (key, (handle, sync)) in std::mem::take(&mut self.all).into_iter().enumerate() {
-            sync.unregister(&self.waiter);
+            sync.signal().unregister(&self.waiter);
             // A future may finish between the last wake-up and now: report what is true now.
-            if self.done[key] || sync.status().is_done() {
+            if self.done[key] || sync.signal().status().is_done() {
                 result.done.insert(handle);
             } else {
                 result.not_done.insert(handle);
@@ -234,7 +239,7 @@ impl<F> Drop for Waiting<F> {
     fn drop(&mut self) {
         // A wait given up half-way (a dropped `WaitFuture`): the futures forget this waiter.
         for (_, sync) in &self.all {
-            sync.unregister(&self.waiter);
+            sync.signal().unregister(&self.waiter);
         }
     }
 }
@@ -296,7 +301,7 @@ pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
     let mut pending = 0;
     let mut slots = Vec::with_capacity(all.len());
     for (key, (handle, sync)) in all.into_iter().enumerate() {
-        if sync.register(&waiter, key).is_done() {
+        if sync.signal().register(&waiter, key).is_done() {
             ready.push_back(key);
         } else {
             pending += 1;
@@ -372,7 +377,7 @@ impl AsCompletedTimeout for Duration {
 /// The iterator [`as_completed`] returns; `T` is the type of its timeout, which decides what it
 /// yields (see [`AsCompletedTimeout`]).
 pub struct AsCompleted<F, T = Option<Never>> {
-    slots: Vec<Option<(F, Arc<Signal>)>>,
+    slots: Vec<Option<(F, Arc<dyn AnyCore>)>>,
     ready: VecDeque<usize>,
     pending: usize,
     waiter: Arc<Waiter>,
@@ -442,7 +447,7 @@ impl<F, T> AsCompleted<F, T> {
     fn take_ready(&mut self) -> Option<F> {
         while let Some(key) = self.ready.pop_front() {
             if let Some((handle, sync)) = self.slots[key].take() {
-                sync.unregister(&self.waiter);
+                sync.signal().unregister(&self.waiter);
                 return Some(handle);
             }
         }
@@ -524,7 +529,7 @@ impl<F, T> futures_core::Stream for CompletedStream<F, T> {
 impl<F, T> Drop for AsCompleted<F, T> {
     fn drop(&mut self) {
         for (_, sync) in self.slots.iter().flatten() {
-            sync.unregister(&self.waiter);
+            sync.signal().unregister(&self.waiter);
         }
     }
 }

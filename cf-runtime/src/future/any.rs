@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::{AnyCore, Future, Signal, Status};
+use super::{AnyCore, Future, Status};
 
 /// A future of any type, for waiting on futures of different types together.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ impl AnyFuture {
 
 impl PartialEq for AnyFuture {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(self.any.signal(), other.any.signal())
+        std::ptr::eq(self.any.signal(), other.any.signal())
     }
 }
 
@@ -39,14 +39,14 @@ impl Eq for AnyFuture {}
 
 impl Hash for AnyFuture {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(self.any.signal()).hash(state);
+        std::ptr::from_ref(self.any.signal()).hash(state);
     }
 }
 
 impl fmt::Debug for AnyFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnyFuture")
-            .field("id", &Arc::as_ptr(self.any.signal()))
+            .field("id", &std::ptr::from_ref(self.any.signal()))
             .finish()
     }
 }
@@ -76,7 +76,7 @@ pub trait Waitable: sealed::Sealed {
     /// An owned handle to the same future.
     fn handle(&self) -> Self::Handle;
     #[doc(hidden)]
-    fn __sync(&self) -> &Arc<Signal>;
+    fn __core(&self) -> Arc<dyn AnyCore>;
 }
 
 impl<T, E> sealed::Sealed for Future<T, E> {}
@@ -85,8 +85,8 @@ impl<T, E> Waitable for Future<T, E> {
     fn handle(&self) -> Self {
         self.clone()
     }
-    fn __sync(&self) -> &Arc<Signal> {
-        self.core.signal()
+    fn __core(&self) -> Arc<dyn AnyCore> {
+        self.core.clone()
     }
 }
 
@@ -96,8 +96,8 @@ impl Waitable for AnyFuture {
     fn handle(&self) -> Self {
         self.clone()
     }
-    fn __sync(&self) -> &Arc<Signal> {
-        self.any.signal()
+    fn __core(&self) -> Arc<dyn AnyCore> {
+        self.any.clone()
     }
 }
 
@@ -107,7 +107,7 @@ impl<W: Waitable + ?Sized> Waitable for &W {
     fn handle(&self) -> W::Handle {
         (**self).handle()
     }
-    fn __sync(&self) -> &Arc<Signal> {
-        (**self).__sync()
+    fn __core(&self) -> Arc<dyn AnyCore> {
+        (**self).__core()
     }
 }

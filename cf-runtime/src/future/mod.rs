@@ -1,10 +1,11 @@
 //! [`Future`]: the handle to one submitted task.
 //!
-//! A future is two allocations: the typed [`Core`] that holds the outcome, and the untyped
-//! [`Signal`] that holds the state, the waiters, the wakers and the callbacks. Completing drops the
-//! completer's handle on the core *before* the new state is published, so that whoever sees a
-//! finished future and holds the only handle can move the outcome out (this is how `map` hands
-//! out owned results).
+//! A future is one allocation, its [`Core`]: the outcome, and the untyped [`Signal`] that holds
+//! the state, the waiters, the wakers and the callbacks. A process pool's job holds one more
+//! handle on it, as the completing end ([`Completer`], `Sink`). The completer lets go of its
+//! handle right after it publishes the new state, under a lock that whoever finds the finished
+//! future shared takes before deciding, so that whoever holds the only other handle can move the
+//! outcome out (this is how `map` hands out owned results).
 //!
 //! A future completed by a process pool's I/O thread runs no user code there: its done-callbacks,
 //! and the drop of a value whose future nobody holds any more, go to the pool's completion
@@ -32,11 +33,8 @@ use std::time::{Duration, Instant};
 
 use cf_worker::Never;
 
-use crate::callback::Completions;
 use crate::error::{TaskError, Timeout};
-use crate::sync::lock;
 
-use completer::{Release, release};
 use signal::{Callback, run_callback};
 
 /// The outcome a future completes with.
@@ -62,15 +60,18 @@ impl Status {
 
 pub(crate) struct Core<T, E> {
     pub(super) outcome: OnceLock<Outcome<T, E>>,
-    pub(super) sync: Arc<Signal>,
+    pub(super) sync: Signal,
 }
 
 // Handles reach the core through these traits rather than the concrete type. Besides hiding the
 // value type from `AnyFuture`, this keeps clippy's `mutable_key_type` quiet where users key a map
 // by future (the seed's pattern): a future hashes by identity, never by its mutable state, and the
 // lint does not look through `dyn`.
-pub(crate) trait AnyCore: Send + std::marker::Sync {
-    fn signal(&self) -> &Arc<Signal>;
+/// A future's core of any type. Not public API.
+#[doc(hidden)]
+pub trait AnyCore: Send + std::marker::Sync {
+    /// The future's state and everyone waiting on it.
+    fn signal(&self) -> &Signal;
 }
 
 pub(crate) trait CoreApi<T, E>: AnyCore {
@@ -79,7 +80,7 @@ pub(crate) trait CoreApi<T, E>: AnyCore {
 }
 
 impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> AnyCore for Core<T, E> {
-    fn signal(&self) -> &Arc<Signal> {
+    fn signal(&self) -> &Signal {
         &self.sync
     }
 }
@@ -124,7 +125,7 @@ impl<T, E> Eq for Future<T, E> {}
 
 impl<T, E> Hash for Future<T, E> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(self.core.signal()).hash(state);
+        std::ptr::from_ref(self.core.signal()).hash(state);
     }
 }
 
@@ -138,7 +139,7 @@ impl<T, E> fmt::Debug for Future<T, E> {
             Status::Failed => "failed",
         };
         f.debug_struct("Future")
-            .field("id", &Arc::as_ptr(self.core.signal()))
+            .field("id", &std::ptr::from_ref(self.core.signal()))
             .field("state", &state)
             .finish()
     }
@@ -147,28 +148,19 @@ impl<T, E> fmt::Debug for Future<T, E> {
 impl<T: Send + std::marker::Sync + 'static, E: Send + std::marker::Sync + 'static> Future<T, E> {
     /// A new pending future and the completer that finishes it.
     pub(crate) fn pending() -> (Self, Completer<T, E>) {
-        Self::with_killer(None, None)
+        let (future, core) = Self::in_pool(None);
+        (future, Completer::new(core))
     }
 
-    /// A new pending future whose running task `killer` can stop, and whose callbacks (and the
-    /// drop of a value nobody holds) run on `completions` when given.
-    pub(crate) fn with_killer(
-        killer: Option<Killer>,
-        completions: Option<Completions>,
-    ) -> (Self, Completer<T, E>) {
-        let signal = Signal::new();
-        lock(&signal.state).killer = killer;
+    /// A new pending future of the process pool `pool` (which can stop its running task, and
+    /// runs its callbacks and the drop of a value nobody holds), and its core, whose
+    /// [`Completer`] finishes it.
+    pub(crate) fn in_pool(pool: Option<Killer>) -> (Self, Arc<Core<T, E>>) {
         let core = Arc::new(Core {
             outcome: OnceLock::new(),
-            sync: Arc::new(signal),
+            sync: Signal::new(pool),
         });
-        (
-            Future { core: core.clone() },
-            Completer {
-                core: Some(core),
-                completions: completions.map(|c| (c, release::<T, E> as Release<T, E>)),
-            },
-        )
+        (Future { core: core.clone() }, core)
     }
 }
 
@@ -180,14 +172,20 @@ impl<T, E> Future<T, E> {
     /// [`as_completed`](crate::as_completed) that holds this future, at once.
     pub fn cancel(&self) -> bool {
         let core = &self.core;
-        core.signal().finish(
+        let woken = core.signal().publish(
             Status::Cancelled,
             |s| s == Status::Pending,
-            None,
             || {
                 let _ = core.outcome().set(Err(TaskError::Cancelled));
             },
-        ) || core.signal().status() == Status::Cancelled
+        );
+        match woken {
+            Some(woken) => {
+                woken.wake(None);
+                true
+            }
+            None => core.signal().status() == Status::Cancelled,
+        }
     }
 
     /// Cancels the task if it is pending, or stops it if it is running by killing the worker
@@ -206,13 +204,10 @@ impl<T, E> Future<T, E> {
         if self.cancel() {
             return true;
         }
-        let killer = {
-            let state = lock(&self.core.signal().state);
-            if state.status != Status::Running {
-                return false;
-            }
-            state.killer.clone()
-        };
+        if self.core.signal().status() != Status::Running {
+            return false;
+        }
+        let killer = self.core.signal().pool.clone();
         let Some(pool) = killer.as_ref().and_then(|(pool, _)| pool.upgrade()) else {
             return false;
         };
@@ -360,12 +355,12 @@ impl<T, E> Future<T, E> {
     {
         let me = self.clone();
         let callback: Callback = Box::new(move || f(&me));
-        let mut state = lock(&self.core.signal().state);
+        let mut state = self.core.signal().lock();
         if state.status.is_done() {
             drop(state);
             run_callback(callback);
         } else {
-            state.callbacks.push(callback);
+            state.add_callback(callback);
         }
     }
 
@@ -406,6 +401,11 @@ impl<T, E> Future<T, E> {
     /// Moves the outcome out of a done future whose only handle this is.
     fn try_take(self) -> Result<Outcome<T, E>, Self> {
         let mut me = self;
+        if Arc::get_mut(&mut me.core).is_none() {
+            // The other handle may be the completer's, about to go: it holds this lock until it
+            // has let go.
+            drop(completer::releasing(me.core.signal()));
+        }
         match Arc::get_mut(&mut me.core) {
             Some(core) => Ok(core.take().expect("a done future has its outcome")),
             None => Err(me),

@@ -242,15 +242,14 @@ impl ProcessPoolExecutor {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let killer = Arc::downgrade(&self.shared) as std::sync::Weak<dyn Kill>;
-        let (future, completer) =
-            Future::with_killer(Some((killer, id)), Some(self.completions.clone()));
+        let (future, core) = Future::<O, E>::in_pool(Some((killer, id)));
         let job = Job {
             id,
             request: kind,
             task: index,
             name: T::NAME,
             args: bytes,
-            owner: Owner::Future(Box::new(completer)),
+            owner: Owner::Future(job::FutureEnd::new(core)),
             timeout: options.timeout,
             inputs,
             retries: options.retries,
