@@ -19,7 +19,7 @@ pub(crate) struct Job {
     pub(crate) request: RequestKind,
     pub(crate) task: u32,
     pub(crate) name: &'static str,
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: Args,
     /// Who waits for the outcome.
     pub(crate) owner: Owner,
     /// The time limit given at submit or by the task; the pool's default applies otherwise.
@@ -32,6 +32,69 @@ pub(crate) struct Job {
     pub(crate) retries: Option<u32>,
     /// How its workers died so far, oldest first.
     pub(crate) deaths: Vec<TaskError<Never>>,
+}
+
+/// How many bytes of arguments a job keeps inline; most tiny tasks' arguments fit.
+const INLINE: usize = 22;
+
+/// A job's encoded arguments: inline up to [`INLINE`] bytes, so that a tiny task's submit
+/// allocates nothing but its future; on the heap beyond.
+#[derive(Clone)]
+pub(crate) enum Args {
+    Inline(u8, [u8; INLINE]),
+    Heap(Vec<u8>),
+}
+
+impl Args {
+    pub(crate) fn new() -> Self {
+        Args::Inline(0, [0; INLINE])
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Args::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Args::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Args {
+    fn from(bytes: Vec<u8>) -> Self {
+        Args::Heap(bytes)
+    }
+}
+
+impl std::io::Write for Args {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Args::Inline(len, bytes) => {
+                let at = usize::from(*len);
+                match bytes.get_mut(at..at + buf.len()) {
+                    Some(room) => {
+                        room.copy_from_slice(buf);
+                        // At most `INLINE`: it fits in a `u8`.
+                        *len = (at + buf.len()) as u8;
+                    }
+                    None => {
+                        let mut heap = Vec::with_capacity((at + buf.len()).max(4 * INLINE));
+                        heap.extend_from_slice(&bytes[..at]);
+                        heap.extend_from_slice(buf);
+                        *self = Args::Heap(heap);
+                    }
+                }
+            }
+            Args::Heap(bytes) => bytes.extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Who waits for a job's outcome.
@@ -216,3 +279,6 @@ fn decode_reply<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
         })
     })
 }
+
+#[cfg(test)]
+mod test;

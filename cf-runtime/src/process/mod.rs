@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cf_worker::frame::RequestKind;
-use cf_worker::{Item, Never, Task, encode_into, table};
+use cf_worker::{Item, Never, Task, encode_to, table};
 
 pub use builder::{ProcessPoolBuilder, TaskOptions};
 
@@ -216,8 +216,8 @@ impl ProcessPoolExecutor {
         let Some(index) = table().index::<T>() else {
             return Err(SubmitError::new(args, ErrorKind::NotRegistered(T::NAME)));
         };
-        let mut bytes = Vec::new();
-        if let Err(e) = encode_into(&args, &mut bytes) {
+        let mut bytes = job::Args::new();
+        if let Err(e) = encode_to(&args, &mut bytes) {
             let message = e.to_string();
             return Err(SubmitError::new(
                 args,

@@ -218,7 +218,7 @@ impl World {
             request: RequestKind::Call,
             task: 1,
             name: "job",
-            args: id.to_le_bytes().to_vec(),
+            args: id.to_le_bytes().to_vec().into(),
             owner: Owner::Future(FutureEnd::new(Arc::new(probe))),
             timeout,
             inputs: 1,
