@@ -14,9 +14,14 @@
 //! the task-table fingerprint (`u64`) and task count (`u32`), both little-endian. The parent
 //! checks both before it sends a call. A frame names its task by index into the table, never by
 //! address: a frame is data, never code.
+//!
+//! Replies come in the order of the calls, with one exception: a call that the parent takes back
+//! with [`RequestKind::Revoke`] before it started is answered with [`ReplyKind::Revoked`] at once,
+//! ahead of the reply of the task the worker is running, and is never run. A revocation that
+//! comes too late (the call started or finished) is ignored: the call's own reply is the answer.
 
 /// The version of this protocol; a worker with another one is refused in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The size of `kind`, `id` and `aux`.
 pub const HEADER_LEN: usize = 1 + 8 + 4;
@@ -33,6 +38,9 @@ pub enum RequestKind {
     /// Run task `aux` on each of the payload's list of arguments; reply `Ok` with the list of
     /// outcomes (`map` with a `chunksize`).
     CallChunk = 2,
+    /// Give back call `id` if it has not started: reply [`ReplyKind::Revoked`] and never run it.
+    /// No payload.
+    Revoke = 3,
 }
 
 impl RequestKind {
@@ -41,6 +49,7 @@ impl RequestKind {
         Some(match byte {
             1 => Self::Call,
             2 => Self::CallChunk,
+            3 => Self::Revoke,
             _ => return None,
         })
     }
@@ -67,6 +76,8 @@ pub enum ReplyKind {
     /// The task panicked in a binary built with `panic = "abort"`, and the worker is about to
     /// abort; payload: an encoded [`PanicInfo`](crate::PanicInfo).
     Aborting = 0x87,
+    /// Call `id` was taken back before it started (see [`RequestKind::Revoke`]); no payload.
+    Revoked = 0x88,
 }
 
 impl ReplyKind {
@@ -81,6 +92,7 @@ impl ReplyKind {
             0x85 => Self::BadResult,
             0x86 => Self::UnknownTask,
             0x87 => Self::Aborting,
+            0x88 => Self::Revoked,
             _ => return None,
         })
     }

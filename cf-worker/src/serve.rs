@@ -2,9 +2,10 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::frame::{self, Header, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use crate::start::TASK_END;
@@ -47,7 +48,8 @@ impl From<io::Error> for ServeError {
 }
 
 /// Serves calls read from the request pipe, writing replies to the result pipe, until the
-/// request pipe ends.
+/// request pipe ends. A watcher thread looks at requests that arrive while a task runs long, to
+/// give back calls the parent revokes (see [`watch`]).
 ///
 /// The pipes sit at high fd numbers, out of a task's way. A task that closes one anyway, or
 /// `dup2`s over it, closes the pipe's only copy here: the parent sees the end of the reply stream
@@ -77,8 +79,23 @@ pub(crate) fn serve_pipes(
         });
     }
     let mut stderr = File::from(stderr);
-    let input = BufReader::with_capacity(1 << 16, File::from(input));
-    serve(input, output, move || {
+    let watched_fd = sys::dup_high(input.as_fd());
+    let shared = Arc::new(Shared {
+        inlet: Mutex::new(Inlet::new(File::from(input))),
+        output: Mutex::new(output),
+        beat: Beat::new(),
+    });
+    // Without the watcher (no fd or thread to spare), calls are never given back: each runs.
+    if let Some(fd) = watched_fd {
+        let watched = shared.clone();
+        let watcher = std::thread::Builder::new()
+            .name("cf-worker-watch".to_owned())
+            .spawn(move || watch(&watched, &fd));
+        if let Ok(watcher) = watcher {
+            shared.beat.watched_by(watcher.thread().clone());
+        }
+    }
+    serve_shared(&shared, move || {
         // Best effort: a task may have closed the pipe's other end (it is the parent's).
         let _ = stderr.write_all(TASK_END);
         Ok(())
@@ -88,20 +105,41 @@ pub(crate) fn serve_pipes(
 /// The fd number of the result pipe in this worker (-1 elsewhere).
 pub(crate) static RESULT_AT: AtomicI32 = AtomicI32::new(-1);
 
+/// What the serve loop shares with its watcher.
+pub(crate) struct Shared<R, W> {
+    pub(crate) inlet: Mutex<Inlet<R>>,
+    pub(crate) output: Mutex<W>,
+    pub(crate) beat: Beat,
+}
+
 /// Sends the handshake, then answers every call on `input` until it ends, calling `task_end`
-/// before each reply (the worker checks its fds and marks the end of the task's stderr output
-/// there; an error stops serving).
+/// before each reply (the worker marks the end of the task's stderr output there; an error stops
+/// serving).
 ///
 /// Never allocates more than the bytes that actually arrive: a length field is a claim, not a
 /// reservation.
+#[cfg(test)]
 pub(crate) fn serve(
-    mut input: impl Read,
-    mut output: impl Write,
+    input: impl Read,
+    output: impl Write,
+    task_end: impl FnMut() -> Result<(), ServeError>,
+) -> Result<(), ServeError> {
+    let shared = Shared {
+        inlet: Mutex::new(Inlet::new(input)),
+        output: Mutex::new(output),
+        beat: Beat::new(),
+    };
+    serve_shared(&shared, task_end)
+}
+
+/// [`serve`] on streams shared with a watcher.
+pub(crate) fn serve_shared<R: Read, W: Write>(
+    shared: &Shared<R, W>,
     mut task_end: impl FnMut() -> Result<(), ServeError>,
 ) -> Result<(), ServeError> {
     let mut out = Vec::with_capacity(1 << 12);
     hello(&mut out);
-    output.write_all(&out)?;
+    relock(&shared.output).write_all(&out)?;
     let mut body = Vec::new();
     loop {
         // Memory taken by a large frame goes back once it is served.
@@ -111,14 +149,21 @@ pub(crate) fn serve(
         if out.capacity() > IDLE_BUFFER {
             out = Vec::new();
         }
-        let Some((header, kind)) = read_request(&mut input, &mut body)? else {
+        shared.beat.idle();
+        let Some((header, kind)) = relock(&shared.inlet).next(&mut body)? else {
             return Ok(());
         };
+        shared.beat.start();
         out.clear();
         answer(header, kind, &body[frame::HEADER_LEN..], &mut out);
         task_end()?;
-        output.write_all(&out)?;
+        relock(&shared.output).write_all(&out)?;
     }
+}
+
+/// Locks `mutex`; a panic while it was held (in a task's thread) changes nothing here.
+fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Appends the handshake: pid, protocol version, task-table fingerprint and size.
@@ -132,7 +177,7 @@ fn hello(out: &mut Vec<u8>) {
 
 /// Reads the next request into `body` (from its kind byte on); `None` when the input ends
 /// between frames, the only place where it may end.
-fn read_request(
+pub(crate) fn read_request(
     input: &mut impl Read,
     body: &mut Vec<u8>,
 ) -> Result<Option<(Header, RequestKind)>, ServeError> {
@@ -188,6 +233,7 @@ fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
         Some(entry) => panic::catch(entry.name, || match kind {
             RequestKind::Call => entry.invoke(args, out),
             RequestKind::CallChunk => entry.invoke_chunk(args, out),
+            RequestKind::Revoke => unreachable!("the inlet passes revocations over"),
         })
         .unwrap_or_else(|info| {
             out.truncate(start + 4 + frame::HEADER_LEN);
@@ -218,6 +264,12 @@ fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
     };
     frame::finish(out, start, kind as u8);
 }
+
+mod inlet;
+mod watch;
+
+use inlet::Inlet;
+use watch::{Beat, watch};
 
 #[cfg(test)]
 mod test;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use cf_worker::frame;
+use cf_worker::frame::{self, RequestKind};
 
 /// Payloads at least this large are written from their job instead of being copied.
 const IN_PLACE: usize = 64 << 10;
@@ -50,6 +50,11 @@ impl Outbox {
             Some(Segment::Bytes(bytes)) => bytes,
             _ => unreachable!("pushed just above"),
         }
+    }
+
+    /// Queues a request to give back job `id` if it has not started.
+    pub(crate) fn push_revoke(&mut self, id: u64) {
+        frame::push(self.bytes(), RequestKind::Revoke as u8, id, 0, &[]);
     }
 
     /// Queues a call frame for job `id`, whose arguments `args` stay with the job and are looked

@@ -30,9 +30,10 @@ use slot::{Poison, Slot, State};
 /// Consecutive start-up failures after which the pool calls itself broken.
 const MAX_STARTUP_FAILURES: u32 = 3;
 
-/// Tasks shorter than this on average are worth sending ahead of time; longer ones are not:
-/// a task queued behind a long one would wait while another worker may be idle.
-const SHORT_TASK: f64 = 0.000_5;
+/// Tasks shorter than this on average are sent many ahead of time; longer ones one ahead (see
+/// [`Dispatcher::depth`]). A task that has run this long is long: nothing more is queued behind
+/// it, and what waits behind it is taken back when another worker is idle.
+const SHORT_TASK: Duration = Duration::from_micros(500);
 
 /// A worker's initializer: a task with no arguments run once at start.
 #[derive(Clone, Debug)]
@@ -325,12 +326,14 @@ impl Dispatcher {
 
     // ---- scheduling ----
 
-    /// How many tasks a worker may hold now: `prefetch` while tasks are short, else one.
+    /// How many tasks a worker may hold now: `prefetch` while tasks are short, else two (the
+    /// running one and the next, so that no worker waits a round trip between tasks; a task
+    /// queued behind one that turns out long is taken back, see [`take_back`](Self::take_back)).
     fn depth(&self) -> usize {
-        if !self.config.adaptive || self.average_run < SHORT_TASK {
+        if !self.config.adaptive || self.average_run < SHORT_TASK.as_secs_f64() {
             self.config.prefetch
         } else {
-            1
+            self.config.prefetch.min(2)
         }
     }
 
@@ -350,6 +353,8 @@ impl Dispatcher {
                 if self.queue.is_empty() {
                     break;
                 }
+                // Nothing is queued behind a task that runs long.
+                let depth = if worker.running_long(now) { 1 } else { depth };
                 if !worker.accepts(depth, max_tasks) {
                     continue;
                 }
@@ -370,6 +375,7 @@ impl Dispatcher {
                 }
             }
         }
+        self.take_back(now);
         // A worker that has run its `max_tasks_per_child` leaves once its last reply is in.
         if let Some(max) = max_tasks {
             for worker in &mut self.workers {
@@ -381,8 +387,31 @@ impl Dispatcher {
         }
     }
 
+    /// Asks for the tasks queued behind a long-running one back, when another worker is idle:
+    /// a short task never waits behind a long one while a worker could run it. The worker gives
+    /// back those that have not started ([`ReplyKind::Revoked`]); they run elsewhere.
+    fn take_back(&mut self, now: Instant) {
+        if !self.idle_worker() {
+            return;
+        }
+        for worker in &mut self.workers {
+            if worker.state == State::Ready && worker.running_long(now) {
+                worker.revoke_waiting();
+            }
+        }
+    }
+
+    /// Whether a worker that takes tasks holds none.
+    fn idle_worker(&self) -> bool {
+        let max_tasks = self.config.max_tasks_per_child;
+        self.workers
+            .iter()
+            .any(|w| w.inflight.is_empty() && w.accepts(1, max_tasks))
+    }
+
     /// The nearest moment something is due: a task's time limit, a handshake's deadline, the
-    /// end of a SIGTERM's grace, a retry of a failed worker start.
+    /// end of a SIGTERM's grace, a retry of a failed worker start, the moment a task that others
+    /// wait behind becomes long while a worker is idle.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let limits = self.config.limits;
         let workers = self
@@ -390,7 +419,12 @@ impl Dispatcher {
             .iter()
             .filter_map(|w| w.deadline(self.config.timeout, limits));
         let retries = self.retries.iter().map(|(at, _)| *at);
-        workers.chain(retries).min()
+        let long = self
+            .idle_worker()
+            .then(|| self.workers.iter().filter_map(|w| w.long_at(SHORT_TASK)))
+            .into_iter()
+            .flatten();
+        workers.chain(retries).chain(long).min()
     }
 
     /// Acts on what is due at `now`: kills the workers whose running task is past its limit (an
@@ -547,6 +581,14 @@ impl Dispatcher {
                 problem = Some(ProtocolViolation::UnknownKind { kind: frame.kind });
                 break;
             };
+            if kind == ReplyKind::Revoked {
+                let id = frame.id;
+                if let Err(e) = self.given_back(at, id, now) {
+                    problem = Some(e);
+                    break;
+                }
+                continue;
+            }
             if worker.inflight.front().is_none_or(|job| job.id != frame.id) {
                 problem = Some(ProtocolViolation::NotRunning { id: frame.id });
                 break;
@@ -554,6 +596,8 @@ impl Dispatcher {
             let Some(job) = worker.inflight.pop_front() else {
                 break;
             };
+            // A give-back asked for it came too late.
+            worker.revoking.retain(|id| *id != job.id);
             if let Some(since) = worker.front_since {
                 let run = now.saturating_duration_since(since).as_secs_f64();
                 self.average_run = 0.8 * self.average_run + 0.2 * run;
@@ -582,6 +626,19 @@ impl Dispatcher {
             self.actions
                 .push_back(worker.kill(Poison::Protocol(problem)));
         }
+    }
+
+    /// Worker `at` gave job `id` back: it never ran, and goes first to the next worker that
+    /// takes tasks (or nowhere, if it was killed meanwhile).
+    fn given_back(&mut self, at: usize, id: u64, now: Instant) -> Result<(), ProtocolViolation> {
+        let job = self.workers[at]
+            .given_back(id, now)
+            .ok_or(ProtocolViolation::NotRunning { id })?;
+        if job.has_future() {
+            self.stats.requeued();
+            self.queue.push_front(job);
+        }
+        Ok(())
     }
 
     /// Worker `id` has exited (`exit`), and its stream has been read to the end: fails the job it

@@ -263,9 +263,12 @@ fn decode_reply<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
                 task: task.to_owned(),
                 message: text(),
             }),
-            ReplyKind::UnknownTask | ReplyKind::Hello => Err(TaskError::UnknownTask {
-                task: task.to_owned(),
-            }),
+            // The dispatcher keeps `Hello` and `Revoked` for itself.
+            ReplyKind::UnknownTask | ReplyKind::Hello | ReplyKind::Revoked => {
+                Err(TaskError::UnknownTask {
+                    task: task.to_owned(),
+                })
+            }
         }));
     decoded.unwrap_or_else(|payload| {
         let message = cf_worker::panic_message(&*payload);

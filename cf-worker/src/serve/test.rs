@@ -98,6 +98,7 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
     let kind = prop_oneof![
         9 => Just(RequestKind::Call as u8),
         3 => Just(RequestKind::CallChunk as u8),
+        1 => Just(RequestKind::Revoke as u8),
         1 => any::<u8>(),
     ];
     let task = prop_oneof![8 => 0u32..4, 1 => any::<u32>()];
@@ -162,10 +163,12 @@ proptest! {
         let mut calls = Vec::new();
         let mut input = &input[..];
         while let Ok(Some((call, used))) = frame::parse(input, frame::DEFAULT_MAX_FRAME) {
-            if call.kind != RequestKind::Call as u8 && call.kind != RequestKind::CallChunk as u8 {
-                break;
+            match RequestKind::from_byte(call.kind) {
+                // With no watcher, a revocation always comes too late: it is passed over.
+                Some(RequestKind::Revoke) => {}
+                Some(RequestKind::Call | RequestKind::CallChunk) => calls.push((call.id, call.aux)),
+                None => break,
             }
-            calls.push((call.id, call.aux));
             input = &input[used..];
         }
         prop_assert_eq!(replies.len() - 1, calls.len());
@@ -209,4 +212,93 @@ fn a_huge_length_claim_allocates_nothing_before_the_bytes_arrive() {
             u32::MAX
         )
     );
+}
+
+/// Frames for the inlet tests: calls to `echo` with these ids, and revocations.
+fn call(out: &mut Vec<u8>, id: u64) {
+    let index = table().index::<Echo>().unwrap();
+    let mut args = Vec::new();
+    codec::encode_into(&(id, "x"), &mut args).unwrap();
+    frame::push(out, RequestKind::Call as u8, id, index, &args);
+}
+
+fn revoke(out: &mut Vec<u8>, id: u64) {
+    frame::push(out, RequestKind::Revoke as u8, id, 0, &[]);
+}
+
+#[test]
+fn the_watcher_gives_back_a_call_that_waits_and_the_loop_never_runs_it() {
+    let mut stream = Vec::new();
+    for id in [1, 2, 3] {
+        call(&mut stream, id);
+    }
+    revoke(&mut stream, 3);
+    // A revocation of a call that is not held here (run already, or never sent) changes nothing.
+    revoke(&mut stream, 9);
+    call(&mut stream, 4);
+    let mut inlet = inlet::Inlet::new(&stream[..]);
+    let mut body = Vec::new();
+    // The loop takes call 1 and runs it; meanwhile the watcher reads the rest.
+    let (first, _) = inlet.next(&mut body).unwrap().unwrap();
+    assert_eq!(first.id, 1);
+    assert_eq!(inlet.absorb(stream.len()).unwrap(), vec![3]);
+    // Read again: nothing is given back twice.
+    assert!(inlet.absorb(0).unwrap().is_empty());
+    let mut ran = Vec::new();
+    while let Some((header, _)) = inlet.next(&mut body).unwrap() {
+        ran.push(header.id);
+    }
+    assert_eq!(ran, vec![2, 4]);
+}
+
+#[test]
+fn a_revocation_of_a_call_already_taken_is_too_late() {
+    let mut stream = Vec::new();
+    call(&mut stream, 1);
+    call(&mut stream, 2);
+    revoke(&mut stream, 1);
+    let mut inlet = inlet::Inlet::new(&stream[..]);
+    let mut body = Vec::new();
+    assert_eq!(inlet.next(&mut body).unwrap().unwrap().0.id, 1);
+    assert!(inlet.absorb(stream.len()).unwrap().is_empty());
+    assert_eq!(inlet.next(&mut body).unwrap().unwrap().0.id, 2);
+    assert!(inlet.next(&mut body).unwrap().is_none());
+}
+
+#[test]
+fn a_revocation_that_arrives_in_pieces_is_seen_once_whole() {
+    let mut stream = Vec::new();
+    call(&mut stream, 1);
+    call(&mut stream, 2);
+    revoke(&mut stream, 2);
+    let cut = stream.len() - 3;
+    // The first read ends inside the revocation.
+    let mut inlet = inlet::Inlet::new((&stream[..cut]).chain(&stream[cut..]));
+    let mut body = Vec::new();
+    assert_eq!(inlet.next(&mut body).unwrap().unwrap().0.id, 1);
+    assert!(inlet.absorb(0).unwrap().is_empty());
+    assert_eq!(inlet.absorb(3).unwrap(), vec![2]);
+    assert!(inlet.next(&mut body).unwrap().is_none());
+}
+
+#[test]
+fn a_large_call_is_read_past_the_buffer_and_served_whole() {
+    let index = table().index::<Picky>().unwrap();
+    let values: Vec<u32> = (2..100_000).collect();
+    let mut args = Vec::new();
+    codec::encode_into(&values, &mut args).unwrap();
+    let mut input = Vec::new();
+    frame::push(&mut input, RequestKind::Call as u8, 5, index, &args);
+    call(&mut input, 6);
+    let mut output = Vec::new();
+    serve(&input[..], &mut output, || Ok(())).unwrap();
+    let (_, hello) = frame::parse(&output, u32::MAX).unwrap().unwrap();
+    let (reply, used) = frame::parse(&output[hello..], u32::MAX).unwrap().unwrap();
+    assert_eq!((reply.kind, reply.id), (ReplyKind::Ok as u8, 5));
+    let sum = values.iter().fold(0u32, |a, b| a.wrapping_add(*b));
+    assert_eq!(codec::decode::<u32>(reply.payload).unwrap(), sum);
+    let (reply, _) = frame::parse(&output[hello + used..], u32::MAX)
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.id, 6);
 }

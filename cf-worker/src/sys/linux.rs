@@ -232,3 +232,25 @@ fn stack_pointer(context: *mut std::ffi::c_void) -> Option<usize> {
 fn stack_pointer(_: *mut std::ffi::c_void) -> Option<usize> {
     None
 }
+
+/// Whether `fd` has bytes to read (or its end) within `timeout`; false on an error.
+pub(crate) fn readable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+/// How many bytes can be read from `fd` without blocking (`FIONREAD`); 0 on an error.
+pub(crate) fn available(fd: std::os::fd::BorrowedFd<'_>) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one `int` through the pointer, which points at `n`, alive and
+    // writable for the call; on a bad fd it fails with EBADF and writes nothing (ioctl(2)).
+    let got = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &raw mut n) };
+    if got == -1 {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    }
+}

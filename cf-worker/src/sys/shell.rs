@@ -50,3 +50,13 @@ pub(crate) fn limit_memory(_: u64) -> bool {
 
 /// Workers are not supported here.
 pub(crate) fn watch_stack_overflow() {}
+
+/// Workers are not supported here.
+pub(crate) fn readable(_: std::os::fd::BorrowedFd<'_>, _: std::time::Duration) -> bool {
+    false
+}
+
+/// Workers are not supported here.
+pub(crate) fn available(_: std::os::fd::BorrowedFd<'_>) -> usize {
+    0
+}

@@ -88,6 +88,8 @@ pub(crate) struct Fake {
     pub(crate) pid: u32,
     /// Calls received and not answered: (job id, kind, task).
     pub(crate) calls: VecDeque<(u64, u8, u32)>,
+    /// Give-backs asked for and not acted on: job ids.
+    pub(crate) revokes: Vec<u64>,
     /// Bytes of a call frame not complete yet.
     partial: Vec<u8>,
     /// Signals the dispatcher asked for.
@@ -193,7 +195,11 @@ impl World {
             }
             let fake = self.workers.get_mut(&id).expect("a fake");
             while let Ok(Some((f, used))) = frame::parse(&fake.partial, u32::MAX) {
-                fake.calls.push_back((f.id, f.kind, f.aux));
+                if f.kind == RequestKind::Revoke as u8 {
+                    fake.revokes.push(f.id);
+                } else {
+                    fake.calls.push_back((f.id, f.kind, f.aux));
+                }
                 fake.partial.drain(..used);
             }
         }
@@ -328,6 +334,26 @@ impl World {
         frame::push(&mut bytes, kind as u8, job, 0, &payload);
         self.send(id, &bytes);
         Some(job)
+    }
+
+    /// Worker `id` acts on the give-backs asked of it: each call that waits behind the running one
+    /// is given back (a give-back for the running call, or one answered, came too late). Returns
+    /// the jobs given back.
+    pub(crate) fn give_back(&mut self, id: WorkerId) -> Vec<u64> {
+        let Some(fake) = self.workers.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut bytes = Vec::new();
+        let mut given = Vec::new();
+        for job in std::mem::take(&mut fake.revokes) {
+            if let Some(at) = fake.calls.iter().skip(1).position(|c| c.0 == job) {
+                fake.calls.remove(at + 1);
+                frame::push(&mut bytes, ReplyKind::Revoked as u8, job, 0, &[]);
+                given.push(job);
+            }
+        }
+        self.send(id, &bytes);
+        given
     }
 
     /// Runs 40 instant tasks on worker `id`, so that tasks count as short (sent ahead).

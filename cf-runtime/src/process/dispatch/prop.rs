@@ -11,7 +11,7 @@ use cf_worker::frame::ReplyKind;
 use proptest::prelude::*;
 
 use super::harness::{End, FINGERPRINT, World, config, init};
-use super::{Config, Sig, WorkerId};
+use super::{Config, Sig, State, WorkerId};
 use crate::error::{Exit, TaskError};
 
 #[derive(Clone, Debug)]
@@ -30,6 +30,7 @@ enum Ev {
     CancelPending,
     Terminate,
     Close(usize),
+    GiveBack(usize),
 }
 
 fn event() -> impl Strategy<Value = Ev> {
@@ -49,6 +50,7 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => Just(Ev::CancelPending),
         1 => Just(Ev::Terminate),
         1 => any::<usize>().prop_map(Ev::Close),
+        3 => any::<usize>().prop_map(Ev::GiveBack),
     ]
 }
 
@@ -183,6 +185,11 @@ fn apply(w: &mut World, m: &mut Model, ev: &Ev, pool_limit: bool) {
                 w.d.stream_closed(id, w.now);
             }
         }
+        Ev::GiveBack(at) => {
+            if let Some(id) = pick(w, at) {
+                w.give_back(id);
+            }
+        }
         Ev::Terminate => {
             w.d.shutdown();
             w.d.terminate(Sig::Kill, w.now);
@@ -229,6 +236,17 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
         !(idle && waiting),
         "a job waits in the queue while a worker is idle"
     );
+    // No job waits behind a long-running task while a worker is idle: it has been asked back.
+    if w.d.idle_worker() {
+        for worker in &w.d.workers {
+            if worker.state == State::Ready && worker.running_long(w.now) {
+                prop_assert!(
+                    worker.inflight.len() <= 1 + worker.revoking.len(),
+                    "jobs wait behind a long task while a worker is idle"
+                );
+            }
+        }
+    }
     if w.d.broken().is_some() {
         let failing_long = m
             .failing_since
@@ -262,6 +280,7 @@ fn settle(w: &mut World, m: &mut Model) {
         }
         let ids: Vec<_> = w.workers.keys().copied().collect();
         for id in ids {
+            w.give_back(id);
             while w.answer(id, ReplyKind::Ok).is_some() {}
         }
         if w.submitted

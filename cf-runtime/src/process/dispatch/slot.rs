@@ -70,6 +70,8 @@ pub(crate) struct Slot {
     pub(crate) inflight: VecDeque<Job>,
     /// When the oldest job in flight started running.
     pub(crate) front_since: Option<Instant>,
+    /// Jobs in flight it was asked to give back, and has not answered.
+    pub(crate) revoking: Vec<u64>,
     /// Tasks sent to it, for `max_tasks_per_child`.
     pub(crate) sent: u64,
     /// When it was started, for the handshake's deadline.
@@ -98,6 +100,7 @@ impl Slot {
             inbuf: InBuf::default(),
             inflight: VecDeque::new(),
             front_since: None,
+            revoking: Vec::new(),
             sent: 0,
             started: now,
             term_since: None,
@@ -133,6 +136,48 @@ impl Slot {
             self.sent += 1;
         }
         self.inflight.push_back(job);
+    }
+
+    /// Whether its running task has run for `SHORT_TASK` by `now`.
+    pub(crate) fn running_long(&self, now: Instant) -> bool {
+        self.front_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= super::SHORT_TASK)
+    }
+
+    /// When its running task becomes long (after `short`), if tasks wait behind it that are not
+    /// asked back yet: then they are.
+    pub(crate) fn long_at(&self, short: Duration) -> Option<Instant> {
+        let waiting = self.inflight.len() > 1 + self.revoking.len();
+        if self.state != State::Ready || !waiting {
+            return None;
+        }
+        self.front_since?.checked_add(short)
+    }
+
+    /// Asks for every job behind the running one back, the last first (each comes back to the
+    /// front of the queue, so they keep their order).
+    pub(crate) fn revoke_waiting(&mut self) {
+        for job in self.inflight.iter().skip(1).rev() {
+            if job.is_init() || self.revoking.contains(&job.id) {
+                continue;
+            }
+            self.out.push_revoke(job.id);
+            self.revoking.push(job.id);
+        }
+    }
+
+    /// The job `id` it gave back (it never ran), if it was asked to.
+    pub(crate) fn given_back(&mut self, id: u64, now: Instant) -> Option<Job> {
+        let asked = self.revoking.iter().position(|r| *r == id)?;
+        self.revoking.swap_remove(asked);
+        let at = self.inflight.iter().position(|job| job.id == id)?;
+        let job = self.inflight.remove(at)?;
+        if at == 0 {
+            // Its reply raced the task before it: the next one starts now.
+            self.front_since = (!self.inflight.is_empty()).then_some(now);
+        }
+        self.sent = self.sent.saturating_sub(1);
+        Some(job)
     }
 
     /// The bytes to write to it next, if any (none once its requests are closed).

@@ -34,13 +34,13 @@ fn a_worker_takes_no_task_before_its_handshake() {
 }
 
 #[test]
-fn long_tasks_go_one_at_a_time_and_spread_over_the_workers() {
+fn long_tasks_go_two_at_a_time_and_spread_over_the_workers() {
     let mut w = World::new(config(2));
     let (a, b) = (w.ready().unwrap(), w.ready().unwrap());
-    let jobs: Vec<_> = (0..4).map(|_| w.submit(None)).collect();
-    // Until tasks show that they are short, each worker holds one.
-    assert_eq!(w.workers[&a].calls.len(), 1);
-    assert_eq!(w.workers[&b].calls.len(), 1);
+    let jobs: Vec<_> = (0..6).map(|_| w.submit(None)).collect();
+    // Until tasks show that they are short, each worker holds the running one and the next.
+    assert_eq!(w.workers[&a].calls.len(), 2);
+    assert_eq!(w.workers[&b].calls.len(), 2);
     let first = w.answer(a, ReplyKind::Ok).unwrap();
     assert_eq!(
         w.end(first),
@@ -48,7 +48,7 @@ fn long_tasks_go_one_at_a_time_and_spread_over_the_workers() {
     );
     assert_eq!(
         w.workers[&a].calls.len(),
-        1,
+        2,
         "the next job follows the reply"
     );
     assert!(jobs.iter().all(|&j| w.end(j).is_none() || j == first));
@@ -319,6 +319,7 @@ fn terminate_signals_every_worker_and_fails_what_is_left() {
     let mut w = World::new(config(1));
     let a = w.ready().unwrap();
     let running = w.submit(None);
+    let ahead = w.submit(None);
     let queued = w.submit(None);
     w.d.shutdown();
     w.d.terminate(Sig::Term, w.now);
@@ -335,6 +336,10 @@ fn terminate_signals_every_worker_and_fails_what_is_left() {
             exit: Exit::Signal(15),
             ..
         }
+    ));
+    assert!(matches!(
+        died_with(w.end(ahead)),
+        TaskError::Terminated { .. }
     ));
     assert!(w.spawns.is_empty(), "no replacement");
     assert!(w.d.finished());
@@ -360,16 +365,19 @@ fn cancel_pending_keeps_jobs_that_ran_before() {
     let mut w = World::new(config(1));
     let a = w.ready().unwrap();
     let running = w.submit(None);
+    let ahead = w.submit(None);
     let pending = w.submit(None);
     w.exit(a, Exit::Signal(9), "");
-    let requeued = w.submit(None);
+    let later = w.submit(None);
     w.d.cancel_pending();
     assert!(matches!(
         died_with(w.end(running)),
         TaskError::WorkerDied { .. }
     ));
+    // Sent ahead, it counts as running (as Python's call queue does): it runs again.
+    assert_eq!(w.end(ahead), None);
     assert_eq!(w.end(pending), Some(End::Cancelled));
-    assert_eq!(w.end(requeued), Some(End::Cancelled));
+    assert_eq!(w.end(later), Some(End::Cancelled));
 }
 
 #[test]
@@ -573,4 +581,91 @@ fn a_kill_or_a_time_limit_is_never_retried() {
         died_with(w.end(limited)),
         TaskError::TimeLimit { .. }
     ));
+}
+
+/// Two workers, long tasks: `a` holds a running task and the next; `b` finishes its two and
+/// sits idle. Returns the world, the workers and the job waiting on `a`.
+fn stuck_behind_a_long_task() -> (World, super::WorkerId, super::WorkerId, u64) {
+    let mut w = World::new(config(2));
+    let (a, b) = (w.ready().unwrap(), w.ready().unwrap());
+    let jobs: Vec<_> = (0..4).map(|_| w.submit(None)).collect();
+    let waiting = jobs[1];
+    assert_eq!(w.holder(waiting), Some(a));
+    assert_eq!(w.workers[&b].calls.len(), 2);
+    w.answer(b, ReplyKind::Ok).unwrap();
+    w.answer(b, ReplyKind::Ok).unwrap();
+    (w, a, b, waiting)
+}
+
+#[test]
+fn a_task_waiting_behind_a_long_one_is_taken_back_for_an_idle_worker() {
+    let (mut w, a, b, waiting) = stuck_behind_a_long_task();
+    // Not yet long: nothing is asked back.
+    assert!(w.workers[&a].revokes.is_empty());
+    let due =
+        w.d.next_deadline()
+            .expect("a deadline for the task to become long");
+    assert!(due <= w.now + Duration::from_micros(500));
+    w.advance(Duration::from_micros(600));
+    assert_eq!(w.workers[&a].revokes, [waiting]);
+    assert_eq!(w.give_back(a), [waiting]);
+    assert_eq!(w.holder(waiting), Some(b), "the idle worker runs it");
+    assert_eq!(w.answer(b, ReplyKind::Ok), Some(waiting));
+    assert!(matches!(w.end(waiting), Some(End::Reply(ReplyKind::Ok, _))));
+    // The long task still ends normally, in its place.
+    let long = w.answer(a, ReplyKind::Ok).unwrap();
+    assert!(matches!(w.end(long), Some(End::Reply(ReplyKind::Ok, _))));
+}
+
+#[test]
+fn a_give_back_that_comes_too_late_leaves_the_reply_in_charge() {
+    let (mut w, a, _, waiting) = stuck_behind_a_long_task();
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].revokes, [waiting]);
+    // The worker finished the long task and started the waiting one before it read the request.
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert_eq!(w.answer(a, ReplyKind::Ok), Some(waiting));
+    assert!(w.give_back(a).is_empty());
+    assert!(matches!(w.end(waiting), Some(End::Reply(ReplyKind::Ok, _))));
+    assert!(w.workers[&a].signals.is_empty(), "no protocol violation");
+    assert!(w.d.workers.iter().all(|s| s.revoking.is_empty()));
+}
+
+#[test]
+fn a_task_killed_while_it_is_given_back_ends_once_and_runs_nowhere() {
+    let (mut w, a, _, waiting) = stuck_behind_a_long_task();
+    w.advance(Duration::from_millis(1));
+    w.d.kill(waiting);
+    w.pump();
+    assert_eq!(w.end(waiting), Some(End::Killed));
+    assert_eq!(w.give_back(a), [waiting]);
+    assert_eq!(w.holder(waiting), None, "a killed task does not run again");
+    assert_eq!(w.end(waiting), Some(End::Killed));
+}
+
+#[test]
+fn a_give_back_nobody_asked_for_is_a_protocol_violation() {
+    let (mut w, a, _, waiting) = stuck_behind_a_long_task();
+    let mut bytes = Vec::new();
+    cf_worker::frame::push(&mut bytes, ReplyKind::Revoked as u8, waiting, 0, &[]);
+    w.send(a, &bytes);
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+}
+
+#[test]
+fn nothing_is_sent_behind_a_task_that_runs_long() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    w.make_short(a);
+    let long = w.submit(None);
+    w.advance(Duration::from_millis(1));
+    let next = w.submit(None);
+    assert_eq!(w.holder(long), Some(a));
+    assert_eq!(
+        w.holder(next),
+        None,
+        "it waits in the queue, free for any worker"
+    );
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert_eq!(w.holder(next), Some(a));
 }
