@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cf_worker::Never;
 
 use crate::error::Timeout;
-use crate::future::{AnyCore, Status, Waitable, Waiter, deadline};
+use crate::future::{Signal, Status, Waitable, Waiter, deadline};
 
 /// When [`wait`] returns: Python's `return_when`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -44,19 +44,28 @@ impl<F> fmt::Debug for DoneAndNotDone<F> {
     }
 }
 
-/// The distinct futures of `futures`, in first-seen order, with their state.
-fn distinct<W: Waitable>(
-    futures: impl IntoIterator<Item = W>,
-) -> Vec<(W::Handle, Arc<dyn AnyCore>)> {
-    let mut seen = HashSet::new();
-    futures
-        .into_iter()
-        .filter_map(|w| {
-            let core = w.__core();
-            let id = std::ptr::from_ref(core.signal()).addr();
-            seen.insert(id).then(|| (w.handle(), core))
-        })
-        .collect()
+/// The distinct futures of `futures`, in first-seen order, and how to reach their state.
+fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> (Vec<F<W>>, SignalOf<W::Handle>) {
+    let futures = futures.into_iter();
+    let mut seen = HashSet::with_capacity(futures.size_hint().0);
+    let mut all = Vec::with_capacity(futures.size_hint().0);
+    for w in futures {
+        if seen.insert(std::ptr::from_ref(w.__signal()).addr()) {
+            all.push(Some(w.handle()));
+        }
+    }
+    (all, signal_of::<W::Handle>)
+}
+
+/// A future's handle, until it is given back.
+type F<W> = Option<<W as Waitable>::Handle>;
+
+/// How to reach the state of a future from its handle, kept beside the handles so that the
+/// types holding them need no bound.
+type SignalOf<F> = fn(&F) -> &Signal;
+
+fn signal_of<W: Waitable>(w: &W) -> &Signal {
+    w.__signal()
 }
 
 /// Waits for the futures to reach the state `return_when` names, or for `timeout`.
@@ -152,7 +161,8 @@ impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
 
 /// The futures a [`wait`] or [`wait_async`] watches, and which of them are done.
 struct Waiting<F> {
-    all: Vec<(F, Arc<dyn AnyCore>)>,
+    all: Vec<Option<F>>,
+    signal_of: SignalOf<F>,
     waiter: Arc<Waiter>,
     /// The keys of the last wake-up.
     keys: Vec<usize>,
@@ -168,13 +178,15 @@ impl<F> Waiting<F> {
         futures: impl IntoIterator<Item = W>,
         return_when: ReturnWhen,
     ) -> Self {
-        let all = distinct(futures);
+        let (all, signal_of) = distinct(futures);
         let waiter = Arc::new(Waiter::default());
         let mut done = vec![false; all.len()];
         let mut done_count = 0;
         let mut failed = false;
-        for (key, (_, sync)) in all.iter().enumerate() {
-            let status = sync.signal().register(&waiter, key);
+        for (key, handle) in all.iter().enumerate() {
+            let status = handle
+                .as_ref()
+                .map_or(Status::Pending, |h| signal_of(h).register(&waiter, key));
             if status.is_done() {
                 done[key] = true;
                 done_count += 1;
@@ -183,6 +195,7 @@ impl<F> Waiting<F> {
         }
         Waiting {
             all,
+            signal_of,
             waiter,
             keys: Vec::new(),
             done,
@@ -208,7 +221,9 @@ impl<F> Waiting<F> {
         for &key in &self.keys {
             if !std::mem::replace(&mut self.done[key], true) {
                 self.done_count += 1;
-                self.failed |= self.all[key].1.signal().status() == Status::Failed;
+                self.failed |= self.all[key]
+                    .as_ref()
+                    .is_some_and(|h| (self.signal_of)(h).status() == Status::Failed);
             }
         }
     }
@@ -222,10 +237,13 @@ impl<F> Waiting<F> {
             done: HashSet::new(),
             not_done: HashSet::new(),
         };
-        for (key, (handle, sync)) in std::mem::take(&mut self.all).into_iter().enumerate() {
-            sync.signal().unregister(&self.waiter);
+        let signal_of = self.signal_of;
+        for (key, handle) in std::mem::take(&mut self.all).into_iter().enumerate() {
+            let Some(handle) = handle else { continue };
+            let sync = signal_of(&handle);
+            sync.unregister(&self.waiter);
             // A future may finish between the last wake-up and now: report what is true now.
-            if self.done[key] || sync.signal().status().is_done() {
+            if self.done[key] || sync.status().is_done() {
                 result.done.insert(handle);
             } else {
                 result.not_done.insert(handle);
@@ -238,8 +256,8 @@ impl<F> Waiting<F> {
 impl<F> Drop for Waiting<F> {
     fn drop(&mut self) {
         // A wait given up half-way (a dropped `WaitFuture`): the futures forget this waiter.
-        for (_, sync) in &self.all {
-            sync.signal().unregister(&self.waiter);
+        for handle in self.all.iter().flatten() {
+            (self.signal_of)(handle).unregister(&self.waiter);
         }
     }
 }
@@ -295,21 +313,21 @@ pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
     timeout: T,
 ) -> AsCompleted<W::Handle, T> {
     let deadline = timeout.__deadline();
-    let all = distinct(futures);
+    let (slots, signal_of) = distinct(futures);
     let waiter = Arc::new(Waiter::default());
     let mut ready = VecDeque::new();
     let mut pending = 0;
-    let mut slots = Vec::with_capacity(all.len());
-    for (key, (handle, sync)) in all.into_iter().enumerate() {
-        if sync.signal().register(&waiter, key).is_done() {
+    for (key, handle) in slots.iter().enumerate() {
+        let Some(handle) = handle else { continue };
+        if signal_of(handle).register(&waiter, key).is_done() {
             ready.push_back(key);
         } else {
             pending += 1;
         }
-        slots.push(Some((handle, sync)));
     }
     AsCompleted {
         slots,
+        signal_of,
         ready,
         pending,
         waiter,
@@ -377,7 +395,8 @@ impl AsCompletedTimeout for Duration {
 /// The iterator [`as_completed`] returns; `T` is the type of its timeout, which decides what it
 /// yields (see [`AsCompletedTimeout`]).
 pub struct AsCompleted<F, T = Option<Never>> {
-    slots: Vec<Option<(F, Arc<dyn AnyCore>)>>,
+    slots: Vec<Option<F>>,
+    signal_of: SignalOf<F>,
     ready: VecDeque<usize>,
     pending: usize,
     waiter: Arc<Waiter>,
@@ -396,7 +415,7 @@ impl<F, T> AsCompleted<F, T> {
 
     /// The futures not yielded yet.
     pub fn not_done(&self) -> impl Iterator<Item = &F> {
-        self.slots.iter().flatten().map(|(f, _)| f)
+        self.slots.iter().flatten()
     }
 
     /// The next future, `Err(Timeout)` once when the time runs out, then `None`.
@@ -446,8 +465,8 @@ impl<F, T> AsCompleted<F, T> {
     /// a new batch from the waiter.
     fn take_ready(&mut self) -> Option<F> {
         while let Some(key) = self.ready.pop_front() {
-            if let Some((handle, sync)) = self.slots[key].take() {
-                sync.signal().unregister(&self.waiter);
+            if let Some(handle) = self.slots[key].take() {
+                (self.signal_of)(&handle).unregister(&self.waiter);
                 return Some(handle);
             }
         }
@@ -528,8 +547,8 @@ impl<F, T> futures_core::Stream for CompletedStream<F, T> {
 
 impl<F, T> Drop for AsCompleted<F, T> {
     fn drop(&mut self) {
-        for (_, sync) in self.slots.iter().flatten() {
-            sync.signal().unregister(&self.waiter);
+        for handle in self.slots.iter().flatten() {
+            (self.signal_of)(handle).unregister(&self.waiter);
         }
     }
 }

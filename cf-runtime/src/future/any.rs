@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::{AnyCore, Future, Status};
+use super::{AnyCore, Future, Signal, Status};
 
 /// A future of any type, for waiting on futures of different types together.
 #[derive(Clone)]
@@ -72,11 +72,11 @@ mod sealed {
 /// [`AnyFuture`], or a reference to either.
 pub trait Waitable: sealed::Sealed {
     /// The owned handle that comes back in the results.
-    type Handle: Clone + Eq + Hash;
+    type Handle: Clone + Eq + Hash + Waitable;
     /// An owned handle to the same future.
     fn handle(&self) -> Self::Handle;
     #[doc(hidden)]
-    fn __core(&self) -> Arc<dyn AnyCore>;
+    fn __signal(&self) -> &Signal;
 }
 
 impl<T, E> sealed::Sealed for Future<T, E> {}
@@ -85,8 +85,8 @@ impl<T, E> Waitable for Future<T, E> {
     fn handle(&self) -> Self {
         self.clone()
     }
-    fn __core(&self) -> Arc<dyn AnyCore> {
-        self.core.clone()
+    fn __signal(&self) -> &Signal {
+        self.core.signal()
     }
 }
 
@@ -96,8 +96,8 @@ impl Waitable for AnyFuture {
     fn handle(&self) -> Self {
         self.clone()
     }
-    fn __core(&self) -> Arc<dyn AnyCore> {
-        self.any.clone()
+    fn __signal(&self) -> &Signal {
+        self.any.signal()
     }
 }
 
@@ -107,7 +107,7 @@ impl<W: Waitable + ?Sized> Waitable for &W {
     fn handle(&self) -> W::Handle {
         (**self).handle()
     }
-    fn __core(&self) -> Arc<dyn AnyCore> {
-        (**self).__core()
+    fn __signal(&self) -> &Signal {
+        (**self).__signal()
     }
 }

@@ -119,7 +119,7 @@ fn settle<T, E>(
     let releasing = releasing(&core.sync);
     let woken = core.sync.publish(to, allowed, || {
         if let Some(outcome) = outcome.take() {
-            let _ = core.outcome.set(outcome);
+            let _ = core.outcome.set(outcome.map_err(Box::new));
         }
     });
     let last = Arc::into_inner(core);

@@ -40,6 +40,10 @@ use signal::{Callback, run_callback};
 /// The outcome a future completes with.
 pub(crate) type Outcome<T, E> = Result<T, TaskError<E>>;
 
+/// An outcome as a future keeps it: errors are cold and large, so they are boxed, and a future
+/// of a small value stays small.
+pub(crate) type Kept<T, E> = Result<T, Box<TaskError<E>>>;
+
 /// Where a future is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -59,7 +63,7 @@ impl Status {
 }
 
 pub(crate) struct Core<T, E> {
-    pub(super) outcome: OnceLock<Outcome<T, E>>,
+    pub(super) outcome: OnceLock<Kept<T, E>>,
     pub(super) sync: Signal,
 }
 
@@ -67,15 +71,12 @@ pub(crate) struct Core<T, E> {
 // value type from `AnyFuture`, this keeps clippy's `mutable_key_type` quiet where users key a map
 // by future (the seed's pattern): a future hashes by identity, never by its mutable state, and the
 // lint does not look through `dyn`.
-/// A future's core of any type. Not public API.
-#[doc(hidden)]
-pub trait AnyCore: Send + std::marker::Sync {
-    /// The future's state and everyone waiting on it.
+pub(crate) trait AnyCore: Send + std::marker::Sync {
     fn signal(&self) -> &Signal;
 }
 
 pub(crate) trait CoreApi<T, E>: AnyCore {
-    fn outcome(&self) -> &OnceLock<Outcome<T, E>>;
+    fn outcome(&self) -> &OnceLock<Kept<T, E>>;
     fn take(&mut self) -> Option<Outcome<T, E>>;
 }
 
@@ -86,11 +87,11 @@ impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> AnyCore for Core<
 }
 
 impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> CoreApi<T, E> for Core<T, E> {
-    fn outcome(&self) -> &OnceLock<Outcome<T, E>> {
+    fn outcome(&self) -> &OnceLock<Kept<T, E>> {
         &self.outcome
     }
     fn take(&mut self) -> Option<Outcome<T, E>> {
-        self.outcome.take()
+        self.outcome.take().map(|kept| kept.map_err(|e| *e))
     }
 }
 
@@ -176,7 +177,7 @@ impl<T, E> Future<T, E> {
             Status::Cancelled,
             |s| s == Status::Pending,
             || {
-                let _ = core.outcome().set(Err(TaskError::Cancelled));
+                let _ = core.outcome().set(Err(Box::new(TaskError::Cancelled)));
             },
         );
         match woken {
@@ -213,8 +214,7 @@ impl<T, E> Future<T, E> {
         };
         pool.kill(killer.map_or(0, |(_, id)| id));
         self.core.signal().wait_until(None);
-        self.cancelled()
-            || self.done() && matches!(self.core.outcome().get(), Some(Err(TaskError::Killed)))
+        self.cancelled() || self.done() && matches!(self.outcome(), Err(TaskError::Killed))
     }
 
     /// Whether the future was cancelled.
@@ -232,11 +232,12 @@ impl<T, E> Future<T, E> {
         self.core.signal().status().is_done()
     }
 
-    fn outcome(&self) -> &Outcome<T, E> {
-        self.core
-            .outcome()
-            .get()
-            .expect("a done future has its outcome")
+    fn outcome(&self) -> Result<&T, &TaskError<E>> {
+        match self.core.outcome().get() {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => Err(error),
+            None => unreachable!("a done future has its outcome"),
+        }
     }
 
     /// Blocks until the task is done; lends its value, or gives a copy of its error.
@@ -274,7 +275,7 @@ impl<T, E> Future<T, E> {
     /// As [`result`](Self::result).
     pub fn result_ref(&self) -> Result<&T, &TaskError<E>> {
         self.core.signal().wait_until(None);
-        self.outcome().as_ref()
+        self.outcome()
     }
 
     /// Like [`result`](Self::result), giving up after `timeout`: then it fails with
@@ -302,7 +303,7 @@ impl<T, E> Future<T, E> {
         E: Clone,
     {
         if self.core.signal().wait_until(deadline(Some(timeout))) {
-            self.outcome().as_ref().map_err(TaskError::clone)
+            self.outcome().map_err(TaskError::clone)
         } else {
             Err(TaskError::Timeout)
         }
@@ -325,7 +326,7 @@ impl<T, E> Future<T, E> {
         E: Clone,
     {
         if self.core.signal().wait_until(deadline(Some(timeout))) {
-            Ok(self.outcome().as_ref().err().cloned())
+            Ok(self.outcome().err().cloned())
         } else {
             Err(Timeout)
         }
@@ -456,7 +457,7 @@ impl<'a, T, E: Clone> std::future::Future for Lend<'a, T, E> {
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.future;
         if future.core.signal().poll_done(cx) {
-            Poll::Ready(future.outcome().as_ref().map_err(TaskError::clone))
+            Poll::Ready(future.outcome().map_err(TaskError::clone))
         } else {
             Poll::Pending
         }
@@ -473,7 +474,7 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
         }
         // The future stays usable after it is polled (`select!` on `&mut fut`, then
         // `fut.result()`), so the outcome is cloned, never moved out: `into_result` moves.
-        Poll::Ready(me.outcome().clone())
+        Poll::Ready(me.outcome().cloned().map_err(TaskError::clone))
     }
 }
 
