@@ -480,3 +480,6 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
 
 // A `Future` holds no self-references: moving it while polled is fine.
 impl<T, E> Unpin for Future<T, E> {}
+
+#[cfg(test)]
+mod test;
