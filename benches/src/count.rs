@@ -1,38 +1,27 @@
-//! `cf-count`: what cf's parent process allocates per task, counted rather than timed, so that
-//! the numbers do not depend on the machine's load.
+//! What cf's parent process allocates per task, counted rather than timed, so that the numbers
+//! do not depend on the machine's load (`cf-bench --count`, and facts under the cf column).
 //!
-//! ```text
-//! cargo run --release -p cf-bench --bin cf-count             # 100k tiny tasks, then 1M futures
-//! cargo run --release -p cf-bench --bin cf-count -- --quick  # 20k, then 200k
-//! ```
-//!
-//! A counting global allocator wraps the system's. Two measurements, each on a warm 2-worker
-//! pool:
+//! A counting global allocator wraps the system's; it counts only while a measurement runs. Two
+//! measurements, each on a warm 2-worker pool:
 //!
 //! 1. **Per tiny task**: `n` × `pool.submit(square, i)` into a `Vec`, then `as_completed` over
 //!    them, summing the results. Allocations, reallocations and bytes allocated in the parent,
 //!    divided by `n`: by the calling thread during `submit`, by it during `as_completed`, and by
 //!    the pool's own threads (I/O, completion) over the whole run.
-//! 2. **Per future at peak**: the same with 1M tasks; the most bytes live on the parent's heap at
-//!    once, above what was live before the first submit, divided by the number of futures; and
-//!    the rise of the parent's peak RSS (`VmHWM`, reset through `/proc/self/clear_refs`) over the
-//!    same run, per future. The futures' `Vec` is part of it (16 bytes each), as a caller needs
-//!    one.
-//!
-//! cf's workers are this binary re-executed; they count too, but report nothing.
+//! 2. **Per future at peak**: the same with 1M tasks (200k with `--quick`); the most bytes live
+//!    on the parent's heap at once, above what was live before the first submit, divided by the
+//!    number of futures; and the rise of the parent's peak RSS (`VmHWM`, reset through
+//!    `/proc/self/clear_refs`) over the same run, per future. The futures' `Vec` is part of it
+//!    (16 bytes each), as a caller needs one.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use cf::{ProcessPoolExecutor, as_completed};
 
-/// The tiny task.
-#[cf::task]
-fn square(x: u64) -> u64 {
-    x * x
-}
+use crate::cf_pool::square;
 
 /// Counters of one group of threads.
 struct Count {
@@ -59,6 +48,9 @@ impl Count {
     }
 }
 
+/// Whether a measurement is running: the allocator counts only then.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
 /// The calling thread (`main`), and every other thread of the process.
 static CALLER: Count = Count::new();
 static OTHERS: Count = Count::new();
@@ -70,21 +62,27 @@ thread_local! {
     static IS_CALLER: Cell<bool> = const { Cell::new(false) };
 }
 
-struct Counting;
+/// The global allocator of `cf-bench`: the system's, counting while a measurement runs.
+pub(crate) struct Counting;
 
 impl Counting {
-    fn count(&self) -> &'static Count {
+    fn count(&self) -> Option<&'static Count> {
+        if !COUNTING.load(Relaxed) {
+            return None;
+        }
         // `try_with`: a thread being torn down has no thread-locals left, and is not the caller.
-        if IS_CALLER.try_with(Cell::get).unwrap_or(false) {
+        Some(if IS_CALLER.try_with(Cell::get).unwrap_or(false) {
             &CALLER
         } else {
             &OTHERS
-        }
+        })
     }
 
     fn grew(&self, by: i64) {
         let live = LIVE.fetch_add(by, Relaxed) + by;
-        PEAK.fetch_max(live, Relaxed);
+        if COUNTING.load(Relaxed) {
+            PEAK.fetch_max(live, Relaxed);
+        }
     }
 }
 
@@ -92,18 +90,20 @@ impl Counting {
 // around it touches only atomics and a `const`-initialised thread-local, and never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let count = self.count();
-        count.allocs.fetch_add(1, Relaxed);
-        count.bytes.fetch_add(layout.size() as u64, Relaxed);
+        if let Some(count) = self.count() {
+            count.allocs.fetch_add(1, Relaxed);
+            count.bytes.fetch_add(layout.size() as u64, Relaxed);
+        }
         self.grew(layout.size() as i64);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let count = self.count();
-        count.allocs.fetch_add(1, Relaxed);
-        count.bytes.fetch_add(layout.size() as u64, Relaxed);
+        if let Some(count) = self.count() {
+            count.allocs.fetch_add(1, Relaxed);
+            count.bytes.fetch_add(layout.size() as u64, Relaxed);
+        }
         self.grew(layout.size() as i64);
         // SAFETY: as `alloc`.
         unsafe { System.alloc_zeroed(layout) }
@@ -116,18 +116,16 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let count = self.count();
-        count.reallocs.fetch_add(1, Relaxed);
         let grown = new_size as i64 - layout.size() as i64;
-        count.bytes.fetch_add(grown.max(0) as u64, Relaxed);
+        if let Some(count) = self.count() {
+            count.reallocs.fetch_add(1, Relaxed);
+            count.bytes.fetch_add(grown.max(0) as u64, Relaxed);
+        }
         self.grew(grown);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract, which `System` shares.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -160,11 +158,12 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-fn run(pool: &ProcessPoolExecutor, n: u64) -> Result<Run, Error> {
+fn run_one(pool: &ProcessPoolExecutor, n: u64) -> Result<Run, Error> {
     let rss_reset = reset_peak_rss();
     let rss_before = status_kib("VmRSS:");
     let start_live = LIVE.load(Relaxed);
     PEAK.store(start_live, Relaxed);
+    COUNTING.store(true, Relaxed);
     let others0 = OTHERS.read();
     let t = Instant::now();
     let c0 = CALLER.read();
@@ -177,6 +176,7 @@ fn run(pool: &ProcessPoolExecutor, n: u64) -> Result<Run, Error> {
         sum = sum.wrapping_add(*f.result().map_err(|e| e.to_string())?);
     }
     let c2 = CALLER.read();
+    COUNTING.store(false, Relaxed);
     let secs = t.elapsed().as_secs_f64();
     let others = diff(others0, OTHERS.read());
     let peak_heap = PEAK.load(Relaxed) - start_live;
@@ -250,19 +250,55 @@ fn report_peak(r: &Run) {
     );
 }
 
-fn main() -> Result<(), Error> {
+/// The counts of one run: per tiny task and per future at peak.
+pub(crate) struct Counts {
+    tasks: Run,
+    peak: Run,
+}
+
+impl Counts {
+    /// The facts for the cf column.
+    pub(crate) fn facts(&self) -> Vec<(String, String)> {
+        let r = &self.tasks;
+        let total = |i: usize| per(r.submit[i] + r.collect[i] + r.others[i], r.n);
+        vec![
+            (
+                "parent allocations per tiny task (counted)".into(),
+                format!(
+                    "{:.2} (+ {:.2} reallocs; submit {:.2}, as_completed {:.2}, pool threads {:.2})",
+                    total(0),
+                    total(1),
+                    per(r.submit[0], r.n),
+                    per(r.collect[0], r.n),
+                    per(r.others[0], r.n)
+                ),
+            ),
+            (
+                format!(
+                    "parent heap per future at peak, {} futures (counted)",
+                    self.peak.n
+                ),
+                format!("{:.0} B", self.peak.peak_heap as f64 / self.peak.n as f64),
+            ),
+        ]
+    }
+
+    /// Prints both measurements.
+    pub(crate) fn print(&self) {
+        report_tasks(&self.tasks);
+        report_peak(&self.peak);
+    }
+}
+
+/// Runs both measurements: `tiny` tasks, then `many` futures.
+pub(crate) fn run(tiny: u64, many: u64) -> Result<Counts, Error> {
     IS_CALLER.with(|c| c.set(true));
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (tiny, many) = if quick {
-        (20_000, 200_000)
-    } else {
-        (100_000, 1_000_000)
-    };
     let pool = ProcessPoolExecutor::with_max_workers(2)?;
     pool.wait_ready(None)?;
     // Warm: workers up, the pool has seen short tasks, buffers have grown.
-    run(&pool, 20_000)?;
-    report_tasks(&run(&pool, tiny)?);
-    report_peak(&run(&pool, many)?);
-    Ok(())
+    run_one(&pool, 20_000)?;
+    let tasks = run_one(&pool, tiny)?;
+    let peak = run_one(&pool, many)?;
+    IS_CALLER.with(|c| c.set(false));
+    Ok(Counts { tasks, peak })
 }
