@@ -569,3 +569,29 @@ fn sigkill_from_outside() {
     }
     drop(entered);
 }
+
+/// A reply counts the moment its worker has written it: a worker SIGKILLed right after (by the
+/// next task, sent ahead to the same worker, so it runs at once) still completes the first future
+/// `Ok`. Whatever batching of replies speeds up tiny tasks must keep this; 100 times in a row.
+#[test]
+fn a_reply_written_right_before_a_sigkill_still_counts() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .prefetch(2)
+        .build()
+        .expect("a pool");
+    for round in 0..100u64 {
+        let first = pool.submit(square, round).expect("submit");
+        let killer = pool.submit(kills_itself, round).expect("submit");
+        assert_eq!(
+            first.result().expect("the reply came before the kill").0,
+            round * round,
+            "round {round}"
+        );
+        match killer.result() {
+            Err(TaskError::WorkerDied { exit, .. }) => assert_eq!(exit, Exit::Signal(9)),
+            other => panic!("round {round}: expected a death by SIGKILL, got {other:?}"),
+        }
+    }
+}

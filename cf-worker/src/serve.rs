@@ -20,6 +20,9 @@ const MAX_REPLY: usize = u32::MAX as usize;
 /// The most buffer memory a worker keeps between frames.
 const IDLE_BUFFER: usize = 1 << 20;
 
+/// The watcher thread's stack.
+const WATCHER_STACK: usize = 64 << 10;
+
 /// The job a worker is running, for the report of a panic under `panic = "abort"`.
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 
@@ -79,27 +82,37 @@ pub(crate) fn serve_pipes(
         });
     }
     let mut stderr = File::from(stderr);
-    let watched_fd = sys::dup_high(input.as_fd());
+    let input = Arc::new(File::from(input));
     let shared = Arc::new(Shared {
-        inlet: Mutex::new(Inlet::new(File::from(input))),
+        inlet: Mutex::new(Inlet::new(Input(input.clone()))),
         output: Mutex::new(output),
         beat: Beat::new(),
     });
-    // Without the watcher (no fd or thread to spare), calls are never given back: each runs.
-    if let Some(fd) = watched_fd {
-        let watched = shared.clone();
-        let watcher = std::thread::Builder::new()
-            .name("cf-worker-watch".to_owned())
-            .spawn(move || watch(&watched, &fd));
-        if let Ok(watcher) = watcher {
-            shared.beat.watched_by(watcher.thread().clone());
-        }
+    // Without the watcher (no thread to spare), calls are never given back: each one runs.
+    let watched = shared.clone();
+    let watcher = std::thread::Builder::new()
+        .name("cf-worker-watch".to_owned())
+        // Small: it counts against a `memory_limit`, and it only polls and copies bytes.
+        .stack_size(WATCHER_STACK)
+        .spawn(move || watch(&watched, input.as_fd()));
+    if let Ok(watcher) = watcher {
+        shared.beat.watched_by(watcher.thread().clone());
     }
     serve_shared(&shared, move || {
         // Best effort: a task may have closed the pipe's other end (it is the parent's).
         let _ = stderr.write_all(TASK_END);
         Ok(())
     })
+}
+
+/// The request pipe, shared by the serve loop (which reads it) and the watcher (which waits on
+/// it while a task runs long).
+struct Input(Arc<File>);
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
 }
 
 /// The fd number of the result pipe in this worker (-1 elsewhere).

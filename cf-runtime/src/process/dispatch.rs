@@ -347,14 +347,16 @@ impl Dispatcher {
             }
         }
         let depth = self.depth();
+        let adaptive = self.config.adaptive;
         let max_tasks = self.config.max_tasks_per_child;
         for _ in 0..depth {
             for worker in &mut self.workers {
                 if self.queue.is_empty() {
                     break;
                 }
-                // Nothing is queued behind a task that runs long.
-                let depth = if worker.running_long(now) { 1 } else { depth };
+                // Nothing is queued behind a task that runs long (unless the depth was fixed).
+                let long = adaptive && worker.running_long(now);
+                let depth = if long { 1 } else { depth };
                 if !worker.accepts(depth, max_tasks) {
                     continue;
                 }

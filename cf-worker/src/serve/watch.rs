@@ -7,7 +7,7 @@
 //! requests arrive.
 
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
@@ -79,9 +79,9 @@ impl Beat {
     }
 }
 
-/// The watcher's loop (it ends with the process); `input` is a copy of the request stream's fd,
-/// to wait on.
-pub(crate) fn watch<R, W>(shared: &Shared<R, W>, input: &OwnedFd)
+/// The watcher's loop (it ends with the process); `input` is the request stream's fd, to wait
+/// on.
+pub(crate) fn watch<R, W>(shared: &Shared<R, W>, input: BorrowedFd<'_>)
 where
     R: std::io::Read,
     W: Write,
@@ -100,7 +100,7 @@ where
             std::thread::park_timeout(Duration::from_nanos(due - now));
             continue;
         }
-        if !look(shared, input.as_fd(), started) {
+        if !look(shared, input, started) {
             // Nothing to read, or nothing may be read now: look again a little later.
             std::thread::park_timeout(LONG);
         }
