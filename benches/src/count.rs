@@ -139,6 +139,8 @@ struct Run {
     peak_heap: i64,
     peak_rss: Option<u64>,
     secs: f64,
+    /// The parent's CPU time (every thread), user + system: timed, so it depends on the load.
+    cpu: f64,
 }
 
 fn diff(a: [u64; 3], b: [u64; 3]) -> [u64; 3] {
@@ -165,6 +167,7 @@ fn run_one(pool: &ProcessPoolExecutor, n: u64) -> Result<Run, Error> {
     PEAK.store(start_live, Relaxed);
     COUNTING.store(true, Relaxed);
     let others0 = OTHERS.read();
+    let cpu0 = crate::measure::cpu_time();
     let t = Instant::now();
     let c0 = CALLER.read();
     let futures = (0..n)
@@ -178,6 +181,9 @@ fn run_one(pool: &ProcessPoolExecutor, n: u64) -> Result<Run, Error> {
     let c2 = CALLER.read();
     COUNTING.store(false, Relaxed);
     let secs = t.elapsed().as_secs_f64();
+    let cpu = crate::measure::cpu_time()
+        .saturating_sub(cpu0)
+        .as_secs_f64();
     let others = diff(others0, OTHERS.read());
     let peak_heap = PEAK.load(Relaxed) - start_live;
     let peak_rss = match (rss_reset, rss_before, status_kib("VmHWM:")) {
@@ -197,6 +203,7 @@ fn run_one(pool: &ProcessPoolExecutor, n: u64) -> Result<Run, Error> {
         peak_heap,
         peak_rss,
         secs,
+        cpu,
     })
 }
 
@@ -233,6 +240,11 @@ fn report_tasks(r: &Run) {
         per(total[0], r.n),
         per(total[1], r.n),
         per(total[2], r.n)
+    );
+    println!(
+        "  parent CPU (timed, load-dependent): {:.2} µs per task, {:.2} s wall",
+        r.cpu * 1e6 / r.n as f64,
+        r.secs
     );
 }
 
