@@ -547,3 +547,16 @@ both!(
         }
     }
 );
+
+// A future is one allocation, which its completer holds a handle on until just after it has
+// published that the future is done. Whoever sees it done that early and holds the only other
+// handle must still be able to move the value out: `into_result` is not `Shared` then.
+both!(fn into_result_as_soon_as_done_moves_the_value(pool: 2) {
+    for i in 0..2_000 {
+        let future = pool.submit(echo, i).unwrap();
+        while !future.done() {
+            std::hint::spin_loop();
+        }
+        assert_eq!(future.into_result(), Ok(i));
+    }
+});

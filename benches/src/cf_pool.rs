@@ -13,7 +13,7 @@ use crate::measure::{self, Results};
 
 /// The tiny task.
 #[cf::task]
-fn square(x: u64) -> u64 {
+pub(crate) fn square(x: u64) -> u64 {
     x * x
 }
 
@@ -91,6 +91,18 @@ pub(crate) fn run(config: &Config) -> Results {
         "workers".into(),
         "2 (plus cf's default spare worker)".into(),
     );
+    eprintln!(
+        "cf: allocations counted, {} tiny tasks and {} futures",
+        config.count_tiny, config.count_futures
+    );
+    match crate::count::run(config.count_tiny, config.count_futures) {
+        Ok(counts) => results.info.extend(counts.facts()),
+        Err(e) => {
+            results
+                .info
+                .insert("allocations".into(), format!("not counted: {e}"));
+        }
+    }
     results
 }
 

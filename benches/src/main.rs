@@ -6,11 +6,13 @@
 //! cargo run --release -p cf-bench                      # full run, under 5 minutes on 2 cores
 //! cargo run --release -p cf-bench -- --quick           # short run, under a minute
 //! cargo run --release -p cf-bench -- --markdown t.md --svg chart.svg
+//! cargo run --release -p cf-bench -- --count          # cf's allocations per task, counted
 //! ```
 //!
 //! See `benches/README.md` for what each row means and how it is measured.
 
 mod cf_pool;
+mod count;
 mod measure;
 mod procspawn_pool;
 mod python;
@@ -22,6 +24,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use measure::Results;
+
+#[global_allocator]
+static ALLOC: count::Counting = count::Counting;
 
 /// The settings of one run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,6 +64,9 @@ pub(crate) struct Config {
     pub(crate) cpu_reps: usize,
     /// 1 MiB transfers per repetition of the 1 MiB rows.
     pub(crate) transfers_1mib: usize,
+    /// Tiny tasks whose parent allocations are counted, and futures whose peak heap is.
+    pub(crate) count_tiny: u64,
+    pub(crate) count_futures: u64,
     /// How long an idle pool is watched.
     #[serde(serialize_with = "secs")]
     pub(crate) idle: Duration,
@@ -88,6 +96,8 @@ impl Config {
             cpu_chunk: 64,
             cpu_reps: 3,
             transfers_1mib: 64,
+            count_tiny: 100_000,
+            count_futures: 1_000_000,
             idle: Duration::from_secs(2),
         }
     }
@@ -111,6 +121,8 @@ impl Config {
             cpu_chunk: 64,
             cpu_reps: 3,
             transfers_1mib: 16,
+            count_tiny: 20_000,
+            count_futures: 200_000,
             idle: Duration::from_secs(2),
         }
     }
@@ -122,9 +134,10 @@ struct Args {
     svg: Option<PathBuf>,
     only: Option<Vec<String>>,
     samples: bool,
+    count: bool,
 }
 
-const USAGE: &str = "usage: cf-bench [--quick] [--markdown FILE] [--svg FILE] [--only cf,python,procspawn,rayon,raw] [--samples]";
+const USAGE: &str = "usage: cf-bench [--quick] [--markdown FILE] [--svg FILE] [--only cf,python,procspawn,rayon,raw] [--samples] [--count]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -133,6 +146,7 @@ fn parse_args() -> Result<Args, String> {
         svg: None,
         only: None,
         samples: false,
+        count: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -147,6 +161,7 @@ fn parse_args() -> Result<Args, String> {
                 args.only = Some(list.split(',').map(str::to_owned).collect());
             }
             "--samples" => args.samples = true,
+            "--count" => args.count = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             // `cargo bench` passes `--bench`; nothing to do with it.
             "--bench" => {}
@@ -176,6 +191,16 @@ fn main() {
     } else {
         Config::full()
     };
+    if args.count {
+        match count::run(config.count_tiny, config.count_futures) {
+            Ok(counts) => counts.print(),
+            Err(e) => {
+                eprintln!("cf-bench --count: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let wanted = |name: &str| {
         args.only
             .as_ref()

@@ -44,14 +44,28 @@ impl<F> fmt::Debug for DoneAndNotDone<F> {
     }
 }
 
-/// The distinct futures of `futures`, in first-seen order, with their state.
-fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> Vec<(W::Handle, Arc<Signal>)> {
-    let mut seen = HashSet::new();
-    futures
-        .into_iter()
-        .filter(|w| seen.insert(Arc::as_ptr(w.__sync())))
-        .map(|w| (w.handle(), w.__sync().clone()))
-        .collect()
+/// The distinct futures of `futures`, in first-seen order, and how to reach their state.
+fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> (Vec<F<W>>, SignalOf<W::Handle>) {
+    let futures = futures.into_iter();
+    let mut seen = HashSet::with_capacity(futures.size_hint().0);
+    let mut all = Vec::with_capacity(futures.size_hint().0);
+    for w in futures {
+        if seen.insert(std::ptr::from_ref(w.__signal()).addr()) {
+            all.push(Some(w.handle()));
+        }
+    }
+    (all, signal_of::<W::Handle>)
+}
+
+/// A future's handle, until it is given back.
+type F<W> = Option<<W as Waitable>::Handle>;
+
+/// How to reach the state of a future from its handle, kept beside the handles so that the
+/// types holding them need no bound.
+type SignalOf<F> = fn(&F) -> &Signal;
+
+fn signal_of<W: Waitable>(w: &W) -> &Signal {
+    w.__signal()
 }
 
 /// Waits for the futures to reach the state `return_when` names, or for `timeout`.
@@ -78,10 +92,10 @@ pub fn wait<W: Waitable>(
     let deadline = deadline(timeout.into());
     let mut waiting = Waiting::new(futures, return_when);
     while !waiting.satisfied() {
-        let Some(keys) = waiting.waiter.wait(deadline) else {
+        if !waiting.waiter.wait(deadline, &mut waiting.keys) {
             break;
-        };
-        waiting.mark(keys);
+        }
+        waiting.mark();
     }
     waiting.finish()
 }
@@ -136,8 +150,8 @@ impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
             .as_mut()
             .expect("a `WaitFuture` is not polled after it completed");
         while !waiting.satisfied() {
-            match waiting.waiter.poll(cx) {
-                Poll::Ready(keys) => waiting.mark(keys),
+            match waiting.waiter.poll(cx, &mut waiting.keys) {
+                Poll::Ready(()) => waiting.mark(),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -147,8 +161,11 @@ impl<F: Eq + Hash> std::future::Future for WaitFuture<F> {
 
 /// The futures a [`wait`] or [`wait_async`] watches, and which of them are done.
 struct Waiting<F> {
-    all: Vec<(F, Arc<Signal>)>,
+    all: Vec<Option<F>>,
+    signal_of: SignalOf<F>,
     waiter: Arc<Waiter>,
+    /// The keys of the last wake-up.
+    keys: Vec<usize>,
     done: Vec<bool>,
     done_count: usize,
     failed: bool,
@@ -161,13 +178,15 @@ impl<F> Waiting<F> {
         futures: impl IntoIterator<Item = W>,
         return_when: ReturnWhen,
     ) -> Self {
-        let all = distinct(futures);
+        let (all, signal_of) = distinct(futures);
         let waiter = Arc::new(Waiter::default());
         let mut done = vec![false; all.len()];
         let mut done_count = 0;
         let mut failed = false;
-        for (key, (_, sync)) in all.iter().enumerate() {
-            let status = sync.register(&waiter, key);
+        for (key, handle) in all.iter().enumerate() {
+            let status = handle
+                .as_ref()
+                .map_or(Status::Pending, |h| signal_of(h).register(&waiter, key));
             if status.is_done() {
                 done[key] = true;
                 done_count += 1;
@@ -176,7 +195,9 @@ impl<F> Waiting<F> {
         }
         Waiting {
             all,
+            signal_of,
             waiter,
+            keys: Vec::new(),
             done,
             done_count,
             failed,
@@ -195,12 +216,14 @@ impl<F> Waiting<F> {
         }
     }
 
-    /// Notes the futures whose keys the waiter took.
-    fn mark(&mut self, keys: Vec<usize>) {
-        for key in keys {
+    /// Notes the futures whose keys the waiter gave in `self.keys`.
+    fn mark(&mut self) {
+        for &key in &self.keys {
             if !std::mem::replace(&mut self.done[key], true) {
                 self.done_count += 1;
-                self.failed |= self.all[key].1.status() == Status::Failed;
+                self.failed |= self.all[key]
+                    .as_ref()
+                    .is_some_and(|h| (self.signal_of)(h).status() == Status::Failed);
             }
         }
     }
@@ -214,7 +237,10 @@ impl<F> Waiting<F> {
             done: HashSet::new(),
             not_done: HashSet::new(),
         };
-        for (key, (handle, sync)) in std::mem::take(&mut self.all).into_iter().enumerate() {
+        let signal_of = self.signal_of;
+        for (key, handle) in std::mem::take(&mut self.all).into_iter().enumerate() {
+            let Some(handle) = handle else { continue };
+            let sync = signal_of(&handle);
             sync.unregister(&self.waiter);
             // A future may finish between the last wake-up and now: report what is true now.
             if self.done[key] || sync.status().is_done() {
@@ -230,8 +256,8 @@ impl<F> Waiting<F> {
 impl<F> Drop for Waiting<F> {
     fn drop(&mut self) {
         // A wait given up half-way (a dropped `WaitFuture`): the futures forget this waiter.
-        for (_, sync) in &self.all {
-            sync.unregister(&self.waiter);
+        for handle in self.all.iter().flatten() {
+            (self.signal_of)(handle).unregister(&self.waiter);
         }
     }
 }
@@ -287,24 +313,25 @@ pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
     timeout: T,
 ) -> AsCompleted<W::Handle, T> {
     let deadline = timeout.__deadline();
-    let all = distinct(futures);
+    let (slots, signal_of) = distinct(futures);
     let waiter = Arc::new(Waiter::default());
     let mut ready = VecDeque::new();
     let mut pending = 0;
-    let mut slots = Vec::with_capacity(all.len());
-    for (key, (handle, sync)) in all.into_iter().enumerate() {
-        if sync.register(&waiter, key).is_done() {
+    for (key, handle) in slots.iter().enumerate() {
+        let Some(handle) = handle else { continue };
+        if signal_of(handle).register(&waiter, key).is_done() {
             ready.push_back(key);
         } else {
             pending += 1;
         }
-        slots.push(Some((handle, sync)));
     }
     AsCompleted {
         slots,
+        signal_of,
         ready,
         pending,
         waiter,
+        batch: Vec::new(),
         deadline,
         timed_out: false,
         _timeout: PhantomData,
@@ -368,10 +395,13 @@ impl AsCompletedTimeout for Duration {
 /// The iterator [`as_completed`] returns; `T` is the type of its timeout, which decides what it
 /// yields (see [`AsCompletedTimeout`]).
 pub struct AsCompleted<F, T = Option<Never>> {
-    slots: Vec<Option<(F, Arc<Signal>)>>,
+    slots: Vec<Option<F>>,
+    signal_of: SignalOf<F>,
     ready: VecDeque<usize>,
     pending: usize,
     waiter: Arc<Waiter>,
+    /// The keys of the last wake-up, kept for its buffer.
+    batch: Vec<usize>,
     deadline: Option<Instant>,
     timed_out: bool,
     _timeout: PhantomData<fn() -> T>,
@@ -385,7 +415,7 @@ impl<F, T> AsCompleted<F, T> {
 
     /// The futures not yielded yet.
     pub fn not_done(&self) -> impl Iterator<Item = &F> {
-        self.slots.iter().flatten().map(|(f, _)| f)
+        self.slots.iter().flatten()
     }
 
     /// The next future, `Err(Timeout)` once when the time runs out, then `None`.
@@ -397,16 +427,12 @@ impl<F, T> AsCompleted<F, T> {
             if self.pending == 0 || self.timed_out {
                 return None;
             }
-            match self.waiter.wait(self.deadline) {
-                Some(keys) => {
-                    self.pending -= keys.len();
-                    self.ready.extend(keys);
-                }
-                None => {
-                    self.timed_out = true;
-                    return Some(Err(Timeout));
-                }
+            if !self.waiter.wait(self.deadline, &mut self.batch) {
+                self.timed_out = true;
+                return Some(Err(Timeout));
             }
+            self.pending -= self.batch.len();
+            self.ready.extend(self.batch.drain(..));
         }
     }
 }
@@ -439,8 +465,8 @@ impl<F, T> AsCompleted<F, T> {
     /// a new batch from the waiter.
     fn take_ready(&mut self) -> Option<F> {
         while let Some(key) = self.ready.pop_front() {
-            if let Some((handle, sync)) = self.slots[key].take() {
-                sync.unregister(&self.waiter);
+            if let Some(handle) = self.slots[key].take() {
+                (self.signal_of)(&handle).unregister(&self.waiter);
                 return Some(handle);
             }
         }
@@ -503,10 +529,10 @@ impl<F, T> futures_core::Stream for CompletedStream<F, T> {
             if me.pending == 0 {
                 return std::task::Poll::Ready(None);
             }
-            match me.waiter.poll(cx) {
-                std::task::Poll::Ready(keys) => {
-                    me.pending -= keys.len();
-                    me.ready.extend(keys);
+            match me.waiter.poll(cx, &mut me.batch) {
+                std::task::Poll::Ready(()) => {
+                    me.pending -= me.batch.len();
+                    me.ready.extend(me.batch.drain(..));
                 }
                 std::task::Poll::Pending => return std::task::Poll::Pending,
             }
@@ -521,8 +547,8 @@ impl<F, T> futures_core::Stream for CompletedStream<F, T> {
 
 impl<F, T> Drop for AsCompleted<F, T> {
     fn drop(&mut self) {
-        for (_, sync) in self.slots.iter().flatten() {
-            sync.unregister(&self.waiter);
+        for handle in self.slots.iter().flatten() {
+            (self.signal_of)(handle).unregister(&self.waiter);
         }
     }
 }

@@ -35,13 +35,27 @@ impl std::error::Error for CodecError {}
 /// # Errors
 /// The value's `Serialize` implementation failed.
 pub fn encode_into<T: Serialize + 'static>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    encode_to(value, out)
+}
+
+/// Writes the encoding of `value` to `out` (for a buffer of the caller's that is not a `Vec`).
+///
+/// # Errors
+/// The value's `Serialize` implementation failed, or `out` refused the bytes.
+pub fn encode_to<T: Serialize + 'static, W: std::io::Write>(
+    value: &T,
+    out: &mut W,
+) -> Result<(), CodecError> {
     match (value as &dyn Any).downcast_ref::<Vec<u8>>() {
         Some(bytes) => encode_serde(&AsBytes(bytes), out),
         None => encode_serde(value, out),
     }
 }
 
-fn encode_serde<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+fn encode_serde<T: Serialize + ?Sized, W: std::io::Write>(
+    value: &T,
+    out: &mut W,
+) -> Result<(), CodecError> {
     bincode::serde::encode_into_std_write(value, out, config())
         .map(drop)
         .map_err(|e| {

@@ -18,7 +18,7 @@ pub mod start;
 mod sys;
 mod task;
 
-pub use codec::{CodecError, decode, encode_into};
+pub use codec::{CodecError, decode, encode_into, encode_to};
 #[doc(hidden)]
 pub use linkme;
 pub use panic::{Location, PanicInfo, catch as catch_panic, message as panic_message};

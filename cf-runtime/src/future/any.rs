@@ -31,7 +31,7 @@ impl AnyFuture {
 
 impl PartialEq for AnyFuture {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(self.any.signal(), other.any.signal())
+        std::ptr::eq(self.any.signal(), other.any.signal())
     }
 }
 
@@ -39,14 +39,14 @@ impl Eq for AnyFuture {}
 
 impl Hash for AnyFuture {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(self.any.signal()).hash(state);
+        std::ptr::from_ref(self.any.signal()).hash(state);
     }
 }
 
 impl fmt::Debug for AnyFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnyFuture")
-            .field("id", &Arc::as_ptr(self.any.signal()))
+            .field("id", &std::ptr::from_ref(self.any.signal()))
             .finish()
     }
 }
@@ -72,11 +72,11 @@ mod sealed {
 /// [`AnyFuture`], or a reference to either.
 pub trait Waitable: sealed::Sealed {
     /// The owned handle that comes back in the results.
-    type Handle: Clone + Eq + Hash;
+    type Handle: Clone + Eq + Hash + Waitable;
     /// An owned handle to the same future.
     fn handle(&self) -> Self::Handle;
     #[doc(hidden)]
-    fn __sync(&self) -> &Arc<Signal>;
+    fn __signal(&self) -> &Signal;
 }
 
 impl<T, E> sealed::Sealed for Future<T, E> {}
@@ -85,7 +85,7 @@ impl<T, E> Waitable for Future<T, E> {
     fn handle(&self) -> Self {
         self.clone()
     }
-    fn __sync(&self) -> &Arc<Signal> {
+    fn __signal(&self) -> &Signal {
         self.core.signal()
     }
 }
@@ -96,7 +96,7 @@ impl Waitable for AnyFuture {
     fn handle(&self) -> Self {
         self.clone()
     }
-    fn __sync(&self) -> &Arc<Signal> {
+    fn __signal(&self) -> &Signal {
         self.any.signal()
     }
 }
@@ -107,7 +107,7 @@ impl<W: Waitable + ?Sized> Waitable for &W {
     fn handle(&self) -> W::Handle {
         (**self).handle()
     }
-    fn __sync(&self) -> &Arc<Signal> {
-        (**self).__sync()
+    fn __signal(&self) -> &Signal {
+        (**self).__signal()
     }
 }

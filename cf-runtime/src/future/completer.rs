@@ -1,9 +1,9 @@
 //! [`Completer`]: the one handle that finishes a future.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Core, Outcome, Status};
+use super::{Core, Outcome, Signal, Status};
 use crate::callback::Completions;
 use crate::error::TaskError;
 use crate::sync::lock;
@@ -12,24 +12,49 @@ use crate::sync::lock;
 pub(crate) struct Completer<T, E> {
     /// `None` once used: each completer finishes its future at most once.
     pub(super) core: Option<Arc<Core<T, E>>>,
-    /// Where callbacks, and the drop of a value nobody holds, run, and how to send a value
-    /// there; `None`: here.
-    pub(super) completions: Option<(Completions, Release<T, E>)>,
+    /// How a value nobody holds any more is let go of.
+    release: Release<T, E>,
 }
 
-/// Lets go of a completer's handle on its core, and of a value that did not go into it.
-pub(super) type Release<T, E> = fn(Arc<Core<T, E>>, Option<Outcome<T, E>>, &Completions);
+/// Lets go of a future's core that the completer held last, and of a value that did not go into
+/// the future, on the pool's completion thread when there is one.
+type Release<T, E> = fn(Option<Core<T, E>>, Option<Outcome<T, E>>, Option<&Completions>);
 
-/// Lets go of a completer's handle on its core; if it was the last, the core (and the value in
-/// it) is dropped on `completions`, so that a value's `Drop` never runs on the completing thread.
-pub(super) fn release<T: Send + 'static, E: Send + 'static>(
-    core: Arc<Core<T, E>>,
+/// A [`Release`]: with `completions`, the core (and the value in it) is dropped there, so that a
+/// value's `Drop` never runs on a pool's I/O thread.
+fn release<T: Send + 'static, E: Send + 'static>(
+    core: Option<Core<T, E>>,
     outcome: Option<Outcome<T, E>>,
-    completions: &Completions,
+    completions: Option<&Completions>,
 ) {
-    let core = Arc::into_inner(core);
-    if core.is_some() || outcome.is_some() {
-        completions.run(Box::new(move || drop((core, outcome))));
+    match completions {
+        Some(completions) if core.is_some() || outcome.is_some() => {
+            completions.run(Box::new(move || drop((core, outcome))));
+        }
+        _ => drop((core, outcome)),
+    }
+}
+
+/// Held by a completer from just before it publishes that a future is done until it has let go
+/// of its handle on the future (the two cannot be one step: the state lock is inside the
+/// handle's allocation). Whoever finds a done future shared takes it to know that the other
+/// handle is not the completer's. Sharded by address, so that completions rarely wait on each
+/// other.
+static RELEASING: [Mutex<()>; 64] = [const { Mutex::new(()) }; 64];
+
+/// The lock of [`RELEASING`] for the future whose signal is `signal`.
+pub(super) fn releasing(signal: &Signal) -> MutexGuard<'static, ()> {
+    let at = (std::ptr::from_ref(signal).addr() >> 6) % RELEASING.len();
+    lock(&RELEASING[at])
+}
+
+impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Completer<T, E> {
+    /// The completer of the future whose core this is (a handle of its own).
+    pub(crate) fn new(core: Arc<Core<T, E>>) -> Self {
+        Completer {
+            core: Some(core),
+            release: release::<T, E>,
+        }
     }
 }
 
@@ -40,48 +65,18 @@ impl<T, E> Completer<T, E> {
 
     /// Python's `set_running_or_notify_cancel`: false if the future was cancelled.
     pub(crate) fn set_running(&self) -> bool {
-        let mut state = lock(&self.core().sync.state);
-        match state.status {
-            Status::Pending => {
-                state.status = Status::Running;
-                true
-            }
-            Status::Running => true,
-            _ => false,
-        }
+        self.core().sync.set_running()
     }
 
-    /// Whether the task has not started (so that cancelling it is Python's `cancel`).
-    pub(crate) fn pending(&self) -> bool {
-        self.core().sync.status() == Status::Pending
-    }
-
-    /// Moves to `to`, if `allowed`, with `outcome`; the core handle is dropped under the state
-    /// lock, before the new state can be seen (see the module docs).
+    /// Moves to `to`, if `allowed`, with `outcome`; the core handle is let go of before anyone
+    /// who sees the future done can find it shared (see the module docs and [`RELEASING`]).
     ///
-    /// With [`Completions`], no user code runs here: when nobody else holds the future any more
-    /// (or it was already done), its value is dropped on the completion thread.
+    /// In a process pool, no user code runs here: callbacks, and the drop of a value nobody
+    /// holds any more (or of one that came after the future was done), go to the pool's
+    /// completion thread.
     fn finish(mut self, to: Status, allowed: fn(Status) -> bool, outcome: Outcome<T, E>) {
         let core = self.core.take().expect("a completer is used once");
-        let sync = core.sync.clone();
-        let Some((completions, release)) = self.completions.take() else {
-            sync.finish(to, allowed, None, move || {
-                let _ = core.outcome.set(outcome);
-                drop(core);
-            });
-            return;
-        };
-        let mut left = Some((core, outcome));
-        sync.finish(to, allowed, Some(&completions), || {
-            if let Some((core, outcome)) = left.take() {
-                let _ = core.outcome.set(outcome);
-                release(core, None, &completions);
-            }
-        });
-        // Not allowed (the future was already done): the value goes the same way.
-        if let Some((core, outcome)) = left {
-            release(core, Some(outcome), &completions);
-        }
+        settle(core, to, allowed, outcome, self.release);
     }
 
     /// Cancels the future if it is still pending (the task will not run).
@@ -110,20 +105,41 @@ impl<T, E> Completer<T, E> {
     }
 }
 
+/// See [`Completer::finish`].
+fn settle<T, E>(
+    core: Arc<Core<T, E>>,
+    to: Status,
+    allowed: fn(Status) -> bool,
+    outcome: Outcome<T, E>,
+    release: Release<T, E>,
+) {
+    let pool = core.sync.pool.as_ref().and_then(|(pool, _)| pool.upgrade());
+    let completions = pool.as_deref().map(|pool| pool.completions());
+    let mut outcome = Some(outcome);
+    let releasing = releasing(&core.sync);
+    let woken = core.sync.publish(to, allowed, || {
+        if let Some(outcome) = outcome.take() {
+            let _ = core.outcome.set(outcome.map_err(Box::new));
+        }
+    });
+    let last = Arc::into_inner(core);
+    drop(releasing);
+    release(last, outcome, completions);
+    if let Some(woken) = woken {
+        woken.wake(completions);
+    }
+}
+
 impl<T, E> Drop for Completer<T, E> {
     fn drop(&mut self) {
         // A completer dropped unused is a bug of the pool's; its future must not wait forever.
         if let Some(core) = self.core.take() {
-            let sync = core.sync.clone();
-            // No value of the user's is in the core (only this error): it may drop here.
-            sync.finish(
+            settle(
+                core,
                 Status::Failed,
                 |s| !s.is_done(),
-                self.completions.as_ref().map(|(c, _)| c),
-                move || {
-                    let _ = core.outcome.set(Err(TaskError::Abandoned));
-                    drop(core);
-                },
+                Err(TaskError::Abandoned),
+                self.release,
             );
         }
     }

@@ -1,10 +1,11 @@
 //! [`Future`]: the handle to one submitted task.
 //!
-//! A future is two allocations: the typed [`Core`] that holds the outcome, and the untyped
-//! [`Signal`] that holds the state, the waiters, the wakers and the callbacks. Completing drops the
-//! completer's handle on the core *before* the new state is published, so that whoever sees a
-//! finished future and holds the only handle can move the outcome out (this is how `map` hands
-//! out owned results).
+//! A future is one allocation, its [`Core`]: the outcome, and the untyped [`Signal`] that holds
+//! the state, the waiters, the wakers and the callbacks. A process pool's job holds one more
+//! handle on it, as the completing end ([`Completer`], `Sink`). The completer lets go of its
+//! handle right after it publishes the new state, under a lock that whoever finds the finished
+//! future shared takes before deciding, so that whoever holds the only other handle can move the
+//! outcome out (this is how `map` hands out owned results).
 //!
 //! A future completed by a process pool's I/O thread runs no user code there: its done-callbacks,
 //! and the drop of a value whose future nobody holds any more, go to the pool's completion
@@ -32,15 +33,16 @@ use std::time::{Duration, Instant};
 
 use cf_worker::Never;
 
-use crate::callback::Completions;
 use crate::error::{TaskError, Timeout};
-use crate::sync::lock;
 
-use completer::{Release, release};
 use signal::{Callback, run_callback};
 
 /// The outcome a future completes with.
 pub(crate) type Outcome<T, E> = Result<T, TaskError<E>>;
+
+/// An outcome as a future keeps it: errors are cold and large, so they are boxed, and a future
+/// of a small value stays small.
+pub(crate) type Kept<T, E> = Result<T, Box<TaskError<E>>>;
 
 /// Where a future is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +63,8 @@ impl Status {
 }
 
 pub(crate) struct Core<T, E> {
-    pub(super) outcome: OnceLock<Outcome<T, E>>,
-    pub(super) sync: Arc<Signal>,
+    pub(super) outcome: OnceLock<Kept<T, E>>,
+    pub(super) sync: Signal,
 }
 
 // Handles reach the core through these traits rather than the concrete type. Besides hiding the
@@ -70,26 +72,26 @@ pub(crate) struct Core<T, E> {
 // by future (the seed's pattern): a future hashes by identity, never by its mutable state, and the
 // lint does not look through `dyn`.
 pub(crate) trait AnyCore: Send + std::marker::Sync {
-    fn signal(&self) -> &Arc<Signal>;
+    fn signal(&self) -> &Signal;
 }
 
 pub(crate) trait CoreApi<T, E>: AnyCore {
-    fn outcome(&self) -> &OnceLock<Outcome<T, E>>;
+    fn outcome(&self) -> &OnceLock<Kept<T, E>>;
     fn take(&mut self) -> Option<Outcome<T, E>>;
 }
 
 impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> AnyCore for Core<T, E> {
-    fn signal(&self) -> &Arc<Signal> {
+    fn signal(&self) -> &Signal {
         &self.sync
     }
 }
 
 impl<T: Send + std::marker::Sync, E: Send + std::marker::Sync> CoreApi<T, E> for Core<T, E> {
-    fn outcome(&self) -> &OnceLock<Outcome<T, E>> {
+    fn outcome(&self) -> &OnceLock<Kept<T, E>> {
         &self.outcome
     }
     fn take(&mut self) -> Option<Outcome<T, E>> {
-        self.outcome.take()
+        self.outcome.take().map(|kept| kept.map_err(|e| *e))
     }
 }
 
@@ -124,7 +126,7 @@ impl<T, E> Eq for Future<T, E> {}
 
 impl<T, E> Hash for Future<T, E> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(self.core.signal()).hash(state);
+        std::ptr::from_ref(self.core.signal()).hash(state);
     }
 }
 
@@ -138,7 +140,7 @@ impl<T, E> fmt::Debug for Future<T, E> {
             Status::Failed => "failed",
         };
         f.debug_struct("Future")
-            .field("id", &Arc::as_ptr(self.core.signal()))
+            .field("id", &std::ptr::from_ref(self.core.signal()))
             .field("state", &state)
             .finish()
     }
@@ -147,28 +149,19 @@ impl<T, E> fmt::Debug for Future<T, E> {
 impl<T: Send + std::marker::Sync + 'static, E: Send + std::marker::Sync + 'static> Future<T, E> {
     /// A new pending future and the completer that finishes it.
     pub(crate) fn pending() -> (Self, Completer<T, E>) {
-        Self::with_killer(None, None)
+        let (future, core) = Self::in_pool(None);
+        (future, Completer::new(core))
     }
 
-    /// A new pending future whose running task `killer` can stop, and whose callbacks (and the
-    /// drop of a value nobody holds) run on `completions` when given.
-    pub(crate) fn with_killer(
-        killer: Option<Killer>,
-        completions: Option<Completions>,
-    ) -> (Self, Completer<T, E>) {
-        let signal = Signal::new();
-        lock(&signal.state).killer = killer;
+    /// A new pending future of the process pool `pool` (which can stop its running task, and
+    /// runs its callbacks and the drop of a value nobody holds), and its core, whose
+    /// [`Completer`] finishes it.
+    pub(crate) fn in_pool(pool: Option<Killer>) -> (Self, Arc<Core<T, E>>) {
         let core = Arc::new(Core {
             outcome: OnceLock::new(),
-            sync: Arc::new(signal),
+            sync: Signal::new(pool),
         });
-        (
-            Future { core: core.clone() },
-            Completer {
-                core: Some(core),
-                completions: completions.map(|c| (c, release::<T, E> as Release<T, E>)),
-            },
-        )
+        (Future { core: core.clone() }, core)
     }
 }
 
@@ -180,14 +173,20 @@ impl<T, E> Future<T, E> {
     /// [`as_completed`](crate::as_completed) that holds this future, at once.
     pub fn cancel(&self) -> bool {
         let core = &self.core;
-        core.signal().finish(
+        let woken = core.signal().publish(
             Status::Cancelled,
             |s| s == Status::Pending,
-            None,
             || {
-                let _ = core.outcome().set(Err(TaskError::Cancelled));
+                let _ = core.outcome().set(Err(Box::new(TaskError::Cancelled)));
             },
-        ) || core.signal().status() == Status::Cancelled
+        );
+        match woken {
+            Some(woken) => {
+                woken.wake(None);
+                true
+            }
+            None => core.signal().status() == Status::Cancelled,
+        }
     }
 
     /// Cancels the task if it is pending, or stops it if it is running by killing the worker
@@ -206,20 +205,16 @@ impl<T, E> Future<T, E> {
         if self.cancel() {
             return true;
         }
-        let killer = {
-            let state = lock(&self.core.signal().state);
-            if state.status != Status::Running {
-                return false;
-            }
-            state.killer.clone()
-        };
+        if self.core.signal().status() != Status::Running {
+            return false;
+        }
+        let killer = self.core.signal().pool.clone();
         let Some(pool) = killer.as_ref().and_then(|(pool, _)| pool.upgrade()) else {
             return false;
         };
         pool.kill(killer.map_or(0, |(_, id)| id));
         self.core.signal().wait_until(None);
-        self.cancelled()
-            || self.done() && matches!(self.core.outcome().get(), Some(Err(TaskError::Killed)))
+        self.cancelled() || self.done() && matches!(self.outcome(), Err(TaskError::Killed))
     }
 
     /// Whether the future was cancelled.
@@ -237,11 +232,12 @@ impl<T, E> Future<T, E> {
         self.core.signal().status().is_done()
     }
 
-    fn outcome(&self) -> &Outcome<T, E> {
-        self.core
-            .outcome()
-            .get()
-            .expect("a done future has its outcome")
+    fn outcome(&self) -> Result<&T, &TaskError<E>> {
+        match self.core.outcome().get() {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => Err(error),
+            None => unreachable!("a done future has its outcome"),
+        }
     }
 
     /// Blocks until the task is done; lends its value, or gives a copy of its error.
@@ -279,7 +275,7 @@ impl<T, E> Future<T, E> {
     /// As [`result`](Self::result).
     pub fn result_ref(&self) -> Result<&T, &TaskError<E>> {
         self.core.signal().wait_until(None);
-        self.outcome().as_ref()
+        self.outcome()
     }
 
     /// Like [`result`](Self::result), giving up after `timeout`: then it fails with
@@ -307,7 +303,7 @@ impl<T, E> Future<T, E> {
         E: Clone,
     {
         if self.core.signal().wait_until(deadline(Some(timeout))) {
-            self.outcome().as_ref().map_err(TaskError::clone)
+            self.outcome().map_err(TaskError::clone)
         } else {
             Err(TaskError::Timeout)
         }
@@ -330,7 +326,7 @@ impl<T, E> Future<T, E> {
         E: Clone,
     {
         if self.core.signal().wait_until(deadline(Some(timeout))) {
-            Ok(self.outcome().as_ref().err().cloned())
+            Ok(self.outcome().err().cloned())
         } else {
             Err(Timeout)
         }
@@ -360,12 +356,12 @@ impl<T, E> Future<T, E> {
     {
         let me = self.clone();
         let callback: Callback = Box::new(move || f(&me));
-        let mut state = lock(&self.core.signal().state);
+        let mut state = self.core.signal().lock();
         if state.status.is_done() {
             drop(state);
             run_callback(callback);
         } else {
-            state.callbacks.push(callback);
+            state.add_callback(callback);
         }
     }
 
@@ -406,6 +402,11 @@ impl<T, E> Future<T, E> {
     /// Moves the outcome out of a done future whose only handle this is.
     fn try_take(self) -> Result<Outcome<T, E>, Self> {
         let mut me = self;
+        if Arc::get_mut(&mut me.core).is_none() {
+            // The other handle may be the completer's, about to go: it holds this lock until it
+            // has let go.
+            drop(completer::releasing(me.core.signal()));
+        }
         match Arc::get_mut(&mut me.core) {
             Some(core) => Ok(core.take().expect("a done future has its outcome")),
             None => Err(me),
@@ -456,7 +457,7 @@ impl<'a, T, E: Clone> std::future::Future for Lend<'a, T, E> {
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.future;
         if future.core.signal().poll_done(cx) {
-            Poll::Ready(future.outcome().as_ref().map_err(TaskError::clone))
+            Poll::Ready(future.outcome().map_err(TaskError::clone))
         } else {
             Poll::Pending
         }
@@ -473,9 +474,12 @@ impl<T: Clone, E: Clone> std::future::Future for Future<T, E> {
         }
         // The future stays usable after it is polled (`select!` on `&mut fut`, then
         // `fut.result()`), so the outcome is cloned, never moved out: `into_result` moves.
-        Poll::Ready(me.outcome().clone())
+        Poll::Ready(me.outcome().cloned().map_err(TaskError::clone))
     }
 }
 
 // A `Future` holds no self-references: moving it while polled is fine.
 impl<T, E> Unpin for Future<T, E> {}
+
+#[cfg(test)]
+mod test;

@@ -40,26 +40,35 @@ impl Waiter {
         }
     }
 
-    /// Takes the keys that finished, or registers `cx` to be woken when one does.
-    pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Vec<usize>> {
+    /// Moves the keys that finished into `keys` (emptied first), or registers `cx` to be woken
+    /// when one does. The buffers are swapped, so that neither allocates once both have grown.
+    pub(crate) fn poll(&self, cx: &Context<'_>, keys: &mut Vec<usize>) -> Poll<()> {
         let mut state = lock(&self.done);
         if state.keys.is_empty() {
             state.waker = Some(cx.waker().clone());
             Poll::Pending
         } else {
-            Poll::Ready(std::mem::take(&mut state.keys))
+            keys.clear();
+            std::mem::swap(&mut state.keys, keys);
+            Poll::Ready(())
         }
     }
 
-    /// Takes the keys that finished, blocking until there is one or `deadline` passes.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Vec<usize>> {
+    /// Moves the keys that finished into `keys` (emptied first, buffers swapped as in
+    /// [`poll`](Self::poll)), blocking until there is one or `deadline` passes; false then.
+    pub(crate) fn wait(&self, deadline: Option<Instant>, keys: &mut Vec<usize>) -> bool {
+        let take = |done: &mut WaiterState, keys: &mut Vec<usize>| {
+            keys.clear();
+            std::mem::swap(&mut done.keys, keys);
+            true
+        };
         // A result often comes within microseconds: look a few times, yielding the CPU, before
         // parking (a wake-up from parking costs far more than that on most machines).
         let spin_until = Instant::now() + SPIN;
         while Instant::now() < spin_until && deadline.is_none_or(|d| Instant::now() < d) {
             let mut done = lock(&self.done);
             if !done.keys.is_empty() {
-                return Some(std::mem::take(&mut done.keys));
+                return take(&mut done, keys);
             }
             drop(done);
             std::thread::yield_now();
@@ -67,11 +76,14 @@ impl Waiter {
         let mut done = lock(&self.done);
         loop {
             if !done.keys.is_empty() {
-                return Some(std::mem::take(&mut done.keys));
+                return take(&mut done, keys);
             }
             let left = match deadline {
                 None => None,
-                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => Some(left),
+                    None => return false,
+                },
             };
             done.sleeping = true;
             done = match left {

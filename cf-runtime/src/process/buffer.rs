@@ -31,6 +31,9 @@ pub(crate) struct Outbox {
     segments: VecDeque<Segment>,
     /// How much of the front segment is written.
     pos: usize,
+    /// A written `Bytes` segment's buffer, emptied, for the next one: the outbox allocates only
+    /// while its batches grow. One larger than [`IN_PLACE`] is not kept.
+    spare: Vec<u8>,
 }
 
 impl Outbox {
@@ -40,7 +43,8 @@ impl Outbox {
 
     fn bytes(&mut self) -> &mut Vec<u8> {
         if !matches!(self.segments.back(), Some(Segment::Bytes(_))) {
-            self.segments.push_back(Segment::Bytes(Vec::new()));
+            let bytes = std::mem::take(&mut self.spare);
+            self.segments.push_back(Segment::Bytes(bytes));
         }
         match self.segments.back_mut() {
             Some(Segment::Bytes(bytes)) => bytes,
@@ -78,7 +82,13 @@ impl Outbox {
             if self.pos < len {
                 break;
             }
-            self.segments.pop_front();
+            if let Some(Segment::Bytes(mut bytes)) = self.segments.pop_front()
+                && bytes.capacity() <= IN_PLACE
+                && bytes.capacity() > self.spare.capacity()
+            {
+                bytes.clear();
+                self.spare = bytes;
+            }
             self.pos = 0;
         }
         let bytes = match self.segments.front()? {

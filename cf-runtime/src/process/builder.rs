@@ -365,6 +365,7 @@ impl ProcessPoolBuilder {
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             output,
+            completions: completions.clone(),
         });
         let (started_tx, started_rx) = mpsc::channel();
         let config = self.scheduler(max_workers, initializer, max_frame);

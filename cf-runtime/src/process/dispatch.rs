@@ -997,7 +997,7 @@ impl Job {
             request: RequestKind::Call,
             task: init.task,
             name: init.name,
-            args: init.args.clone(),
+            args: init.args.clone().into(),
             owner: Owner::Initializer,
             timeout: None,
             inputs: 1,

@@ -68,6 +68,9 @@ struct Driver {
     /// While tasks are in flight, when the workers' output is read next.
     output_due: Instant,
     launch: Box<dyn Launch>,
+    /// The inbox's jobs of the last intake, empty: swapped with the inbox's so that neither side
+    /// allocates again once both have grown to a batch.
+    intake: Vec<super::job::Job>,
     /// The read end of the wake pipe; declared last, so that it closes after the spawner thread
     /// (which writes to the pipe) has ended.
     wake: OwnedFd,
@@ -98,6 +101,7 @@ pub(crate) fn run(
         failed: false,
         output_due: Instant::now(),
         launch,
+        intake: Vec::new(),
         wake,
     };
     driver.act();
@@ -145,7 +149,8 @@ impl Driver {
         }
         let shutdown = inbox.shutdown.is_some();
         let cancel = matches!(inbox.shutdown, Some(Cancel::Asked | Cancel::Done));
-        let jobs = std::mem::take(&mut inbox.jobs);
+        let mut jobs = std::mem::take(&mut self.intake);
+        std::mem::swap(&mut jobs, &mut inbox.jobs);
         let kills = std::mem::take(&mut inbox.kills);
         let terminate = inbox.terminate.take();
         drop(inbox);
@@ -153,9 +158,10 @@ impl Driver {
             self.d.shutdown();
         }
         self.collect_started();
-        for job in jobs {
+        for job in jobs.drain(..) {
             self.d.submit(job);
         }
+        self.intake = jobs;
         if cancel {
             self.d.cancel_pending();
             let mut inbox = self.shared.lock();

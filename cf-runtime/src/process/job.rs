@@ -1,6 +1,7 @@
 //! A task on its way to a worker, and the type-erased end that completes its future.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cf_worker::frame::{ReplyKind, RequestKind};
@@ -8,7 +9,7 @@ use cf_worker::{Never, PanicInfo, decode};
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
-use crate::future::Completer;
+use crate::future::{AnyCore, Completer, Core, Outcome, Status};
 
 /// One submitted task: what to run, and whom to tell.
 pub(crate) struct Job {
@@ -18,7 +19,7 @@ pub(crate) struct Job {
     pub(crate) request: RequestKind,
     pub(crate) task: u32,
     pub(crate) name: &'static str,
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: Args,
     /// Who waits for the outcome.
     pub(crate) owner: Owner,
     /// The time limit given at submit or by the task; the pool's default applies otherwise.
@@ -33,10 +34,73 @@ pub(crate) struct Job {
     pub(crate) deaths: Vec<TaskError<Never>>,
 }
 
+/// How many bytes of arguments a job keeps inline; most tiny tasks' arguments fit.
+const INLINE: usize = 22;
+
+/// A job's encoded arguments: inline up to [`INLINE`] bytes, so that a tiny task's submit
+/// allocates nothing but its future; on the heap beyond.
+#[derive(Clone)]
+pub(crate) enum Args {
+    Inline(u8, [u8; INLINE]),
+    Heap(Vec<u8>),
+}
+
+impl Args {
+    pub(crate) fn new() -> Self {
+        Args::Inline(0, [0; INLINE])
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Args::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Args::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Args {
+    fn from(bytes: Vec<u8>) -> Self {
+        Args::Heap(bytes)
+    }
+}
+
+impl std::io::Write for Args {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Args::Inline(len, bytes) => {
+                let at = usize::from(*len);
+                match bytes.get_mut(at..at + buf.len()) {
+                    Some(room) => {
+                        room.copy_from_slice(buf);
+                        // At most `INLINE`: it fits in a `u8`.
+                        *len = (at + buf.len()) as u8;
+                    }
+                    None => {
+                        let mut heap = Vec::with_capacity((at + buf.len()).max(4 * INLINE));
+                        heap.extend_from_slice(&bytes[..at]);
+                        heap.extend_from_slice(buf);
+                        *self = Args::Heap(heap);
+                    }
+                }
+            }
+            Args::Heap(bytes) => bytes.extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Who waits for a job's outcome.
 pub(crate) enum Owner {
-    /// A future, through its completer.
-    Future(Box<dyn Sink>),
+    /// A future, through its completing end.
+    Future(FutureEnd),
     /// The pool itself: a worker's initializer, which must succeed before the worker takes tasks.
     Initializer,
     /// Nobody: what is left of a job killed after its frame went to a worker. Its reply is
@@ -63,46 +127,132 @@ impl Job {
     }
 }
 
-/// The completing end of a future whose value arrives as bytes.
-pub(crate) trait Sink: Send {
+/// The completing end of a future: one more handle on the future's own allocation (no
+/// allocation of its own). Dropped unused (a bug of the pool's), it fails its future with
+/// [`TaskError::Abandoned`] rather than leave it waiting forever.
+pub(crate) struct FutureEnd(Option<Arc<dyn Sink>>);
+
+impl FutureEnd {
+    pub(crate) fn new(sink: Arc<dyn Sink>) -> Self {
+        FutureEnd(Some(sink))
+    }
+
+    fn sink(&self) -> &Arc<dyn Sink> {
+        self.0.as_ref().expect("a future's end is used once")
+    }
+
+    fn take(mut self) -> Arc<dyn Sink> {
+        self.0.take().expect("a future's end is used once")
+    }
+
     /// Python's `set_running_or_notify_cancel`.
-    fn set_running(&self) -> bool;
+    pub(crate) fn set_running(&self) -> bool {
+        self.sink().set_running()
+    }
+
     /// Whether the task has not started. A job put back in the queue after its worker died was
     /// running: it is not pending, and `cancel_futures` does not cancel it.
+    pub(crate) fn pending(&self) -> bool {
+        self.sink().pending()
+    }
+
+    /// Completes the future from a worker's reply; see [`Sink::reply`].
+    pub(crate) fn reply(self, kind: ReplyKind, payload: &[u8], task: &str) {
+        self.take().reply(kind, payload, task);
+    }
+
+    /// Fails the future with an error that is not the task's own.
+    pub(crate) fn fail(self, error: TaskError<Never>) {
+        self.take().fail(error);
+    }
+
+    /// Cancels the future if it has not started.
+    pub(crate) fn cancel(self) {
+        self.take().cancel();
+    }
+
+    /// Fails the future with `TaskError::Killed`: it was running (its worker was killed for it).
+    pub(crate) fn kill(self) {
+        self.take().kill();
+    }
+}
+
+impl Drop for FutureEnd {
+    fn drop(&mut self) {
+        if let Some(sink) = self.0.take() {
+            sink.abandon();
+        }
+    }
+}
+
+/// A future whose value arrives as bytes, as its completing end sees it.
+pub(crate) trait Sink: Send + Sync {
+    /// Python's `set_running_or_notify_cancel`.
+    fn set_running(&self) -> bool;
+    /// Whether the task has not started.
     fn pending(&self) -> bool;
     /// Completes the future from a worker's reply. Runs on the I/O thread: the user's
     /// `Deserialize` runs under `catch_unwind` (a panic fails this future with
     /// [`TaskError::Codec`]), and the completer routes callbacks and a value nobody holds to
     /// the pool's completion thread.
-    fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str);
+    fn reply(self: Arc<Self>, kind: ReplyKind, payload: &[u8], task: &str);
     /// Fails the future with an error that is not the task's own.
-    fn fail(self: Box<Self>, error: TaskError<Never>);
+    fn fail(self: Arc<Self>, error: TaskError<Never>);
     /// Cancels the future if it has not started.
-    fn cancel(self: Box<Self>);
+    fn cancel(self: Arc<Self>);
     /// Fails the future with `TaskError::Killed`: it was running (its worker was killed for it).
-    fn kill(self: Box<Self>);
+    fn kill(self: Arc<Self>);
+    /// Fails the future with `TaskError::Abandoned`: its job was dropped unanswered.
+    fn abandon(self: Arc<Self>);
 }
 
-impl<T, E> Sink for Completer<T, E>
+impl<T, E> Sink for Core<T, E>
 where
     T: DeserializeOwned + Send + Sync + 'static,
     E: DeserializeOwned + Send + Sync + 'static,
 {
     fn set_running(&self) -> bool {
-        Completer::set_running(self)
+        self.signal().set_running()
     }
 
     fn pending(&self) -> bool {
-        Completer::pending(self)
+        self.signal().status() == Status::Pending
     }
 
-    fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], task: &str) {
-        let codec = |what: &str, e: cf_worker::CodecError| TaskError::Codec {
-            task: task.to_owned(),
-            message: format!("failed to decode the {what} of task `{task}`: {e}"),
-        };
-        let text = || String::from_utf8_lossy(payload).into_owned();
-        let decoded = catch_unwind(AssertUnwindSafe(|| match kind {
+    fn reply(self: Arc<Self>, kind: ReplyKind, payload: &[u8], task: &str) {
+        Completer::new(self).complete(decode_reply(kind, payload, task));
+    }
+
+    fn fail(self: Arc<Self>, error: TaskError<Never>) {
+        Completer::new(self).complete(Err(error.map_failed(|never| match never {})));
+    }
+
+    fn cancel(self: Arc<Self>) {
+        Completer::new(self).cancel();
+    }
+
+    fn kill(self: Arc<Self>) {
+        Completer::new(self).kill();
+    }
+
+    fn abandon(self: Arc<Self>) {
+        drop(Completer::new(self));
+    }
+}
+
+/// The outcome a worker's reply says, decoded under `catch_unwind`.
+fn decode_reply<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+    kind: ReplyKind,
+    payload: &[u8],
+    task: &str,
+) -> Outcome<T, E> {
+    let codec = |what: &str, e: cf_worker::CodecError| TaskError::Codec {
+        task: task.to_owned(),
+        message: format!("failed to decode the {what} of task `{task}`: {e}"),
+    };
+    let text = || String::from_utf8_lossy(payload).into_owned();
+    let decoded =
+        catch_unwind(AssertUnwindSafe(|| match kind {
             ReplyKind::Ok => decode::<T>(payload).map_err(|e| codec("result", e)),
             ReplyKind::Failed => {
                 Err(decode::<E>(payload).map_or_else(|e| codec("error", e), TaskError::Failed))
@@ -120,29 +270,18 @@ where
                 })
             }
         }));
-        let outcome = decoded.unwrap_or_else(|payload| {
-            let message = cf_worker::panic_message(&*payload);
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
-            Err(TaskError::Codec {
-                task: task.to_owned(),
-                message: format!(
-                    "failed to decode the outcome of task `{task}`: its `Deserialize` panicked: \
-                     {message}"
-                ),
-            })
-        });
-        self.complete(outcome);
-    }
-
-    fn fail(self: Box<Self>, error: TaskError<Never>) {
-        self.complete(Err(error.map_failed(|never| match never {})));
-    }
-
-    fn cancel(self: Box<Self>) {
-        Completer::cancel(*self);
-    }
-
-    fn kill(self: Box<Self>) {
-        Completer::kill(*self);
-    }
+    decoded.unwrap_or_else(|payload| {
+        let message = cf_worker::panic_message(&*payload);
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        Err(TaskError::Codec {
+            task: task.to_owned(),
+            message: format!(
+                "failed to decode the outcome of task `{task}`: its `Deserialize` panicked: \
+                 {message}"
+            ),
+        })
+    })
 }
+
+#[cfg(test)]
+mod test;

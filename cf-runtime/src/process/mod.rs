@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cf_worker::frame::RequestKind;
-use cf_worker::{Item, Never, Task, encode_into, table};
+use cf_worker::{Item, Never, Task, encode_to, table};
 
 pub use builder::{ProcessPoolBuilder, TaskOptions};
 
@@ -217,8 +217,8 @@ impl ProcessPoolExecutor {
         let Some(index) = table().index::<T>() else {
             return Err(SubmitError::new(args, ErrorKind::NotRegistered(T::NAME)));
         };
-        let mut bytes = Vec::new();
-        if let Err(e) = encode_into(&args, &mut bytes) {
+        let mut bytes = job::Args::new();
+        if let Err(e) = encode_to(&args, &mut bytes) {
             let message = e.to_string();
             return Err(SubmitError::new(
                 args,
@@ -243,15 +243,14 @@ impl ProcessPoolExecutor {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let killer = Arc::downgrade(&self.shared) as std::sync::Weak<dyn Kill>;
-        let (future, completer) =
-            Future::with_killer(Some((killer, id)), Some(self.completions.clone()));
+        let (future, core) = Future::<O, E>::in_pool(Some((killer, id)));
         let job = Job {
             id,
             request: kind,
             task: index,
             name: T::NAME,
             args: bytes,
-            owner: Owner::Future(Box::new(completer)),
+            owner: Owner::Future(job::FutureEnd::new(core)),
             timeout: options.timeout,
             inputs,
             retries: options.retries,

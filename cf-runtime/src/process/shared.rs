@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use super::dispatch::Sig;
 use super::forward::Outputs;
 use super::job::Job;
+use crate::callback::Completions;
 use crate::future::Kill;
 use crate::sys;
 
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     pub(crate) next_id: AtomicU64,
     /// Where the I/O thread puts the workers' stderr, for the forwarding thread to print.
     pub(crate) output: Outputs,
+    /// The completion thread: the futures' callbacks and the drops of values nobody holds.
+    pub(crate) completions: Completions,
 }
 
 impl Kill for Shared {
@@ -145,6 +148,10 @@ impl Kill for Shared {
         let mut inbox = self.lock();
         inbox.kills.push(id);
         self.wake(&mut inbox);
+    }
+
+    fn completions(&self) -> &Completions {
+        &self.completions
     }
 }
 

@@ -11,7 +11,7 @@ use cf_worker::{Never, PanicInfo};
 
 use super::{Action, Config, Dispatcher, Init, Sig, WorkerId};
 use crate::error::{Exit, TaskError};
-use crate::process::job::{Job, Owner, Sink};
+use crate::process::job::{FutureEnd, Job, Owner, Sink};
 use crate::process::shared::Counters;
 
 pub(crate) const FINGERPRINT: u64 = 0xcf;
@@ -67,18 +67,19 @@ impl Sink for Probe {
     fn pending(&self) -> bool {
         !self.started.load(Ordering::SeqCst)
     }
-    fn reply(self: Box<Self>, kind: ReplyKind, payload: &[u8], _: &str) {
+    fn reply(self: Arc<Self>, kind: ReplyKind, payload: &[u8], _: &str) {
         self.end(End::Reply(kind, payload.to_vec()));
     }
-    fn fail(self: Box<Self>, error: TaskError<Never>) {
+    fn fail(self: Arc<Self>, error: TaskError<Never>) {
         self.end(End::Failed(error));
     }
-    fn cancel(self: Box<Self>) {
+    fn cancel(self: Arc<Self>) {
         self.end(End::Cancelled);
     }
-    fn kill(self: Box<Self>) {
+    fn kill(self: Arc<Self>) {
         self.end(End::Killed);
     }
+    fn abandon(self: Arc<Self>) {}
 }
 
 /// A worker process as a test plays it.
@@ -223,8 +224,8 @@ impl World {
             request: RequestKind::Call,
             task: 1,
             name: "job",
-            args: id.to_le_bytes().to_vec(),
-            owner: Owner::Future(Box::new(probe)),
+            args: id.to_le_bytes().to_vec().into(),
+            owner: Owner::Future(FutureEnd::new(Arc::new(probe))),
             timeout,
             inputs: 1,
             retries: None,
