@@ -88,16 +88,17 @@ pub(crate) fn serve_pipes(
         output: Mutex::new(output),
         beat: Beat::new(),
     });
-    // Without the watcher (no thread to spare), calls are never given back: each one runs.
+    // Without the watcher (no thread to spare), calls are never given back: each one runs. The
+    // parent's urge to give calls back is blocked here, before any other thread exists, so that
+    // every thread inherits the block and only the watcher takes it.
+    sys::block_urge();
     let watched = shared.clone();
     let watcher = std::thread::Builder::new()
         .name("cf-worker-watch".to_owned())
         // Small: it counts against a `memory_limit`, and it only polls and copies bytes.
         .stack_size(WATCHER_STACK)
         .spawn(move || watch(&watched, input.as_fd()));
-    if let Ok(watcher) = watcher {
-        shared.beat.watched_by(watcher.thread().clone());
-    }
+    drop(watcher);
     serve_shared(&shared, move || {
         // Best effort: a task may have closed the pipe's other end (it is the parent's).
         let _ = stderr.write_all(TASK_END);

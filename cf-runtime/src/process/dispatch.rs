@@ -104,6 +104,9 @@ pub(crate) enum Sig {
     Term,
     /// SIGKILL: a kill, a time limit, a protocol violation, `kill_workers`.
     Kill,
+    /// SIGURG: a request to give back calls (`Revoke` frames are on their way); the worker's
+    /// watcher thread waits for it, and it interrupts nothing else.
+    Urge,
 }
 
 /// What the dispatcher asks of the world.
@@ -397,8 +400,11 @@ impl Dispatcher {
             return;
         }
         for worker in &mut self.workers {
-            if worker.state == State::Ready && worker.running_long(now) {
-                worker.revoke_waiting();
+            if worker.state == State::Ready && worker.running_long(now) && worker.revoke_waiting() {
+                self.actions.push_back(Action::Signal {
+                    worker: worker.id,
+                    sig: Sig::Urge,
+                });
             }
         }
     }

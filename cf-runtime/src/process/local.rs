@@ -150,6 +150,7 @@ impl Link for LocalLink {
         let signal = match sig {
             Sig::Term => Signal::SIGTERM,
             Sig::Kill => Signal::SIGKILL,
+            Sig::Urge => Signal::SIGURG,
         };
         // ESRCH: it has exited already, and its exit is on its way.
         let _ = sys::pidfd_signal(&self.pidfd, signal);

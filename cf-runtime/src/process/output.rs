@@ -164,17 +164,22 @@ pub(crate) fn pass(out: &mut Option<OwnedFd>, mut forward: impl FnMut(&[u8])) {
     }
 }
 
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
+// Every marker starts with a NUL byte, which ordinary text does not hold: [`first_marker`]
+// looks only where one is.
+const _: () = assert!(TASK_END[0] == 0 && LOG_START[0] == 0);
 
-/// The first marker in `haystack`, and where it is.
+/// The first marker in `haystack`, and where it is: one pass over it (a worker writes a
+/// task-end marker per task, so a read can hold hundreds of them).
 fn first_marker(haystack: &[u8]) -> Option<(usize, &'static [u8])> {
-    MARKERS
-        .iter()
-        .filter_map(|&marker| Some((find(haystack, marker)?, marker)))
-        .min_by_key(|&(at, _)| at)
+    let mut from = 0;
+    while let Some(nul) = haystack[from..].iter().position(|&b| b == 0) {
+        let at = from + nul;
+        if let Some(marker) = MARKERS.iter().find(|m| haystack[at..].starts_with(m)) {
+            return Some((at, marker));
+        }
+        from = at + 1;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -12,7 +12,11 @@ use std::io::{self, Read};
 use super::{ServeError, read_request};
 use crate::frame::{self, Header, RequestKind};
 
-/// The room a read of requests has at least.
+/// The room a read of requests starts with: a few frames of small tasks. It doubles, up to
+/// [`READ_SIZE`], each time a read fills it (a worker that idles keeps its memory small).
+const FIRST_READ: usize = 4 << 10;
+
+/// The most one read of requests takes.
 const READ_SIZE: usize = 64 << 10;
 
 /// The most the watcher reads ahead: past this, a revocation behind a large argument waits for
@@ -33,6 +37,8 @@ pub(crate) struct Inlet<R> {
     scanned: usize,
     /// Calls revoked before they started: the serve loop drops them when it meets them.
     skip: Vec<u64>,
+    /// The room the serve loop's next read offers.
+    room: usize,
 }
 
 impl<R: Read> Inlet<R> {
@@ -44,6 +50,7 @@ impl<R: Read> Inlet<R> {
             end: 0,
             scanned: 0,
             skip: Vec::new(),
+            room: FIRST_READ,
         }
     }
 
@@ -114,21 +121,24 @@ impl<R: Read> Inlet<R> {
 
     /// One read of whatever has arrived (blocking until something has); 0 at the end.
     fn fill(&mut self) -> io::Result<usize> {
-        self.read_at_most(READ_SIZE)
+        let n = self.read_at_most(self.room)?;
+        if n == self.room {
+            self.room = (self.room * 2).min(READ_SIZE);
+        }
+        Ok(n)
     }
 
-    /// Reads at most `most` bytes into the buffer, growing it to at least [`READ_SIZE`] of room.
+    /// Reads at most `most` bytes into the buffer, growing it to `most` bytes of room.
     fn read_at_most(&mut self, most: usize) -> io::Result<usize> {
-        if self.start > 0 && self.buf.len() - self.end < READ_SIZE {
+        if self.start > 0 && self.buf.len() - self.end < most {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() - self.end < READ_SIZE.min(most) {
-            self.buf
-                .resize(self.end + READ_SIZE.max(most.min(AHEAD_MAX)), 0);
+        if self.buf.len() - self.end < most {
+            self.buf.resize(self.end + most, 0);
         }
-        let room = (self.buf.len() - self.end).min(most);
+        let room = most;
         loop {
             match self.input.read(&mut self.buf[self.end..self.end + room]) {
                 Ok(n) => {

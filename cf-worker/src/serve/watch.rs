@@ -1,85 +1,54 @@
-//! The watcher: a thread that reads requests while a task runs long, so that the parent can take
-//! back the calls queued behind it (a short task must not wait behind a long one while another
-//! worker is idle).
+//! The watcher: a thread that reads requests while a task runs, when the parent asks it to, so
+//! that the parent can take back the calls queued behind a long task (a short task must not wait
+//! behind a long one while another worker is idle).
 //!
-//! It costs the serve loop two atomic stores and a clock read per task. The thread looks at the
-//! clock every [`LONG`] while the worker works (a few thousand cheap wake-ups a second, none of
-//! them on the serve loop's path), reads requests only while a task has run for [`LONG`], and
-//! sleeps once the worker has been idle for [`PARK_AFTER`].
+//! The parent asks with a `SIGURG` beside its `Revoke` frames. The signal is blocked in every
+//! thread of the worker (threads a task starts inherit the mask; `std::process::Command` clears
+//! it for the programs they run) and taken by the watcher with `sigwait`, so it interrupts no
+//! task, and the watcher costs nothing until it comes: no timer, no wake-up per task, two
+//! atomic stores per task in the serve loop.
 
 use std::io::Write;
 use std::os::fd::BorrowedFd;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::{Shared, relock};
 use crate::frame::{self, ReplyKind};
 use crate::sys;
 
-/// How long a task runs before the watcher looks at what arrives behind it: the parent's
-/// short-task threshold.
-pub(crate) const LONG: Duration = Duration::from_micros(500);
-
-/// How long the worker is idle before the watcher sleeps until the next task.
-const PARK_AFTER: Duration = Duration::from_millis(50);
-
-/// The longest the watcher waits in one `poll` (it looks at the clock again after).
+/// The longest the watcher waits in one `poll` before it looks whether the task still runs.
 const POLL: Duration = Duration::from_millis(100);
 
-/// When the running task started, as the watcher sees it.
+/// Which task the serve loop runs, as the watcher sees it.
 pub(crate) struct Beat {
-    base: Instant,
-    /// Nanoseconds from `base` to the start of the running task, plus one; 0 while idle.
+    /// The running task's number, counting from 1; 0 while the loop waits for a request.
     started: AtomicU64,
-    /// The watcher sleeps until the next task starts.
-    parked: AtomicBool,
-    watcher: OnceLock<Thread>,
+    next: AtomicU64,
 }
 
 impl Beat {
     pub(crate) fn new() -> Self {
         Beat {
-            base: Instant::now(),
             started: AtomicU64::new(0),
-            parked: AtomicBool::new(false),
-            watcher: OnceLock::new(),
+            next: AtomicU64::new(1),
         }
-    }
-
-    pub(crate) fn watched_by(&self, thread: Thread) {
-        let _ = self.watcher.set(thread);
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// The serve loop waits for its next request.
     pub(crate) fn idle(&self) {
-        self.started.store(0, Ordering::SeqCst);
+        self.started.store(0, Ordering::Release);
     }
 
     /// The serve loop starts a task.
     pub(crate) fn start(&self) {
-        self.started.store(self.now(), Ordering::SeqCst);
-        if self.parked.swap(false, Ordering::SeqCst)
-            && let Some(watcher) = self.watcher.get()
-        {
-            watcher.unpark();
-        }
+        let n = self.next.load(Ordering::Relaxed);
+        self.next.store(n.wrapping_add(1).max(1), Ordering::Relaxed);
+        self.started.store(n, Ordering::Release);
     }
 
-    /// The watcher sleeps until a task starts (if none runs now).
-    fn park(&self) {
-        self.parked.store(true, Ordering::SeqCst);
-        // A task that started between the caller's look and the store above saw no parked
-        // watcher: look again before sleeping.
-        if self.started.load(Ordering::SeqCst) == 0 {
-            std::thread::park();
-        }
-        self.parked.store(false, Ordering::SeqCst);
+    fn running(&self) -> u64 {
+        self.started.load(Ordering::Acquire)
     }
 }
 
@@ -90,40 +59,26 @@ where
     R: std::io::Read,
     W: Write,
 {
-    let beat = &shared.beat;
-    let long = u64::try_from(LONG.as_nanos()).unwrap_or(u64::MAX);
-    let mut idle_since = None;
     loop {
-        let started = beat.started.load(Ordering::SeqCst);
-        if started == 0 {
-            // Between tasks: look again in a while. Only a worker idle for long puts the watcher
-            // to sleep until the next task, which then pays for waking it; one that goes idle
-            // between every task (a caller waiting for each result) must not pay that each time.
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < PARK_AFTER {
-                std::thread::park_timeout(LONG);
-            } else {
-                beat.park();
-                idle_since = None;
+        if !sys::wait_urge() {
+            // Nothing can wake this thread: calls are never given back, each one runs.
+            return;
+        }
+        // The parent wants calls back. They wait behind the task that runs now (if none runs,
+        // the serve loop reads the requests itself and the calls ran already): look at what
+        // arrives until that task ends.
+        let started = shared.beat.running();
+        while started != 0 && shared.beat.running() == started {
+            if !look(shared, input, started) {
+                // Nothing could be read (the stream ended, or the read-ahead is full).
+                std::thread::sleep(POLL);
             }
-            continue;
-        }
-        idle_since = None;
-        let due = started.saturating_add(long);
-        let now = beat.now();
-        if now < due {
-            std::thread::park_timeout(Duration::from_nanos(due - now));
-            continue;
-        }
-        if !look(shared, input, started) {
-            // Nothing to read, or nothing may be read now: look again a little later.
-            std::thread::park_timeout(LONG);
         }
     }
 }
 
-/// Waits for requests while the task that started at `started` runs, and reads them; false if
-/// there was nothing it could read.
+/// Waits for requests while the task numbered `started` runs, and reads them; false if there was
+/// nothing it could read.
 fn look<R, W>(shared: &Shared<R, W>, fd: BorrowedFd<'_>, started: u64) -> bool
 where
     R: std::io::Read,
@@ -135,10 +90,7 @@ where
         // The serve loop reads: the task is over.
         Err(_) => return true,
     }
-    if !sys::readable(fd, POLL) {
-        return true;
-    }
-    if shared.beat.started.load(Ordering::SeqCst) != started {
+    if !sys::readable(fd, POLL) || shared.beat.running() != started {
         return true;
     }
     let Ok(mut inlet) = shared.inlet.try_lock() else {
@@ -146,7 +98,7 @@ where
     };
     let available = sys::available(fd);
     if available == 0 {
-        // The stream ended (the serve loop sees it after the task), or a spurious wake-up.
+        // The stream ended (the serve loop sees it after the task).
         return false;
     }
     let Ok(revoked) = inlet.absorb(available) else {

@@ -254,3 +254,20 @@ pub(crate) fn available(fd: std::os::fd::BorrowedFd<'_>) -> usize {
         usize::try_from(n).unwrap_or(0)
     }
 }
+
+/// Blocks `SIGURG`, the parent's request to give calls back, in this thread (and so in the
+/// threads it starts); the watcher takes it with [`wait_urge`].
+pub(crate) fn block_urge() -> bool {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut urge = SigSet::empty();
+    urge.add(Signal::SIGURG);
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&urge), None).is_ok()
+}
+
+/// Waits for a `SIGURG` (blocked by [`block_urge`]); false if waiting failed.
+pub(crate) fn wait_urge() -> bool {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut urge = SigSet::empty();
+    urge.add(Signal::SIGURG);
+    urge.wait().is_ok()
+}

@@ -60,3 +60,13 @@ pub(crate) fn readable(_: std::os::fd::BorrowedFd<'_>, _: std::time::Duration) -
 pub(crate) fn available(_: std::os::fd::BorrowedFd<'_>) -> usize {
     0
 }
+
+/// Workers are not supported here.
+pub(crate) fn block_urge() -> bool {
+    false
+}
+
+/// Workers are not supported here.
+pub(crate) fn wait_urge() -> bool {
+    false
+}

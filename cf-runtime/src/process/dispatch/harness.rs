@@ -92,8 +92,10 @@ pub(crate) struct Fake {
     pub(crate) revokes: Vec<u64>,
     /// Bytes of a call frame not complete yet.
     partial: Vec<u8>,
-    /// Signals the dispatcher asked for.
+    /// Signals the dispatcher asked for, but the urges to give calls back.
     pub(crate) signals: Vec<Sig>,
+    /// Urges to give calls back (SIGURG) it got.
+    pub(crate) urged: u32,
     /// Its requests were closed.
     pub(crate) closed: bool,
     /// It sent its handshake.
@@ -173,6 +175,14 @@ impl World {
         while let Some(action) = self.d.poll_action() {
             match action {
                 Action::Spawn { spare } => self.spawns.push_back(spare),
+                Action::Signal {
+                    worker,
+                    sig: Sig::Urge,
+                } => {
+                    if let Some(fake) = self.workers.get_mut(&worker) {
+                        fake.urged += 1;
+                    }
+                }
                 Action::Signal { worker, sig } => {
                     if let Some(fake) = self.workers.get_mut(&worker) {
                         fake.signals.push(sig);

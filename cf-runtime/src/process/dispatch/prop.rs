@@ -154,6 +154,7 @@ fn apply(w: &mut World, m: &mut Model, ev: &Ev, pool_limit: bool) {
                 let exit = match sig {
                     Some(Sig::Kill) => Exit::Signal(9),
                     Some(Sig::Term) => Exit::Signal(15),
+                    Some(Sig::Urge) => unreachable!("the harness counts urges apart"),
                     None if aborting => Exit::Signal(6),
                     None => Exit::Code(0),
                 };
@@ -236,6 +237,12 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
         !(idle && waiting),
         "a job waits in the queue while a worker is idle"
     );
+    // A worker asked for calls back has been woken to give them.
+    for worker in &w.d.workers {
+        if !worker.revoking.is_empty() {
+            prop_assert!(w.workers.get(&worker.id).is_none_or(|f| f.urged > 0));
+        }
+    }
     // No job waits behind a long-running task while a worker is idle: it has been asked back.
     if w.d.idle_worker() {
         for worker in &w.d.workers {

@@ -155,15 +155,18 @@ impl Slot {
     }
 
     /// Asks for every job behind the running one back, the last first (each comes back to the
-    /// front of the queue, so they keep their order).
-    pub(crate) fn revoke_waiting(&mut self) {
+    /// front of the queue, so they keep their order); true if it asked for any.
+    pub(crate) fn revoke_waiting(&mut self) -> bool {
+        let mut asked = false;
         for job in self.inflight.iter().skip(1).rev() {
             if job.is_init() || self.revoking.contains(&job.id) {
                 continue;
             }
             self.out.push_revoke(job.id);
             self.revoking.push(job.id);
+            asked = true;
         }
+        asked
     }
 
     /// The job `id` it gave back (it never ran), if it was asked to.

@@ -608,6 +608,8 @@ fn a_task_waiting_behind_a_long_one_is_taken_back_for_an_idle_worker() {
     assert!(due <= w.now + Duration::from_micros(500));
     w.advance(Duration::from_micros(600));
     assert_eq!(w.workers[&a].revokes, [waiting]);
+    assert_eq!(w.workers[&a].urged, 1, "its watcher is woken once");
+    assert!(w.workers[&a].signals.is_empty());
     assert_eq!(w.give_back(a), [waiting]);
     assert_eq!(w.holder(waiting), Some(b), "the idle worker runs it");
     assert_eq!(w.answer(b, ReplyKind::Ok), Some(waiting));

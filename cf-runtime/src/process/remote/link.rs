@@ -189,6 +189,7 @@ impl Link for RemoteLink {
             let n = match sig {
                 Sig::Term => Signal::SIGTERM,
                 Sig::Kill => Signal::SIGKILL,
+                Sig::Urge => Signal::SIGURG,
             };
             self.control.signal(self.pid, n);
         }
