@@ -98,7 +98,9 @@ pub(crate) fn serve_pipes(
         // Small: it counts against a `memory_limit`, and it only polls and copies bytes.
         .stack_size(WATCHER_STACK)
         .spawn(move || watch(&watched, input.as_fd()));
-    drop(watcher);
+    if let Ok(watcher) = watcher {
+        shared.beat.watched_by(watcher.thread().clone());
+    }
     serve_shared(&shared, move || {
         // Best effort: a task may have closed the pipe's other end (it is the parent's).
         let _ = stderr.write_all(TASK_END);

@@ -10,7 +10,9 @@
 
 use std::io::Write;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
 use std::time::Duration;
 
 use super::{Shared, relock};
@@ -25,6 +27,9 @@ pub(crate) struct Beat {
     /// The running task's number, counting from 1; 0 while the loop waits for a request.
     started: AtomicU64,
     next: AtomicU64,
+    /// The watcher was urged while no task ran, and waits for the next one.
+    alert: AtomicBool,
+    watcher: OnceLock<Thread>,
 }
 
 impl Beat {
@@ -32,7 +37,13 @@ impl Beat {
         Beat {
             started: AtomicU64::new(0),
             next: AtomicU64::new(1),
+            alert: AtomicBool::new(false),
+            watcher: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn watched_by(&self, thread: Thread) {
+        let _ = self.watcher.set(thread);
     }
 
     /// The serve loop waits for its next request.
@@ -44,7 +55,26 @@ impl Beat {
     pub(crate) fn start(&self) {
         let n = self.next.load(Ordering::Relaxed);
         self.next.store(n.wrapping_add(1).max(1), Ordering::Relaxed);
-        self.started.store(n, Ordering::Release);
+        self.started.store(n, Ordering::SeqCst);
+        if self.alert.load(Ordering::SeqCst)
+            && let Some(watcher) = self.watcher.get()
+        {
+            watcher.unpark();
+        }
+    }
+
+    /// The running task's number, waiting for one to start if none runs.
+    fn next_running(&self) -> u64 {
+        self.alert.store(true, Ordering::SeqCst);
+        let started = loop {
+            // Looked at after `alert` is set, so that a task that starts meanwhile wakes us.
+            match self.started.load(Ordering::SeqCst) {
+                0 => std::thread::park(),
+                started => break started,
+            }
+        };
+        self.alert.store(false, Ordering::SeqCst);
+        started
     }
 
     fn running(&self) -> u64 {
@@ -64,11 +94,11 @@ where
             // Nothing can wake this thread: calls are never given back, each one runs.
             return;
         }
-        // The parent wants calls back. They wait behind the task that runs now (if none runs,
-        // the serve loop reads the requests itself and the calls ran already): look at what
-        // arrives until that task ends.
-        let started = shared.beat.running();
-        while started != 0 && shared.beat.running() == started {
+        // The parent wants calls back. They wait behind the task that runs now, or, if none
+        // runs (the worker has not read them yet, or they ran already), behind the next one:
+        // look at what has come and what comes until that task ends.
+        let started = shared.beat.next_running();
+        while shared.beat.running() == started {
             if !look(shared, input, started) {
                 // Nothing could be read (the stream ended, or the read-ahead is full).
                 std::thread::sleep(POLL);
@@ -84,24 +114,30 @@ where
     R: std::io::Read,
     W: Write,
 {
-    match shared.inlet.try_lock() {
-        Ok(inlet) if inlet.full() => return false,
-        Ok(_) => {}
-        // The serve loop reads: the task is over.
-        Err(_) => return true,
-    }
-    if !sys::readable(fd, POLL) || shared.beat.running() != started {
-        return true;
-    }
-    let Ok(mut inlet) = shared.inlet.try_lock() else {
-        return true;
-    };
-    let available = sys::available(fd);
-    if available == 0 {
-        // The stream ended (the serve loop sees it after the task).
+    if !give_back(shared, fd, started) {
         return false;
     }
-    let Ok(revoked) = inlet.absorb(available) else {
+    // Then wait for more; a stream that is readable with nothing in it has ended (the serve loop
+    // sees it after the task).
+    !sys::readable(fd, POLL) || sys::available(fd) > 0
+}
+
+/// Reads what has arrived and gives back the calls asked for among all the requests read and
+/// not started (some the serve loop read before this task started); false if nothing more can
+/// be read.
+fn give_back<R, W>(shared: &Shared<R, W>, fd: BorrowedFd<'_>, started: u64) -> bool
+where
+    R: std::io::Read,
+    W: Write,
+{
+    let Ok(mut inlet) = shared.inlet.try_lock() else {
+        // The serve loop reads: the task is over.
+        return true;
+    };
+    if shared.beat.running() != started {
+        return true;
+    }
+    let Ok(revoked) = inlet.absorb(sys::available(fd)) else {
         return false;
     };
     // Answered while the inlet is held, so that the serve loop, which takes the calls behind
@@ -114,5 +150,5 @@ where
             break;
         }
     }
-    true
+    !inlet.full()
 }
