@@ -333,29 +333,5 @@ fn a_short_task_never_waits_behind_a_long_one_while_a_worker_is_idle() {
         .max_workers(2)
         .build()
         .expect("a pool");
-    let warm: Vec<_> = (0..5000)
-        .map(|x| pool.submit(square, x).expect("submit"))
-        .collect();
-    for future in warm {
-        future.result().expect("a square");
-    }
-    let gate = Gate::new();
-    let long = pool.submit(waits, gate.path()).expect("submit");
-    let short: Vec<_> = (0..40)
-        .map(|x| pool.submit(square, x).expect("submit"))
-        .collect();
-    let entered = gate.entered();
-    let done = cf::wait(&short, OBSERVE, cf::ReturnWhen::AllCompleted);
-    assert!(
-        done.not_done.is_empty(),
-        "{} short tasks wait behind the long one",
-        done.not_done.len()
-    );
-    for (x, future) in (0u64..).zip(&short) {
-        assert_eq!(future.result().expect("a square").0, x * x);
-    }
-    assert!(!long.done(), "the long task still runs");
-    let pid = entered.pid;
-    drop(entered);
-    assert_eq!(*long.result().expect("a pid"), pid);
+    crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }

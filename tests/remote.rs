@@ -854,27 +854,5 @@ fn signal(pid: u32, sig: i32) {
 #[test]
 fn a_short_task_never_waits_behind_a_long_one_over_tcp() {
     let _serial = serial();
-    let pool = pool(2);
-    let warm: Vec<_> = (0..2000)
-        .map(|x| pool.submit(square, x).expect("submit"))
-        .collect();
-    for future in warm {
-        future.result().expect("a square");
-    }
-    let gate = Gate::new();
-    let long = pool.submit(hold, gate.path()).expect("submit");
-    let short: Vec<_> = (0..40)
-        .map(|x| pool.submit(square, x).expect("submit"))
-        .collect();
-    let entered = gate.entered();
-    let done = cf::wait(&short, OBSERVE, cf::ReturnWhen::AllCompleted);
-    assert!(
-        done.not_done.is_empty(),
-        "{} short tasks wait behind the long one",
-        done.not_done.len()
-    );
-    assert!(!long.done(), "the long task still runs");
-    let pid = entered.pid;
-    drop(entered);
-    assert_eq!(*long.result().expect("a pid"), pid);
+    crash_util::short_tasks_pass_a_held_one(&pool(2), 2000);
 }

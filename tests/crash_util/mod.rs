@@ -217,3 +217,34 @@ pub(crate) fn until(what: &str, mut done: impl FnMut() -> bool) {
         thread::yield_now();
     }
 }
+
+/// Issue "Hardening" item 8 on `pool`: after `warm` tiny tasks (so that tasks count as short and
+/// are sent many ahead), a task held at a gate followed by 40 tiny ones: every tiny one completes
+/// while the held one still runs (the ones queued behind it are taken back for the idle worker).
+pub(crate) fn short_tasks_pass_a_held_one(pool: &cf::ProcessPoolExecutor, warm: u64) {
+    let warm: Vec<_> = (0..warm)
+        .map(|x| pool.submit(square, x).expect("submit"))
+        .collect();
+    for future in warm {
+        future.result().expect("a square");
+    }
+    let gate = Gate::new();
+    let long = pool.submit(hold, gate.path()).expect("submit");
+    let short: Vec<_> = (0..40u64)
+        .map(|x| pool.submit(square, x).expect("submit"))
+        .collect();
+    let entered = gate.entered();
+    let done = cf::wait(&short, OBSERVE, cf::ReturnWhen::AllCompleted);
+    assert!(
+        done.not_done.is_empty(),
+        "{} short tasks wait behind the long one",
+        done.not_done.len()
+    );
+    for (x, future) in (0u64..).zip(&short) {
+        assert_eq!(future.result().expect("a square").0, x * x);
+    }
+    assert!(!long.done(), "the long task still runs");
+    let pid = entered.pid;
+    drop(entered);
+    assert_eq!(*long.result().expect("a pid"), pid);
+}
