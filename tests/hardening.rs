@@ -335,3 +335,19 @@ fn a_short_task_never_waits_behind_a_long_one_while_a_worker_is_idle() {
         .expect("a pool");
     crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }
+
+/// A program that ignores `SIGURG` passes the ignored disposition on to its workers (it survives
+/// `exec`); the urge to give calls back still reaches the watcher, because a blocked signal is
+/// kept pending even when ignored (Linux), and the tasks queued behind a long one still pass it.
+#[test]
+fn short_tasks_pass_a_long_one_when_the_program_ignores_sigurg() {
+    let _serial = serial();
+    // SAFETY: SIG_IGN installs no handler code (signal(2)); nothing in this test binary handles
+    // SIGURG.
+    unsafe { libc::signal(libc::SIGURG, libc::SIG_IGN) };
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .expect("a pool");
+    crash_util::short_tasks_pass_a_held_one(&pool, 5000);
+}
