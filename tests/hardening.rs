@@ -351,3 +351,52 @@ fn short_tasks_pass_a_long_one_when_the_program_ignores_sigurg() {
         .expect("a pool");
     crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }
+
+/// Reproduces (found in review): with a fixed `prefetch`, the calls a worker gives back go straight back to it (it is
+/// first in the worker order and still accepts), are revoked again, and so on while the long
+/// task runs: they never reach the idle worker.
+#[test]
+fn short_tasks_pass_a_held_one_with_a_fixed_prefetch() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .prefetch(4)
+        .build()
+        .expect("a pool");
+    crash_util::short_tasks_pass_a_held_one(&pool, 0);
+}
+
+/// Unblocks `SIGURG` in the worker's main thread, as a library that resets its thread's signal
+/// mask does.
+#[cf::task]
+fn unblock_urge() -> u32 {
+    // SAFETY: changes this thread's signal mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGURG);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    std::process::id()
+}
+
+/// Reproduces (found in review): after a task unblocked `SIGURG` in the worker's main thread,
+/// the process-directed, default-ignored signal was discarded at generation: the watcher never
+/// woke, and 7 of 40 calls stayed behind a long task.
+#[test]
+fn short_tasks_pass_a_held_one_after_a_task_unblocked_sigurg() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .expect("a pool");
+    // Both workers run it once (they run tasks alternately while they are slow).
+    let a = pool.submit(unblock_urge, ()).expect("submit");
+    let b = pool.submit(unblock_urge, ()).expect("submit");
+    assert_ne!(
+        *a.result().expect("pid"),
+        *b.result().expect("pid"),
+        "both workers"
+    );
+    crash_util::short_tasks_pass_a_held_one(&pool, 5000);
+}

@@ -151,8 +151,8 @@ fn protocol_fds_do_not_reach_grandchildren() {
     assert_eq!(listed, expected);
 }
 
-/// A worker holds its stdio, its two protocol pipes (moved from fds 3 and 4 to high numbers) and
-/// a copy of its stderr, nothing of its parent's or siblings' (beyond what this process inherited
+/// A worker holds its stdio, its two protocol pipes (moved from fds 3 and 4 to high numbers), a
+/// copy of its stderr and the two ends of its urge pipe, nothing of its parent's or siblings' (beyond what this process inherited
 /// without close-on-exec, see above).
 #[test]
 fn workers_hold_only_their_own_fds() {
@@ -172,7 +172,7 @@ fn workers_hold_only_their_own_fds() {
         .chain(own.iter().map(|(fd, _)| *fd))
         .collect();
     assert_eq!(numbers, expected, "{held:?}");
-    assert_eq!(own.len(), 3, "{held:?}");
+    assert_eq!(own.len(), 5, "{held:?}");
     assert!(
         own.iter().all(|(_, to)| to.starts_with("pipe:")),
         "{held:?}"

@@ -88,17 +88,18 @@ pub(crate) fn serve_pipes(
         output: Mutex::new(output),
         beat: Beat::new(),
     });
-    // Without the watcher (no thread to spare), calls are never given back: each one runs. The
-    // parent's urge to give calls back is blocked here, before any other thread exists, so that
-    // every thread inherits the block and only the watcher takes it.
-    sys::block_urge();
-    let watched = shared.clone();
-    let watcher = std::thread::Builder::new()
-        .name("cf-worker-watch".to_owned())
-        // Small: it counts against a `memory_limit`, and it only polls and copies bytes.
-        .stack_size(WATCHER_STACK)
-        .spawn(move || watch(&watched, input.as_fd()));
-    if let Ok(watcher) = watcher {
+    // Without the watcher (no pipe or thread to spare), calls are never given back: each one
+    // runs. The parent's urge to give calls back is set up here, before any other thread
+    // exists, so that every thread inherits its block and only the watcher hears it.
+    let watcher = sys::urge_pipe().map(|urge| {
+        let watched = shared.clone();
+        std::thread::Builder::new()
+            .name("cf-worker-watch".to_owned())
+            // Small: it counts against a `memory_limit`, and it only polls and copies bytes.
+            .stack_size(WATCHER_STACK)
+            .spawn(move || watch(&watched, input.as_fd(), &urge))
+    });
+    if let Some(Ok(watcher)) = watcher {
         shared.beat.watched_by(watcher.thread().clone());
     }
     serve_shared(&shared, move || {

@@ -353,30 +353,22 @@ impl Dispatcher {
         let adaptive = self.config.adaptive;
         let max_tasks = self.config.max_tasks_per_child;
         for _ in 0..depth {
-            for worker in &mut self.workers {
-                if self.queue.is_empty() {
-                    break;
-                }
-                // Nothing is queued behind a task that runs long (unless the depth was fixed).
-                let long = adaptive && worker.running_long(now);
-                let depth = if long { 1 } else { depth };
-                if !worker.accepts(depth, max_tasks) {
-                    continue;
-                }
-                while let Some(job) = self.queue.pop_front() {
-                    let Owner::Future(sink) = &job.owner else {
-                        // What is left of a job killed after it was sent: never again.
-                        continue;
-                    };
-                    if !sink.set_running() {
-                        // Cancelled while queued (a job cancelled after it was sent was counted
-                        // then).
-                        self.stats.dequeued_cancelled();
+            // A worker whose task runs long comes last in each round: with a fixed depth it
+            // takes a job only when no other worker does (a job it gave back must not bounce
+            // back to it); adaptively, nothing is queued behind a long task at all.
+            for long_pass in [false, true] {
+                for worker in &mut self.workers {
+                    if self.queue.is_empty() {
+                        break;
+                    }
+                    let long = worker.running_long(now);
+                    if long != long_pass {
                         continue;
                     }
-                    self.stats.sent();
-                    worker.send(job, now);
-                    break;
+                    let depth = if long && adaptive { 1 } else { depth };
+                    if worker.accepts(depth, max_tasks) {
+                        send_next(&mut self.queue, &self.stats, worker, now);
+                    }
                 }
             }
         }
@@ -642,9 +634,19 @@ impl Dispatcher {
         let job = self.workers[at]
             .given_back(id, now)
             .ok_or(ProtocolViolation::NotRunning { id })?;
-        if job.has_future() {
+        // A kill meant for it (it looked like the running job) finds it here: it never runs.
+        let killed = matches!(&self.workers[at].state,
+            State::Dying(Poison::Cancelled { id: meant }, _) if *meant == id);
+        if killed {
+            if let Owner::Future(sink) = job.owner {
+                self.stats.answered(false);
+                sink.kill();
+            }
+        } else if job.has_future() {
             self.stats.requeued();
             self.queue.push_front(job);
+            // A pool terminated or broken meanwhile runs nothing more.
+            self.fail_queue();
         }
         Ok(())
     }
@@ -970,6 +972,23 @@ fn init_failure(kind: ReplyKind, payload: &[u8]) -> String {
         }
         ReplyKind::Failed => "it returned an error".to_owned(),
         _ => String::from_utf8_lossy(payload).into_owned(),
+    }
+}
+
+/// Sends `worker` the next queued job that still wants to run: a job killed after it was sent
+/// is dropped for good, one cancelled while queued is counted and dropped.
+fn send_next(queue: &mut VecDeque<Job>, stats: &Counters, worker: &mut Slot, now: Instant) {
+    while let Some(job) = queue.pop_front() {
+        let Owner::Future(sink) = &job.owner else {
+            continue;
+        };
+        if !sink.set_running() {
+            stats.dequeued_cancelled();
+            continue;
+        }
+        stats.sent();
+        worker.send(job, now);
+        return;
     }
 }
 

@@ -180,9 +180,11 @@ impl<R: Read> Inlet<R> {
                 // Part of a frame, or a bad one (the serve loop reports it when it gets there).
                 return revoked;
             };
+            // The same job may be held twice (given back, then sent here again while the first
+            // frame still waits to be passed over): each held call is skipped once.
+            let skipped = self.skip.iter().filter(|id| **id == frame.id).count();
             if frame.kind == RequestKind::Revoke as u8
-                && !self.skip.contains(&frame.id)
-                && holds_call(&data[..self.scanned], frame.id)
+                && calls_held(&data[..self.scanned], frame.id) > skipped
             {
                 self.skip.push(frame.id);
                 revoked.push(frame.id);
@@ -192,13 +194,14 @@ impl<R: Read> Inlet<R> {
     }
 }
 
-/// Whether the whole frames in `data` include a call with job id `id`.
-fn holds_call(mut data: &[u8], id: u64) -> bool {
+/// How many calls with job id `id` the whole frames in `data` hold.
+fn calls_held(mut data: &[u8], id: u64) -> usize {
+    let mut held = 0;
     while let Ok(Some((frame, used))) = frame::parse(data, u32::MAX) {
         if frame.id == id && frame.kind != RequestKind::Revoke as u8 {
-            return true;
+            held += 1;
         }
         data = &data[used..];
     }
-    false
+    held
 }

@@ -302,3 +302,24 @@ fn a_large_call_is_read_past_the_buffer_and_served_whole() {
         .unwrap();
     assert_eq!(reply.id, 6);
 }
+
+/// Reproduces (found with a fixed prefetch): a call given back and then sent to the same worker
+/// again, while the first frame still waited to be passed over, was not given back a second
+/// time (its id was already marked), so it stayed behind the long task.
+#[test]
+fn a_call_sent_again_after_it_was_given_back_can_be_given_back_again() {
+    let mut stream = Vec::new();
+    call(&mut stream, 1);
+    call(&mut stream, 2);
+    revoke(&mut stream, 2);
+    call(&mut stream, 2);
+    revoke(&mut stream, 2);
+    let mut inlet = inlet::Inlet::new(&stream[..]);
+    let mut body = Vec::new();
+    assert_eq!(inlet.next(&mut body).unwrap().unwrap().0.id, 1);
+    assert_eq!(inlet.absorb(stream.len()).unwrap(), vec![2, 2]);
+    assert!(
+        inlet.next(&mut body).unwrap().is_none(),
+        "neither copy runs"
+    );
+}

@@ -3,13 +3,14 @@
 //! behind a long one while another worker is idle).
 //!
 //! The parent asks with a `SIGURG` beside its `Revoke` frames. The signal is blocked in every
-//! thread of the worker (threads a task starts inherit the mask; `std::process::Command` clears
-//! it for the programs they run) and taken by the watcher with `sigwait`, so it interrupts no
-//! task, and the watcher costs nothing until it comes: no timer, no wake-up per task, two
-//! atomic stores per task in the serve loop.
+//! thread of the worker but the watcher (threads a task starts inherit the mask;
+//! `std::process::Command` clears it for the programs they run), and its handler writes a byte
+//! to a pipe the watcher reads: it interrupts no task, and a task that unblocks it in its own
+//! thread runs the handler there, so no urge is lost. The watcher costs nothing until it comes:
+//! no timer, no wake-up per task, two atomic stores per task in the serve loop.
 
 use std::io::Write;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
@@ -84,13 +85,14 @@ impl Beat {
 
 /// The watcher's loop (it ends with the process); `input` is the request stream's fd, to wait
 /// on.
-pub(crate) fn watch<R, W>(shared: &Shared<R, W>, input: BorrowedFd<'_>)
+pub(crate) fn watch<R, W>(shared: &Shared<R, W>, input: BorrowedFd<'_>, urge: &OwnedFd)
 where
     R: std::io::Read,
     W: Write,
 {
+    sys::unblock_urge();
     loop {
-        if !sys::wait_urge() {
+        if !sys::wait_urge(urge.as_fd()) {
             // Nothing can wake this thread: calls are never given back, each one runs.
             return;
         }

@@ -255,19 +255,63 @@ pub(crate) fn available(fd: std::os::fd::BorrowedFd<'_>) -> usize {
     }
 }
 
-/// Blocks `SIGURG`, the parent's request to give calls back, in this thread (and so in the
-/// threads it starts); the watcher takes it with [`wait_urge`].
-pub(crate) fn block_urge() -> bool {
+/// Where the `SIGURG` handler writes: the write end of the urge pipe (-1 until it exists).
+static URGE_WRITE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The `SIGURG` handler: one byte into the urge pipe, for the watcher.
+extern "C" fn on_urge(_: nix::libc::c_int) {
+    let fd = URGE_WRITE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write(2) is async-signal-safe; it reads one byte from a local. The write end
+        // is non-blocking, so a full pipe (an urge already waiting) loses nothing and blocks
+        // no thread.
+        let _ = unsafe { nix::libc::write(fd, (&raw const byte).cast(), 1) };
+    }
+}
+
+/// Sets up the parent's urge to give calls back: `SIGURG` runs a handler that writes to a pipe
+/// whose read end this returns (high, close-on-exec), and is blocked in this thread, so in every
+/// thread started from it; the watcher unblocks it in itself ([`unblock_urge`]). A handled
+/// signal is never discarded: a task thread that unblocks it runs the handler, and the watcher
+/// still hears of it.
+pub(crate) fn urge_pipe() -> Option<OwnedFd> {
+    use nix::fcntl::OFlag;
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ok()?;
+    let (read, write) = (dup_high(read.as_fd())?, dup_high(write.as_fd())?);
+    fcntl(write.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).ok()?;
+    URGE_WRITE.store(
+        std::os::fd::IntoRawFd::into_raw_fd(write),
+        Ordering::Relaxed,
+    );
+    let mut urge = SigSet::empty();
+    urge.add(Signal::SIGURG);
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&urge), None).ok()?;
+    let action = SigAction::new(SigHandler::Handler(on_urge), SaFlags::SA_RESTART, urge);
+    // SAFETY: the handler only loads an atomic and calls write(2), both async-signal-safe; the
+    // fd it writes to is never closed (its `OwnedFd` was given up above).
+    unsafe { nix::sys::signal::sigaction(Signal::SIGURG, &action) }.ok()?;
+    Some(read)
+}
+
+/// Lets `SIGURG` run its handler in this thread (the watcher's).
+pub(crate) fn unblock_urge() {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
     let mut urge = SigSet::empty();
     urge.add(Signal::SIGURG);
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&urge), None).is_ok()
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&urge), None);
 }
 
-/// Waits for a `SIGURG` (blocked by [`block_urge`]); false if waiting failed.
-pub(crate) fn wait_urge() -> bool {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut urge = SigSet::empty();
-    urge.add(Signal::SIGURG);
-    urge.wait().is_ok()
+/// Waits for an urge on `pipe` (from [`urge_pipe`]) and takes every one that came; false if
+/// the pipe failed.
+pub(crate) fn wait_urge(pipe: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match nix::unistd::read(pipe, &mut buf) {
+            Ok(n) => return n > 0,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
 }

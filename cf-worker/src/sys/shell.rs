@@ -62,11 +62,14 @@ pub(crate) fn available(_: std::os::fd::BorrowedFd<'_>) -> usize {
 }
 
 /// Workers are not supported here.
-pub(crate) fn block_urge() -> bool {
-    false
+pub(crate) fn urge_pipe() -> Option<OwnedFd> {
+    None
 }
 
 /// Workers are not supported here.
-pub(crate) fn wait_urge() -> bool {
+pub(crate) fn unblock_urge() {}
+
+/// Workers are not supported here.
+pub(crate) fn wait_urge(_: std::os::fd::BorrowedFd<'_>) -> bool {
     false
 }

@@ -90,6 +90,8 @@ pub(crate) struct Fake {
     pub(crate) calls: VecDeque<(u64, u8, u32)>,
     /// Give-backs asked for and not acted on: job ids.
     pub(crate) revokes: Vec<u64>,
+    /// Calls skipped (given back) whose `Revoked` is not written yet.
+    pub(crate) skipped: Vec<u64>,
     /// Bytes of a call frame not complete yet.
     partial: Vec<u8>,
     /// Signals the dispatcher asked for, but the urges to give calls back.
@@ -364,6 +366,33 @@ impl World {
         }
         self.send(id, &bytes);
         given
+    }
+
+    /// Worker `id`'s watcher marks the calls asked back that wait behind the running one as
+    /// skipped, but its `Revoked` replies go out later ([`flush_revoked`](Self::flush_revoked)),
+    /// maybe after the running call's reply.
+    pub(crate) fn skip(&mut self, id: WorkerId) {
+        let Some(fake) = self.workers.get_mut(&id) else {
+            return;
+        };
+        for job in std::mem::take(&mut fake.revokes) {
+            if let Some(at) = fake.calls.iter().skip(1).position(|c| c.0 == job) {
+                fake.calls.remove(at + 1);
+                fake.skipped.push(job);
+            }
+        }
+    }
+
+    /// Worker `id` writes the `Revoked` replies of the calls it skipped.
+    pub(crate) fn flush_revoked(&mut self, id: WorkerId) {
+        let Some(fake) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        for job in std::mem::take(&mut fake.skipped) {
+            frame::push(&mut bytes, ReplyKind::Revoked as u8, job, 0, &[]);
+        }
+        self.send(id, &bytes);
     }
 
     /// Runs 40 instant tasks on worker `id`, so that tasks count as short (sent ahead).

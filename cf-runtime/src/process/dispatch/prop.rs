@@ -31,6 +31,8 @@ enum Ev {
     Terminate,
     Close(usize),
     GiveBack(usize),
+    Skip(usize),
+    FlushRevoked(usize),
 }
 
 fn event() -> impl Strategy<Value = Ev> {
@@ -51,6 +53,8 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => Just(Ev::Terminate),
         1 => any::<usize>().prop_map(Ev::Close),
         3 => any::<usize>().prop_map(Ev::GiveBack),
+        3 => any::<usize>().prop_map(Ev::Skip),
+        3 => any::<usize>().prop_map(Ev::FlushRevoked),
     ]
 }
 
@@ -62,10 +66,15 @@ fn pool_config() -> impl Strategy<Value = Config> {
         any::<bool>(),
         proptest::option::of(1u8..30),
         0u32..3,
+        proptest::option::of(1usize..4),
     )
         .prop_map(
-            |(workers, spare, max_tasks, initializer, timeout, retries)| {
+            |(workers, spare, max_tasks, initializer, timeout, retries, prefetch)| {
                 let mut c = config(workers);
+                if let Some(n) = prefetch {
+                    c.prefetch = n;
+                    c.adaptive = false;
+                }
                 c.spare = spare;
                 c.max_tasks_per_child = max_tasks;
                 c.initializer = initializer.then(|| init("setup"));
@@ -191,6 +200,16 @@ fn apply(w: &mut World, m: &mut Model, ev: &Ev, pool_limit: bool) {
                 w.give_back(id);
             }
         }
+        Ev::Skip(at) => {
+            if let Some(id) = pick(w, at) {
+                w.skip(id);
+            }
+        }
+        Ev::FlushRevoked(at) => {
+            if let Some(id) = pick(w, at) {
+                w.flush_revoked(id);
+            }
+        }
         Ev::Terminate => {
             w.d.shutdown();
             w.d.terminate(Sig::Kill, w.now);
@@ -248,7 +267,11 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
         for worker in &w.d.workers {
             if worker.state == State::Ready && worker.running_long(w.now) {
                 prop_assert!(
-                    worker.inflight.len() <= 1 + worker.revoking.len(),
+                    worker
+                        .inflight
+                        .iter()
+                        .skip(1)
+                        .all(|j| j.is_init() || worker.revoking.contains(&j.id)),
                     "jobs wait behind a long task while a worker is idle"
                 );
             }
@@ -287,6 +310,7 @@ fn settle(w: &mut World, m: &mut Model) {
         }
         let ids: Vec<_> = w.workers.keys().copied().collect();
         for id in ids {
+            w.flush_revoked(id);
             w.give_back(id);
             while w.answer(id, ReplyKind::Ok).is_some() {}
         }

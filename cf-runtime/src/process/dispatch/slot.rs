@@ -147,7 +147,13 @@ impl Slot {
     /// When its running task becomes long (after `short`), if tasks wait behind it that are not
     /// asked back yet: then they are.
     pub(crate) fn long_at(&self, short: Duration) -> Option<Instant> {
-        let waiting = self.inflight.len() > 1 + self.revoking.len();
+        // `revoking` may name the front job (a give-back that came too late): count only the
+        // jobs behind it that are not asked back yet.
+        let waiting = self
+            .inflight
+            .iter()
+            .skip(1)
+            .any(|job| !job.is_init() && !self.revoking.contains(&job.id));
         if self.state != State::Ready || !waiting {
             return None;
         }

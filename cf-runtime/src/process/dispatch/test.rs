@@ -671,3 +671,115 @@ fn nothing_is_sent_behind_a_task_that_runs_long() {
     w.answer(a, ReplyKind::Ok).unwrap();
     assert_eq!(w.holder(next), Some(a));
 }
+
+// ---- revocation races, found in review: each doc says what failed before ----
+
+/// Reproduces: a give-back that came too late leaves its job in `revoking` while it runs at the front; a
+/// job sent behind it is then not counted as waiting, so no deadline wakes the driver when the
+/// front job turns long, and the job behind it strands while `b` idles.
+#[test]
+fn a_late_give_back_does_not_hide_the_next_waiter_from_the_deadline() {
+    let (mut w, a, b, waiting) = stuck_behind_a_long_task();
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].revokes, [waiting]);
+    // Too late: the worker finished the long task and started `waiting`.
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert!(w.give_back(a).is_empty());
+    // A new job: `a` is not long yet (its front just started), so it takes it first.
+    let behind = w.submit(None);
+    assert_eq!(w.holder(behind), Some(a));
+    assert!(w.workers[&b].calls.is_empty(), "b is idle");
+    // `waiting` now runs long; the driver sleeps until next_deadline().
+    let due = w.d.next_deadline();
+    assert!(
+        due.is_some_and(|at| at <= w.now + Duration::from_micros(500)),
+        "no deadline for `behind` to be asked back: {due:?}"
+    );
+}
+
+/// Reproduces: with a fixed prefetch, a job given back goes straight back to the worker that gave it (it
+/// comes first in the worker order and still `accepts`), is asked back again, and so on: it
+/// never reaches the idle worker, and every round costs a SIGURG.
+#[test]
+fn with_a_fixed_prefetch_a_given_back_job_goes_to_the_idle_worker() {
+    let mut c = config(2);
+    c.adaptive = false;
+    c.prefetch = 2;
+    let mut w = World::new(c);
+    let (a, b) = (w.ready().unwrap(), w.ready().unwrap());
+    let jobs: Vec<_> = (0..4).map(|_| w.submit(None)).collect();
+    let waiting = jobs[1];
+    assert_eq!(w.holder(waiting), Some(a));
+    w.answer(b, ReplyKind::Ok).unwrap();
+    w.answer(b, ReplyKind::Ok).unwrap();
+    w.advance(Duration::from_millis(1));
+    for round in 0..5 {
+        assert_eq!(w.give_back(a), [waiting], "round {round}");
+        if w.holder(waiting) == Some(b) {
+            return;
+        }
+    }
+    panic!(
+        "job given back 5 times, still on a (urged {} times), b idle: {:?}",
+        w.workers[&a].urged, w.workers[&b].calls
+    );
+}
+
+/// Reproduces: the worker gave `waiting` back while the long task ran, but its `Revoked` is read after the
+/// long task's reply: the parent then thinks `waiting` runs and `kill` sends SIGKILL. The
+/// give-back puts it back in the queue with its future, and it runs on `b` despite the kill.
+#[test]
+fn a_kill_racing_a_give_back_of_the_front_job_still_kills_it() {
+    let (mut w, a, b, waiting) = stuck_behind_a_long_task();
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].revokes, [waiting]);
+    // Worker: the watcher skipped `waiting`; the long task's reply goes out first.
+    w.workers
+        .get_mut(&a)
+        .unwrap()
+        .calls
+        .retain(|c| c.0 != waiting);
+    w.answer(a, ReplyKind::Ok).unwrap();
+    // Parent: `waiting` is at the front, "running". The user kills it.
+    w.d.kill(waiting);
+    w.pump();
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    // Then the Revoked arrives (the stream is read to its end before the exit is handled).
+    let mut bytes = Vec::new();
+    cf_worker::frame::push(&mut bytes, ReplyKind::Revoked as u8, waiting, 0, &[]);
+    w.send(a, &bytes);
+    w.exit(a, Exit::Signal(9), "");
+    assert_eq!(
+        w.holder(waiting),
+        None,
+        "a killed job must not run again; it went to {:?} (b = {b:?})",
+        w.holder(waiting)
+    );
+    assert_eq!(w.end(waiting), Some(End::Killed));
+}
+
+/// Reproduces: `kill_workers` while a give-back is on its way: the `Revoked` (read before the exit) puts the
+/// job back in a queue that `terminate` already failed, and nothing fails it again.
+#[test]
+fn a_give_back_after_terminate_fails_the_job() {
+    let (mut w, a, _b, waiting) = stuck_behind_a_long_task();
+    w.advance(Duration::from_millis(1));
+    assert_eq!(w.workers[&a].revokes, [waiting]);
+    w.d.shutdown();
+    w.d.terminate(Sig::Kill, w.now);
+    w.pump();
+    assert_eq!(w.give_back(a), [waiting]);
+    let ids: Vec<_> = w.workers.keys().copied().collect();
+    for id in ids {
+        w.exit(id, Exit::Signal(9), "");
+    }
+    assert!(
+        matches!(
+            w.end(waiting),
+            Some(End::Failed(TaskError::Terminated { .. }))
+        ),
+        "future of {waiting}: {:?}; finished = {}",
+        w.end(waiting),
+        w.d.finished()
+    );
+}
