@@ -369,15 +369,16 @@ fn short_tasks_pass_a_held_one_with_a_fixed_prefetch() {
 /// Unblocks `SIGURG` in the worker's main thread, as a library that resets its thread's signal
 /// mask does.
 #[cf::task]
-fn unblock_urge() -> u32 {
-    // SAFETY: changes this thread's signal mask only.
+fn unblock_urge(path: String) -> u32 {
+    // SAFETY: sigemptyset, sigaddset and pthread_sigmask write only the local set and this
+    // thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGURG);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    std::process::id()
+    hold(path)
 }
 
 /// Reproduces (found in review): after a task unblocked `SIGURG` in the worker's main thread,
@@ -390,13 +391,16 @@ fn short_tasks_pass_a_held_one_after_a_task_unblocked_sigurg() {
         .max_workers(2)
         .build()
         .expect("a pool");
-    // Both workers run it once (they run tasks alternately while they are slow).
-    let a = pool.submit(unblock_urge, ()).expect("submit");
-    let b = pool.submit(unblock_urge, ()).expect("submit");
-    assert_ne!(
-        *a.result().expect("pid"),
-        *b.result().expect("pid"),
-        "both workers"
-    );
+    // Both workers run it, at the same time.
+    let gate = Gate::new();
+    let both: Vec<_> = (0..2)
+        .map(|_| pool.submit(unblock_urge, gate.path()).expect("submit"))
+        .collect();
+    let entered = gate.entered_n(2);
+    assert_ne!(entered[0].pid, entered[1].pid, "both workers");
+    drop(entered);
+    for future in both {
+        future.result().expect("a pid");
+    }
     crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }
