@@ -337,8 +337,8 @@ fn a_short_task_never_waits_behind_a_long_one_while_a_worker_is_idle() {
 }
 
 /// A program that ignores `SIGURG` passes the ignored disposition on to its workers (it survives
-/// `exec`); the urge to give calls back still reaches the watcher, because a blocked signal is
-/// kept pending even when ignored (Linux), and the tasks queued behind a long one still pass it.
+/// `exec`); a worker installs its own handler, so the urge to give calls back still reaches the
+/// watcher, and the tasks queued behind a long one still pass it.
 #[test]
 fn short_tasks_pass_a_long_one_when_the_program_ignores_sigurg() {
     let _serial = serial();
@@ -352,9 +352,9 @@ fn short_tasks_pass_a_long_one_when_the_program_ignores_sigurg() {
     crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }
 
-/// Reproduces (found in review): with a fixed `prefetch`, the calls a worker gives back go straight back to it (it is
-/// first in the worker order and still accepts), are revoked again, and so on while the long
-/// task runs: they never reach the idle worker.
+/// Reproduces (found in review): with a fixed `prefetch`, the calls a worker gave back went
+/// straight back to it (it was first in the worker order and still accepted), were revoked
+/// again, and so on while the long task ran: they never reached the idle worker.
 #[test]
 fn short_tasks_pass_a_held_one_with_a_fixed_prefetch() {
     let _serial = serial();
