@@ -55,6 +55,14 @@ fn lone_worker() -> ProcessPoolExecutor {
         .expect("a pool")
 }
 
+/// A pool of two workers: one to run a long task, one to be idle.
+fn two_workers() -> ProcessPoolExecutor {
+    ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .expect("a pool")
+}
+
 /// Ignores SIGTERM, then waits at the gate.
 #[cf::task]
 fn ignores_sigterm(path: String) -> u32 {
@@ -329,10 +337,7 @@ fn retries_run_a_task_again_after_its_worker_died() {
 #[test]
 fn a_short_task_never_waits_behind_a_long_one_while_a_worker_is_idle() {
     let _serial = serial();
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(2)
-        .build()
-        .expect("a pool");
+    let pool = two_workers();
     crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }
 
@@ -345,10 +350,7 @@ fn short_tasks_pass_a_long_one_when_the_program_ignores_sigurg() {
     // SAFETY: SIG_IGN installs no handler code (signal(2)); nothing in this test binary handles
     // SIGURG.
     unsafe { libc::signal(libc::SIGURG, libc::SIG_IGN) };
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(2)
-        .build()
-        .expect("a pool");
+    let pool = two_workers();
     crash_util::short_tasks_pass_a_held_one(&pool, 5000);
 }
 
@@ -387,10 +389,7 @@ fn unblock_urge(path: String) -> u32 {
 #[test]
 fn short_tasks_pass_a_held_one_after_a_task_unblocked_sigurg() {
     let _serial = serial();
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(2)
-        .build()
-        .expect("a pool");
+    let pool = two_workers();
     // Both workers run it, at the same time.
     let gate = Gate::new();
     let both: Vec<_> = (0..2)

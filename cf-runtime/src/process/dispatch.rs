@@ -421,7 +421,7 @@ impl Dispatcher {
         let retries = self.retries.iter().map(|(at, _)| *at);
         let long = self
             .idle_worker()
-            .then(|| self.workers.iter().filter_map(|w| w.long_at(SHORT_TASK)))
+            .then(|| self.workers.iter().filter_map(Slot::long_at))
             .into_iter()
             .flatten();
         workers.chain(retries).chain(long).min()

@@ -138,9 +138,8 @@ impl<R: Read> Inlet<R> {
         if self.buf.len() - self.end < most {
             self.buf.resize(self.end + most, 0);
         }
-        let room = most;
         loop {
-            match self.input.read(&mut self.buf[self.end..self.end + room]) {
+            match self.input.read(&mut self.buf[self.end..self.end + most]) {
                 Ok(n) => {
                     self.end += n;
                     return Ok(n);
@@ -182,9 +181,9 @@ impl<R: Read> Inlet<R> {
             };
             // The same job may be held twice (given back, then sent here again while the first
             // frame still waits to be passed over): each held call is skipped once.
-            let skipped = self.skip.iter().filter(|id| **id == frame.id).count();
             if frame.kind == RequestKind::Revoke as u8
-                && calls_held(&data[..self.scanned], frame.id) > skipped
+                && calls_held(&data[..self.scanned], frame.id)
+                    > self.skip.iter().filter(|id| **id == frame.id).count()
             {
                 self.skip.push(frame.id);
                 revoked.push(frame.id);

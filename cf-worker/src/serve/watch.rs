@@ -144,13 +144,13 @@ where
     };
     // Answered while the inlet is held, so that the serve loop, which takes the calls behind
     // these only with the inlet, replies to none of them before these replies are out.
-    let mut output = relock(&shared.output);
+    let mut replies = Vec::new();
     for id in revoked {
-        let mut reply = Vec::with_capacity(4 + frame::HEADER_LEN);
-        frame::push(&mut reply, ReplyKind::Revoked as u8, id, 0, &[]);
-        if output.write_all(&reply).is_err() {
-            break;
-        }
+        frame::push(&mut replies, ReplyKind::Revoked as u8, id, 0, &[]);
+    }
+    if !replies.is_empty() {
+        // A failed write is the parent's to see: the stream closed under it.
+        let _ = relock(&shared.output).write_all(&replies);
     }
     !inlet.full()
 }

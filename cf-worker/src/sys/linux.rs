@@ -277,7 +277,7 @@ extern "C" fn on_urge(_: nix::libc::c_int) {
 /// still hears of it.
 pub(crate) fn urge_pipe() -> Option<OwnedFd> {
     use nix::fcntl::OFlag;
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigmaskHow, Signal};
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ok()?;
     let (read, write) = (dup_high(read.as_fd())?, dup_high(write.as_fd())?);
     fcntl(write.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).ok()?;
@@ -285,8 +285,7 @@ pub(crate) fn urge_pipe() -> Option<OwnedFd> {
         std::os::fd::IntoRawFd::into_raw_fd(write),
         Ordering::Relaxed,
     );
-    let mut urge = SigSet::empty();
-    urge.add(Signal::SIGURG);
+    let urge = urge_set();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&urge), None).ok()?;
     let action = SigAction::new(SigHandler::Handler(on_urge), SaFlags::SA_RESTART, urge);
     // SAFETY: the handler only loads an atomic and calls write(2), both async-signal-safe; the
@@ -297,10 +296,15 @@ pub(crate) fn urge_pipe() -> Option<OwnedFd> {
 
 /// Lets `SIGURG` run its handler in this thread (the watcher's).
 pub(crate) fn unblock_urge() {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-    let mut urge = SigSet::empty();
-    urge.add(Signal::SIGURG);
-    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&urge), None);
+    use nix::sys::signal::{SigmaskHow, pthread_sigmask};
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&urge_set()), None);
+}
+
+/// The set of the one signal that urges a worker to give calls back.
+fn urge_set() -> nix::sys::signal::SigSet {
+    let mut urge = nix::sys::signal::SigSet::empty();
+    urge.add(nix::sys::signal::Signal::SIGURG);
+    urge
 }
 
 /// Waits for an urge on `pipe` (from [`urge_pipe`]) and takes every one that came; false if

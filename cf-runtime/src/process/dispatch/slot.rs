@@ -144,9 +144,9 @@ impl Slot {
             .is_some_and(|since| now.saturating_duration_since(since) >= super::SHORT_TASK)
     }
 
-    /// When its running task becomes long (after `short`), if tasks wait behind it that are not
-    /// asked back yet: then they are.
-    pub(crate) fn long_at(&self, short: Duration) -> Option<Instant> {
+    /// When its running task becomes long (after `SHORT_TASK`), if tasks wait behind it that are
+    /// not asked back yet: then they are.
+    pub(crate) fn long_at(&self) -> Option<Instant> {
         // `revoking` may name the front job (a give-back that came too late): count only the
         // jobs behind it that are not asked back yet.
         let waiting = self
@@ -157,7 +157,7 @@ impl Slot {
         if self.state != State::Ready || !waiting {
             return None;
         }
-        self.front_since?.checked_add(short)
+        self.front_since?.checked_add(super::SHORT_TASK)
     }
 
     /// Asks for every job behind the running one back, the last first (each comes back to the
