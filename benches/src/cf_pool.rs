@@ -139,7 +139,12 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     warm(&pool, 2_000)?;
 
     eprintln!("cf: {} tiny tasks, submit + as_completed", config.tiny);
-    submit_rate(&pool, config, results, measure::SUBMIT)?;
+    submit_rate(
+        &pool,
+        config,
+        results,
+        [measure::SUBMIT, measure::SUBMIT_PARENT_CPU],
+    )?;
     let n = config.tiny;
 
     eprintln!("cf: {n} tiny tasks, map chunksize {}", config.chunk);
@@ -181,10 +186,20 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     for i in 0..200 {
         pool.submit(square, i)?.result().must()?;
     }
+    // This pool's processes are the only children of this one by now (the others are reaped).
+    let workers = measure::child_pids()?;
+    let mut meter = Err(std::io::ErrorKind::NotFound.into());
     for _ in 0..config.reps {
+        meter = measure::CpuMeter::start(workers.clone());
         let mut samples = round_trips(&pool, config)?;
+        measure::push_cpu_per_wall(results, &meter);
         measure::push_latency(results, &mut samples);
     }
+    measure::note_cpu_per_wall(
+        results,
+        &meter,
+        "2 workers and the spare: every child at that point",
+    );
 
     eprintln!("cf: {} MiB argument and result", config.big >> 20);
     big_transfers(&pool, config, results, [measure::ARG_BIG, measure::RES_BIG])?;
@@ -342,15 +357,17 @@ fn transfers_1mib(
     Ok(())
 }
 
-/// `config.tiny` tiny tasks through `submit` + `as_completed`, `config.reps` times, as `key`.
+/// `config.tiny` tiny tasks through `submit` + `as_completed`, `config.reps` times, as `key`,
+/// and this process's CPU time per task as `cpu_key` (unless it is empty).
 fn submit_rate(
     pool: &ProcessPoolExecutor,
     config: &Config,
     results: &mut Results,
-    key: &str,
+    [key, cpu_key]: [&str; 2],
 ) -> Result<(), Error> {
     let n = config.tiny;
     for _ in 0..config.reps {
+        let cpu = measure::cpu_time();
         let t = Instant::now();
         let futures = (0..n)
             .map(|i| pool.submit(square, i))
@@ -360,8 +377,12 @@ fn submit_rate(
             sum += *f.result().must()?;
         }
         let elapsed = t.elapsed();
+        let cpu = measure::cpu_time().saturating_sub(cpu);
         assert_eq!(sum, measure::sum_of_squares(n));
         results.push(key, measure::rate(n, elapsed));
+        if !cpu_key.is_empty() {
+            results.push(cpu_key, cpu.as_secs_f64() * 1e6 / n as f64);
+        }
     }
     Ok(())
 }
@@ -421,7 +442,7 @@ fn measure_tcp(config: &Config, results: &mut Results) -> Result<(), Error> {
         "cf over TCP: {} tiny tasks, submit + as_completed",
         config.tiny
     );
-    submit_rate(&pool, config, results, measure::TCP_SUBMIT)?;
+    submit_rate(&pool, config, results, [measure::TCP_SUBMIT, ""])?;
     eprintln!("cf over TCP: round trips");
     for i in 0..200 {
         pool.submit(square, i)?.result().must()?;

@@ -2,8 +2,13 @@
 //! reading RSS and CPU time from the kernel.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::io;
+use std::time::{Duration, Instant};
 
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
+use nix::time::{ClockId, clock_getcpuclockid, clock_gettime};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 /// Tiny tasks through `submit` + `as_completed`, tasks/s.
@@ -16,6 +21,15 @@ pub(crate) const MAP_BUFFERED: &str = "map_buffered_rate";
 pub(crate) const RTT_P50: &str = "rtt_p50";
 /// Round trip of one task on a warm pool, 99th percentile, µs.
 pub(crate) const RTT_P99: &str = "rtt_p99";
+/// Raw ping-pong p50 with the parent's thread and the child pinned to one CPU, µs.
+pub(crate) const RTT_P50_ONE_CPU: &str = "rtt_p50_one_cpu";
+/// Raw ping-pong p50 with the parent's thread and the child pinned to two different CPUs, µs.
+pub(crate) const RTT_P50_TWO_CPUS: &str = "rtt_p50_two_cpus";
+/// During the round trips: CPU time of this process and of every child process (the workers),
+/// divided by the wall time of the loop.
+pub(crate) const RTT_CPU: &str = "rtt_cpu_per_wall";
+/// Tiny tasks through `submit` + `as_completed`: this process's CPU time per task, µs.
+pub(crate) const SUBMIT_PARENT_CPU: &str = "submit_parent_cpu";
 /// Pool creation to first result, 2 workers, ms.
 pub(crate) const STARTUP: &str = "startup";
 /// As [`STARTUP`], without cf's spare worker, ms.
@@ -60,9 +74,10 @@ pub(crate) const TCP_RES_BIG: &str = "tcp_res_big";
 pub(crate) const SLURM_READY: &str = "slurm_ready";
 
 /// Every metric key, in table order.
-pub(crate) const ALL: [&str; 25] = [
+pub(crate) const ALL: [&str; 29] = [
     SUBMIT,
     TCP_SUBMIT,
+    SUBMIT_PARENT_CPU,
     MAP,
     MAP_BUFFERED,
     CPU_1MS,
@@ -74,7 +89,10 @@ pub(crate) const ALL: [&str; 25] = [
     RES_1MIB_BYTEBUF,
     RTT_P50,
     TCP_RTT_P50,
+    RTT_P50_ONE_CPU,
+    RTT_P50_TWO_CPUS,
     RTT_P99,
+    RTT_CPU,
     STARTUP,
     STARTUP_NO_SPARE,
     SLURM_READY,
@@ -180,16 +198,129 @@ pub(crate) fn mean_rss_mib(pids: &[u32]) -> Option<f64> {
 
 /// User + system CPU time of this whole process (every thread), from `getrusage(RUSAGE_SELF)`.
 pub(crate) fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `usage` points to writable memory the size of a `rusage`, which getrusage fills.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
-    assert_eq!(rc, 0, "getrusage(RUSAGE_SELF) cannot fail");
-    // SAFETY: getrusage returned 0, so it wrote the whole struct (which was zeroed anyway).
-    let usage = unsafe { usage.assume_init() };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF) cannot fail");
+    let tv = |t: TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
     };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
+/// The CPU time of another process (every thread, live and exited), from its CPU-time clock
+/// (`clock_getcpuclockid` + `clock_gettime`): nanoseconds, unlike `/proc/<pid>/stat`'s ticks.
+pub(crate) fn process_cpu_time(pid: u32) -> io::Result<Duration> {
+    let pid = Pid::from_raw(pid as i32);
+    let clock = clock_getcpuclockid(pid).map_err(io::Error::from)?;
+    let t = clock_gettime(clock).map_err(io::Error::from)?;
+    Ok(Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+}
+
+/// The pids of this process's live children, from the parent field of `/proc/<pid>/stat`.
+pub(crate) fn child_pids() -> io::Result<Vec<u32>> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read: it is no child of ours then.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses, so split after the
+        // last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(me) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// CPU time of this process and of its children, against the wall clock: start it before a
+/// loop, [`CpuMeter::per_wall`] after.
+pub(crate) struct CpuMeter {
+    children: Vec<u32>,
+    /// This process's CPU time and the children's, at the start.
+    start: [Duration; 2],
+    wall: Instant,
+}
+
+impl CpuMeter {
+    /// Reads this process's CPU time and that of each of `children`.
+    pub(crate) fn start(children: Vec<u32>) -> io::Result<CpuMeter> {
+        let start = Self::read(&children)?;
+        Ok(CpuMeter {
+            children,
+            start,
+            wall: Instant::now(),
+        })
+    }
+
+    fn read(children: &[u32]) -> io::Result<[Duration; 2]> {
+        let mut sum = Duration::ZERO;
+        for &pid in children {
+            sum += process_cpu_time(pid)?;
+        }
+        Ok([cpu_time(), sum])
+    }
+
+    /// The CPU time used since [`CpuMeter::start`] by this process and by the children, each
+    /// divided by the wall time (an error if a child is gone).
+    pub(crate) fn per_wall(&self) -> io::Result<[f64; 2]> {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let [own, children] = Self::read(&self.children)?;
+        Ok([
+            own.saturating_sub(self.start[0]).as_secs_f64() / wall,
+            children.saturating_sub(self.start[1]).as_secs_f64() / wall,
+        ])
+    }
+}
+
+/// The samples key of this process's share of [`RTT_CPU`] (not a row: it goes in the note).
+const RTT_CPU_OWN: &str = "rtt_cpu_per_wall_parent";
+
+/// Records one repetition's CPU / wall from a meter started before the loop, or a note on why
+/// it could not be read.
+pub(crate) fn push_cpu_per_wall(results: &mut Results, meter: &io::Result<CpuMeter>) {
+    let ratios = match meter {
+        Ok(m) => m.per_wall(),
+        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+    };
+    match ratios {
+        Ok([own, children]) => {
+            results.push(RTT_CPU, own + children);
+            results.push(RTT_CPU_OWN, own);
+        }
+        Err(e) => results.note(RTT_CPU, format!("not measured: {e}")),
+    }
+}
+
+/// The note of [`RTT_CPU`]: what was counted (`whom`: who the `meter`'s children are) and this
+/// process's share (median).
+pub(crate) fn note_cpu_per_wall(results: &mut Results, meter: &io::Result<CpuMeter>, whom: &str) {
+    let (Ok(m), Some(own)) = (meter, results.value(RTT_CPU_OWN)) else {
+        return;
+    };
+    let counted = match m.children.len() {
+        0 => format!("this process (every thread: {whom})"),
+        1 => format!("this process (every thread) and its child ({whom})"),
+        n => format!("this process (every thread) and its {n} child processes ({whom})"),
+    };
+    results.note(
+        RTT_CPU,
+        format!(
+            "{counted}, CPU-time clocks read before and after each repetition's loop; this \
+             process alone: {own:.2}"
+        ),
+    );
 }
 
 /// Lets the pool settle, then records the parent's CPU time over `idle` of doing nothing.
@@ -225,14 +356,9 @@ pub(crate) fn efficiency(n: u64, task: Duration, workers: u32, elapsed: Duration
 
 /// The CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) cannot fail");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID) cannot fail");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
 /// Burns `micros` µs of this thread's CPU time (not wall time: a preempted task still needs its

@@ -55,6 +55,8 @@ pub(crate) fn run(config: &Config) -> Results {
         measure::CPU_100US_MAP,
         measure::ARG_1MIB,
         measure::RES_1MIB,
+        measure::SUBMIT_PARENT_CPU,
+        measure::RTT_CPU,
     ] {
         results.note(key, "not measured");
     }

@@ -63,6 +63,16 @@ def cpu_s():
     return u.ru_utime + u.ru_stime
 
 
+def workers_cpu_s(pids):
+    # Nanoseconds on CPU of every thread of each worker (the first field of schedstat).
+    total = 0
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+    return total / 1e9
+
+
 def log(msg):
     print("python: " + msg, file=sys.stderr, flush=True)
 
@@ -133,14 +143,17 @@ def main():
         n = cfg["tiny_python"]
         log("%d tiny tasks, submit + as_completed" % n)
         for _ in range(reps):
+            cpu = cpu_s()
             t = time.perf_counter()
             fs = [pool.submit(square, i) for i in range(n)]
             total = 0
             for f in as_completed(fs):
                 total += f.result()
             dt = time.perf_counter() - t
+            cpu = cpu_s() - cpu
             assert total == sum(i * i for i in range(n))
             push("submit_rate", n / dt)
+            push("submit_parent_cpu", cpu * 1e6 / n)
 
         n = cfg["map_python"]
         log("%d tiny tasks, map chunksize %d" % (n, cfg["chunk"]))
@@ -154,12 +167,17 @@ def main():
         log("round trips, %d per repetition" % cfg["latency_samples"])
         for i in range(200):
             pool.submit(square, i).result()
+        pids = list(pool._processes)
         for _ in range(reps):
             lat = []
+            cpu = cpu_s() + workers_cpu_s(pids)
+            wall = time.perf_counter()
             for i in range(cfg["latency_samples"]):
                 t = time.perf_counter()
                 pool.submit(square, i).result()
                 lat.append(time.perf_counter() - t)
+            wall = time.perf_counter() - wall
+            push("rtt_cpu_per_wall", (cpu_s() + workers_cpu_s(pids) - cpu) / wall)
             push("rtt_p50", percentile(lat, 0.50) * 1e6)
             push("rtt_p99", percentile(lat, 0.99) * 1e6)
 
@@ -212,6 +230,8 @@ def main():
             del r
             push("res_big", big / 1048576.0 / dt)
 
+    notes["rtt_cpu_per_wall"] = ("the parent (getrusage) and its %d workers (/proc/<pid>/task/*/"
+                                 "schedstat)" % len(pids))
     json.dump({"samples": samples, "notes": notes, "info": info}, sys.stdout)
     print()
 

@@ -13,6 +13,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
+
 use crate::Config;
 use crate::measure::{self, Results};
 
@@ -250,12 +253,22 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     stream(&mut peers, 10_000, 1)?;
     eprintln!("raw: {n} frames over 2 children, one write per frame");
     for _ in 0..config.reps {
+        let cpu = measure::cpu_time();
         let t = Instant::now();
         let sum = stream(&mut peers, n, 1)?;
         let elapsed = t.elapsed();
+        let cpu = measure::cpu_time().saturating_sub(cpu);
         assert_eq!(sum, measure::sum_of_squares(n));
         results.push(measure::SUBMIT, measure::rate(n, elapsed));
+        results.push(
+            measure::SUBMIT_PARENT_CPU,
+            cpu.as_secs_f64() * 1e6 / n as f64,
+        );
     }
+    results.note(
+        measure::SUBMIT_PARENT_CPU,
+        "the parent's writer and reader threads of the row above, per frame",
+    );
     results.note(
         measure::SUBMIT,
         format!(
@@ -280,19 +293,16 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     let mut peer = first;
 
     eprintln!("raw: ping-pong, {} per repetition", config.latency_samples);
-    for i in 0..200 {
-        peer.square(i)?;
-    }
+    ping_pong(&mut peer, 200)?;
+    let mut meter = Err(io::ErrorKind::NotFound.into());
     for _ in 0..config.reps {
-        let mut samples = Vec::with_capacity(config.latency_samples);
-        for i in 0..config.latency_samples as u64 {
-            let t = Instant::now();
-            let v = peer.square(i)?;
-            samples.push(t.elapsed());
-            assert_eq!(v, i * i);
-        }
+        meter = measure::CpuMeter::start(vec![peer.child.id()]);
+        let mut samples = ping_pong(&mut peer, config.latency_samples)?;
+        measure::push_cpu_per_wall(results, &meter);
         measure::push_latency(results, &mut samples);
     }
+    measure::note_cpu_per_wall(results, &meter, "the ping-pong child");
+    pinned_ping_pong(config, results)?;
 
     eprintln!("raw: {} MiB argument and result", config.big >> 20);
     // A fresh buffer per repetition, built before the clock as cf's and Python's arguments are.
@@ -366,6 +376,87 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
         "2 children spawned from 2 threads at once, each sent a frame; time to the first answer",
     );
     Ok(())
+}
+
+/// `n` round trips of a [`SQUARE`] frame, one at a time; the time of each.
+fn ping_pong(peer: &mut Peer, n: usize) -> io::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        let v = peer.square(i)?;
+        samples.push(t.elapsed());
+        assert_eq!(v, i * i);
+    }
+    Ok(samples)
+}
+
+/// Restricts a thread (`Pid` 0: the calling thread) or a single-threaded process to one CPU.
+fn pin(pid: Pid, cpu: usize) -> io::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu).map_err(io::Error::from)?;
+    sched_setaffinity(pid, &set).map_err(io::Error::from)
+}
+
+/// Ping-pong p50 with the parent's thread and the child pinned to one CPU, then to two
+/// different CPUs (n/a when this process may run on one CPU only).
+fn pinned_ping_pong(config: &Config, results: &mut Results) -> io::Result<()> {
+    let allowed = sched_getaffinity(Pid::from_raw(0)).map_err(io::Error::from)?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    let Some(&first) = cpus.first() else {
+        return Err(io::Error::other("no CPU in this thread's affinity mask"));
+    };
+    eprintln!("raw: ping-pong pinned to CPU {first}, and to two CPUs");
+    for p50 in pinned_p50s(config, [first, first])? {
+        results.push(measure::RTT_P50_ONE_CPU, p50);
+    }
+    results.note(
+        measure::RTT_P50_ONE_CPU,
+        format!("the parent's thread and the child both on CPU {first} (sched_setaffinity)"),
+    );
+    let Some(&second) = cpus.get(1) else {
+        results.note(
+            measure::RTT_P50_TWO_CPUS,
+            "n/a: this process may use one CPU only",
+        );
+        return Ok(());
+    };
+    for p50 in pinned_p50s(config, [first, second])? {
+        results.push(measure::RTT_P50_TWO_CPUS, p50);
+    }
+    results.note(
+        measure::RTT_P50_TWO_CPUS,
+        format!(
+            "the parent's thread on CPU {first}, the child on CPU {second}: every message \
+             wakes the other CPU (on a VM a halted vCPU, which is costly); the unpinned p50 \
+             falls between the two pinned ones, by where the scheduler puts the two"
+        ),
+    );
+    Ok(())
+}
+
+/// A fresh child pinned to `child_cpu`, ping-ponged from a thread pinned to `parent_cpu`
+/// (not this one, whose mask stays as it was): the p50 of each repetition, in µs.
+fn pinned_p50s(config: &Config, [parent_cpu, child_cpu]: [usize; 2]) -> io::Result<Vec<f64>> {
+    let mut peer = Peer::spawn()?;
+    pin(Pid::from_raw(peer.child.id() as i32), child_cpu)?;
+    let p50s = std::thread::scope(|s| {
+        s.spawn(|| -> io::Result<Vec<f64>> {
+            pin(Pid::from_raw(0), parent_cpu)?;
+            ping_pong(&mut peer, 200)?;
+            let mut p50s = Vec::new();
+            for _ in 0..config.reps {
+                let mut samples = ping_pong(&mut peer, config.latency_samples)?;
+                p50s.push(measure::percentile(&mut samples, 0.50).as_secs_f64() * 1e6);
+            }
+            Ok(p50s)
+        })
+        .join()
+        .expect("the ping-pong thread does not panic")
+    })?;
+    peer.close()?;
+    Ok(p50s)
 }
 
 /// Writes `data` as one [`SINK`] frame and reads the answer.

@@ -33,6 +33,10 @@ pub(crate) fn run(config: &Config) -> Results {
         results.note(key, "no isolation: a crash kills the whole process");
     }
     results.note(measure::IDLE_RSS, "threads: no worker process");
+    results.note(
+        measure::SUBMIT_PARENT_CPU,
+        "threads: the tasks run in the parent, so its CPU is not the pool's overhead",
+    );
     results.info.insert("threads".into(), "2".into());
     results
 }
@@ -69,7 +73,9 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), rayon::Thre
     cpu_tasks(config, &pool, results);
 
     eprintln!("rayon: round trips");
+    let mut meter = Err(std::io::ErrorKind::NotFound.into());
     for _ in 0..config.reps {
+        meter = measure::CpuMeter::start(Vec::new());
         let mut samples = Vec::with_capacity(config.latency_samples);
         let (tx, rx) = mpsc::channel();
         for i in 0..config.latency_samples as u64 {
@@ -82,8 +88,10 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), rayon::Thre
             samples.push(t.elapsed());
             black_box(v);
         }
+        measure::push_cpu_per_wall(results, &meter);
         measure::push_latency(results, &mut samples);
     }
+    measure::note_cpu_per_wall(results, &meter, "the caller and the pool's threads");
     drop(pool);
 
     eprintln!("rayon: start-up");

@@ -53,6 +53,8 @@ enum Unit {
     MibPerSec,
     Mib,
     Percent,
+    /// A plain number (CPU seconds per wall second).
+    Plain,
 }
 
 struct Row {
@@ -65,7 +67,7 @@ struct Row {
     unit: Unit,
 }
 
-const ROWS: [Row; 25] = [
+const ROWS: [Row; 29] = [
     Row {
         short: "submit + as_completed",
         key: measure::SUBMIT,
@@ -79,6 +81,13 @@ const ROWS: [Row; 25] = [
         peer_key: measure::SUBMIT,
         label: "  same, cf over TCP, 2 local agents (tasks/s)",
         unit: Unit::Rate,
+    },
+    Row {
+        short: "submit, parent CPU",
+        key: measure::SUBMIT_PARENT_CPU,
+        peer_key: measure::SUBMIT_PARENT_CPU,
+        label: "  same, parent CPU per task (µs)",
+        unit: Unit::Micros,
     },
     Row {
         short: "map, chunksize 256",
@@ -158,11 +167,32 @@ const ROWS: [Row; 25] = [
         unit: Unit::Micros,
     },
     Row {
+        short: "ping-pong, one CPU",
+        key: measure::RTT_P50_ONE_CPU,
+        peer_key: measure::RTT_P50_ONE_CPU,
+        label: "  raw ping-pong, both pinned to one CPU (µs)",
+        unit: Unit::Micros,
+    },
+    Row {
+        short: "ping-pong, two CPUs",
+        key: measure::RTT_P50_TWO_CPUS,
+        peer_key: measure::RTT_P50_TWO_CPUS,
+        label: "  raw ping-pong, pinned to two CPUs (µs)",
+        unit: Unit::Micros,
+    },
+    Row {
         short: "round trip p99",
         key: measure::RTT_P99,
         peer_key: measure::RTT_P99,
         label: "round trip p99 (µs)",
         unit: Unit::Micros,
+    },
+    Row {
+        short: "round trip CPU / wall",
+        key: measure::RTT_CPU,
+        peer_key: measure::RTT_CPU,
+        label: "round trip, CPU / wall (all processes)",
+        unit: Unit::Plain,
     },
     Row {
         short: "start-up",
@@ -275,7 +305,9 @@ fn format_value(v: f64, unit: Unit) -> String {
         Unit::Rate if v >= 1e6 => format!("{}M", sig3(v / 1e6)),
         Unit::Rate if v >= 1e3 => format!("{}k", sig3(v / 1e3)),
         Unit::Percent => format!("{v:.1}%"),
-        Unit::Rate | Unit::Micros | Unit::Millis | Unit::MibPerSec | Unit::Mib => sig3(v),
+        Unit::Rate | Unit::Micros | Unit::Millis | Unit::MibPerSec | Unit::Mib | Unit::Plain => {
+            sig3(v)
+        }
     }
 }
 
