@@ -182,24 +182,7 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     cpu_tasks(config, &pool, results)?;
     transfers_1mib(config, &pool, results)?;
 
-    eprintln!("cf: round trips, {} per repetition", config.latency_samples);
-    for i in 0..200 {
-        pool.submit(square, i)?.result().must()?;
-    }
-    // This pool's processes are the only children of this one by now (the others are reaped).
-    let workers = measure::child_pids()?;
-    let mut meter = Err(std::io::ErrorKind::NotFound.into());
-    for _ in 0..config.reps {
-        meter = measure::CpuMeter::start(workers.clone());
-        let mut samples = round_trips(&pool, config)?;
-        measure::push_cpu_per_wall(results, &meter);
-        measure::push_latency(results, &mut samples);
-    }
-    measure::note_cpu_per_wall(
-        results,
-        &meter,
-        "2 workers and the spare: every child at that point",
-    );
+    round_trip_rows(&pool, config, results)?;
 
     eprintln!("cf: {} MiB argument and result", config.big >> 20);
     big_transfers(&pool, config, results, [measure::ARG_BIG, measure::RES_BIG])?;
@@ -384,6 +367,36 @@ fn submit_rate(
             results.push(cpu_key, cpu.as_secs_f64() * 1e6 / n as f64);
         }
     }
+    Ok(())
+}
+
+/// Round trips one at a time: p50 and p99, and CPU / wall over each repetition's loop.
+fn round_trip_rows(
+    pool: &ProcessPoolExecutor,
+    config: &Config,
+    results: &mut Results,
+) -> Result<(), Error> {
+    eprintln!("cf: round trips, {} per repetition", config.latency_samples);
+    for i in 0..200 {
+        pool.submit(square, i)?.result().must()?;
+    }
+    // This pool's processes (2 workers and the spare) are this process's only children by now.
+    let workers = measure::child_pids();
+    let mut meter = Err(std::io::ErrorKind::NotFound.into());
+    for _ in 0..config.reps {
+        meter = match &workers {
+            Ok(pids) => measure::CpuMeter::start(pids.clone()),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        };
+        let mut samples = round_trips(pool, config)?;
+        measure::push_cpu_per_wall(results, &meter);
+        measure::push_latency(results, &mut samples);
+    }
+    measure::note_cpu_per_wall(
+        results,
+        &meter,
+        "2 workers and the spare: every child at that point",
+    );
     Ok(())
 }
 

@@ -292,17 +292,7 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     second.close()?;
     let mut peer = first;
 
-    eprintln!("raw: ping-pong, {} per repetition", config.latency_samples);
-    ping_pong(&mut peer, 200)?;
-    let mut meter = Err(io::ErrorKind::NotFound.into());
-    for _ in 0..config.reps {
-        meter = measure::CpuMeter::start(vec![peer.child.id()]);
-        let mut samples = ping_pong(&mut peer, config.latency_samples)?;
-        measure::push_cpu_per_wall(results, &meter);
-        measure::push_latency(results, &mut samples);
-    }
-    measure::note_cpu_per_wall(results, &meter, "the ping-pong child");
-    pinned_ping_pong(config, results)?;
+    ping_pong_rows(config, &mut peer, results)?;
 
     eprintln!("raw: {} MiB argument and result", config.big >> 20);
     // A fresh buffer per repetition, built before the clock as cf's and Python's arguments are.
@@ -378,6 +368,21 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
     Ok(())
 }
 
+/// Ping-pong with `peer`: p50, p99 and CPU / wall; then the pinned rows, with fresh children.
+fn ping_pong_rows(config: &Config, peer: &mut Peer, results: &mut Results) -> io::Result<()> {
+    eprintln!("raw: ping-pong, {} per repetition", config.latency_samples);
+    ping_pong(peer, 200)?;
+    let mut meter = Err(io::ErrorKind::NotFound.into());
+    for _ in 0..config.reps {
+        meter = measure::CpuMeter::start(vec![peer.child.id()]);
+        let mut samples = ping_pong(peer, config.latency_samples)?;
+        measure::push_cpu_per_wall(results, &meter);
+        measure::push_latency(results, &mut samples);
+    }
+    measure::note_cpu_per_wall(results, &meter, "the ping-pong child");
+    pinned_ping_pong(config, results)
+}
+
 /// `n` round trips of a [`SQUARE`] frame, one at a time; the time of each.
 fn ping_pong(peer: &mut Peer, n: usize) -> io::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(n);
@@ -418,7 +423,7 @@ fn pinned_ping_pong(config: &Config, results: &mut Results) -> io::Result<()> {
     let Some(&second) = cpus.get(1) else {
         results.note(
             measure::RTT_P50_TWO_CPUS,
-            "n/a: this process may use one CPU only",
+            "this process may use one CPU only",
         );
         return Ok(());
     };
