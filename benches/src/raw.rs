@@ -435,7 +435,7 @@ fn pinned_ping_pong(config: &Config, results: &mut Results) -> io::Result<()> {
         format!(
             "the parent's thread on CPU {first}, the child on CPU {second}: every message \
              wakes the other CPU (on a VM a halted vCPU, which is costly); the unpinned p50 \
-             falls between the two pinned ones, by where the scheduler puts the two"
+             lands near one or between, by where the scheduler puts the two"
         ),
     );
     Ok(())
