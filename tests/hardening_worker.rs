@@ -341,8 +341,9 @@ fn tasks_cannot_take_over_the_protocol_fds() {
 
 /// Reproduces: a task that replaced the worker's real result fd with a file had the replies
 /// written into that file, and its future hung. Now the parent sees the reply stream end while
-/// the worker lives, kills it after a short grace, and fails only that future with a protocol
-/// error; a new worker serves on.
+/// the worker lives, and kills it after a short grace: the future gets the reply if it was
+/// already in the worker's reply ring (which the task did not touch), or else fails alone with
+/// a protocol error; either way a new worker serves on.
 #[test]
 fn a_task_that_replaces_the_real_pipe_fails_alone() {
     let _serial = serial();
@@ -361,6 +362,8 @@ fn a_task_that_replaces_the_real_pipe_fails_alone() {
             assert_eq!(pid, before);
             assert_eq!(exit, cf::Exit::Code(70), "{stderr}");
         }
+        // ...or the reply was in the ring before the parent saw the pipe's end.
+        Ok(()) => {}
         other => panic!("expected the worker's death or a closed stream, got {other:?}"),
     }
     let (_, pid) = outcome_within(pool.submit(square, 3).unwrap(), OBSERVE).expect("runs");

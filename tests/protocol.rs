@@ -2,28 +2,18 @@
 //! results that fail to encode. Each fails the one future concerned with an error that says
 //! what was wrong; every other future completes, and the pool goes on.
 //!
-//! A task plays a broken worker by writing straight into its own result pipe, through
-//! `/proc/self/fd/N` (N from `cf_worker::start::result_fd`).
+//! A task plays a broken worker by writing bytes of its choosing where its worker's replies go
+//! (`cf_worker::start::write_reply_bytes`).
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
 mod util;
 
-use std::fs::OpenOptions;
-use std::io::Write;
-
 use cf::{ProcessPoolExecutor, TaskError, task};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Writes `bytes` to this worker's result pipe, as a broken worker would.
+/// Writes `bytes` where this worker's replies go, as a broken worker would.
 fn write_result_pipe(bytes: &[u8]) {
-    let mut pipe = OpenOptions::new()
-        .write(true)
-        .open(format!(
-            "/proc/self/fd/{}",
-            cf_worker::start::result_fd().expect("a worker")
-        ))
-        .expect("the result pipe");
-    pipe.write_all(bytes).expect("write to the result pipe");
+    cf_worker::start::write_reply_bytes(bytes).expect("write a reply");
 }
 
 /// A frame header: length of what follows the length field, kind, id, aux.

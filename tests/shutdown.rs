@@ -71,10 +71,11 @@ both!(
             })
         };
         pool.shutdown_with(cf::Shutdown { wait: false, cancel_futures: false });
-        returned_tx.send(()).unwrap();
         assert!(!blocked.load(Ordering::SeqCst), "shutdown without wait waited");
+        // Looked at before the tasks are let go (after, they may be done already).
         assert!(held.iter().all(|f| !f.done()));
         assert!(queued.iter().all(|f| !f.cancelled()));
+        returned_tx.send(()).unwrap();
         releaser.join().unwrap();
         for f in held.iter().chain(&queued) {
             assert!(f.result_timeout(LONG).is_ok());

@@ -13,6 +13,8 @@ mod codec;
 pub mod frame;
 pub mod logs;
 mod panic;
+#[doc(hidden)]
+pub mod ring;
 mod serve;
 pub mod start;
 mod sys;

@@ -5,11 +5,11 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::frame::{self, Header, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use crate::start::TASK_END;
-use crate::{codec, panic, sys, table};
+use crate::{codec, panic, ring, sys, table};
 
 /// Exit code of a worker that received a frame it cannot understand.
 pub(crate) const EXIT_PROTOCOL: i32 = 70;
@@ -50,9 +50,50 @@ impl From<io::Error> for ServeError {
     }
 }
 
-/// Serves calls read from the request pipe, writing replies to the result pipe, until the
-/// request pipe ends. A watcher thread looks at requests that arrive while a task runs long, to
-/// give back calls the parent revokes (see [`watch`]).
+/// Where a worker's replies go.
+pub(crate) enum Replies {
+    /// Into the result pipe (a worker under an agent: its one connection).
+    Pipe(File),
+    /// Into the reply ring shared with the parent, the result pipe its doorbell.
+    Ring(ring::Writer),
+}
+
+impl Replies {
+    /// The result pipe.
+    fn pipe(&self) -> &File {
+        match self {
+            Replies::Pipe(pipe) => pipe,
+            Replies::Ring(ring) => ring.doorbell(),
+        }
+    }
+}
+
+impl Write for Replies {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Replies::Pipe(pipe) => pipe.write(buf),
+            Replies::Ring(ring) => ring.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The streams of the serve loop in this process, once it serves.
+static SERVING: OnceLock<Arc<Shared<Input, Replies>>> = OnceLock::new();
+
+/// Writes `bytes` where this worker's replies go, as they are: for tests that play a broken
+/// worker.
+pub(crate) fn write_raw(bytes: &[u8]) -> io::Result<()> {
+    let serving = SERVING.get().ok_or(io::ErrorKind::NotConnected)?;
+    relock(&serving.output).write_all(bytes)
+}
+
+/// Serves calls read from the request pipe, writing replies to `replies`, until the request
+/// pipe ends. A watcher thread looks at requests that arrive while a task runs long, to give
+/// back calls the parent revokes (see [`watch`]).
 ///
 /// The pipes sit at high fd numbers, out of a task's way. A task that closes one anyway, or
 /// `dup2`s over it, closes the pipe's only copy here: the parent sees the end of the reply stream
@@ -61,33 +102,40 @@ impl From<io::Error> for ServeError {
 /// rate on the machines measured, for a case the parent already bounds.)
 pub(crate) fn serve_pipes(
     input: OwnedFd,
-    output: OwnedFd,
+    replies: Replies,
     stderr: OwnedFd,
 ) -> Result<(), ServeError> {
-    RESULT_AT.store(output.as_raw_fd(), Ordering::Relaxed);
-    let output = File::from(output);
-    if cfg!(panic = "abort") {
-        // A copy as high as the original, out of the tasks' way.
-        let last_words = File::from(
-            sys::dup_high(output.as_fd())
+    RESULT_AT.store(replies.pipe().as_raw_fd(), Ordering::Relaxed);
+    // A copy of the result pipe as high as the original, out of the tasks' way, for the report
+    // of an abort; a ring takes it like any reply.
+    let last_words = match &replies {
+        Replies::Pipe(pipe) if cfg!(panic = "abort") => Some(File::from(
+            sys::dup_high(pipe.as_fd())
                 .ok_or_else(|| ServeError::Io(io::Error::other("failed to copy the result fd")))?,
-        );
+        )),
+        _ => None,
+    };
+    let mut stderr = File::from(stderr);
+    let input = Arc::new(File::from(input));
+    let shared = Arc::new(Shared {
+        inlet: Mutex::new(Inlet::new(Input(input.clone()))),
+        output: Mutex::new(replies),
+        beat: Beat::new(),
+    });
+    let _ = SERVING.set(shared.clone());
+    if cfg!(panic = "abort") {
         panic::on_abort(move |info| {
             let mut frame = Vec::new();
             let start = frame::begin(&mut frame, CURRENT.load(Ordering::Relaxed), 0);
             if codec::encode_into(info, &mut frame).is_ok() {
                 frame::finish(&mut frame, start, ReplyKind::Aborting as u8);
-                let _ = (&last_words).write_all(&frame);
+                let _ = match &last_words {
+                    Some(pipe) => (&*pipe).write_all(&frame),
+                    None => write_raw(&frame),
+                };
             }
         });
     }
-    let mut stderr = File::from(stderr);
-    let input = Arc::new(File::from(input));
-    let shared = Arc::new(Shared {
-        inlet: Mutex::new(Inlet::new(Input(input.clone()))),
-        output: Mutex::new(output),
-        beat: Beat::new(),
-    });
     // Without the watcher (no pipe or thread to spare), calls are never given back: each one
     // runs. The parent's urge to give calls back is set up here, before any other thread
     // exists, so that every thread inherits its block and only the watcher hears it.

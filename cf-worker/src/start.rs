@@ -4,8 +4,9 @@
 //! on fds [`REQUEST_FD`] and [`RESULT_FD`]. A constructor in `.init_array` sees the marker and
 //! serves until the request pipe closes, then exits: control never reaches the user's `main`.
 //!
-//! The marker's value is `PARENT_PID:MEMORY_LIMIT:LOG_LEVEL` (bytes, 0 for none; the most
-//! verbose level of events the parent's subscriber wants, 0 = none … 5 = trace): before serving,
+//! The marker's value is `PARENT_PID:MEMORY_LIMIT:LOG_LEVEL:RING` (bytes, 0 for none; the most
+//! verbose level of events the parent's subscriber wants, 0 = none … 5 = trace; 1 when the
+//! parent placed a reply ring on [`RING_FD`], 0 when replies go into the result pipe): before serving,
 //! the worker arranges to be killed when its parent dies, limits its own address space and, for a
 //! level above 0, installs the subscriber that forwards its tasks' events (see [`crate::logs`]),
 //! so that the parent can start it with a plain `posix_spawn`.
@@ -23,6 +24,10 @@ pub const REQUEST_FD: i32 = 3;
 /// The fd a worker writes replies to.
 pub const RESULT_FD: i32 = 4;
 
+/// The fd a worker finds its reply ring on, when its marker says it has one: a sealed memfd of
+/// [`ring::LEN`](crate::ring::LEN) bytes. The worker maps it and closes the fd.
+pub const RING_FD: i32 = 5;
+
 /// The fd number a worker's replies go out on, for tests that play a broken worker; `None`
 /// outside a worker. The worker moves its pipes from [`REQUEST_FD`] and [`RESULT_FD`] to high
 /// numbers before it serves, and closes those two.
@@ -30,6 +35,16 @@ pub const RESULT_FD: i32 = 4;
 pub fn result_fd() -> Option<i32> {
     let fd = serve::RESULT_AT.load(std::sync::atomic::Ordering::Relaxed);
     (fd >= 0).then_some(fd)
+}
+
+/// Writes `bytes` where this worker's replies go (its ring, or its result pipe), as they are,
+/// for tests that play a broken worker.
+///
+/// # Errors
+/// Outside a worker, or as the write.
+#[doc(hidden)]
+pub fn write_reply_bytes(bytes: &[u8]) -> std::io::Result<()> {
+    serve::write_raw(bytes)
 }
 
 /// The line a worker writes to stderr when its task overflows the stack; the parent looks for it.
@@ -62,9 +77,14 @@ fn enter() {
 }
 
 /// The marker's value for a worker of `parent` with an optional memory limit, forwarding events
-/// up to `log_level` (0 = none, 1 = error … 5 = trace).
-pub fn marker(parent: u32, memory_limit: Option<u64>, log_level: u8) -> String {
-    format!("{parent}:{}:{log_level}", memory_limit.unwrap_or(0))
+/// up to `log_level` (0 = none, 1 = error … 5 = trace), with a reply ring on [`RING_FD`] when
+/// `ring`.
+pub fn marker(parent: u32, memory_limit: Option<u64>, log_level: u8, ring: bool) -> String {
+    format!(
+        "{parent}:{}:{log_level}:{}",
+        memory_limit.unwrap_or(0),
+        u8::from(ring)
+    )
 }
 
 /// Why this process must not serve, if it must not.
@@ -83,10 +103,13 @@ fn run() -> ! {
     // Children that a task starts must not take themselves for workers.
     sys::remove_marker();
     let mut fields = marker.split(':').map(str::parse::<u64>);
-    // No level (an older marker) forwards nothing.
-    let (Some(Ok(parent)), Some(Ok(memory)), Ok(log_level)) =
-        (fields.next(), fields.next(), fields.next().unwrap_or(Ok(0)))
-    else {
+    // No level (an older marker) forwards nothing; no ring field, no ring.
+    let (Some(Ok(parent)), Some(Ok(memory)), Ok(log_level), Ok(ring)) = (
+        fields.next(),
+        fields.next(),
+        fields.next().unwrap_or(Ok(0)),
+        fields.next().unwrap_or(Ok(0)),
+    ) else {
         std::process::exit(EXIT_STARTUP);
     };
     if !sys::die_with_parent(parent) {
@@ -101,6 +124,17 @@ fn run() -> ! {
         );
         std::process::exit(EXIT_STARTUP);
     }
+    let Some((input, output)) = sys::protocol_fds() else {
+        std::process::exit(EXIT_STARTUP);
+    };
+    // Mapped before the memory limit, which counts it.
+    let replies = match ring {
+        0 => serve::Replies::Pipe(output.into()),
+        _ => match sys::take_fd(RING_FD).map(|fd| crate::ring::Writer::open(&fd, output.into())) {
+            Some(Ok(ring)) => serve::Replies::Ring(ring),
+            _ => std::process::exit(EXIT_STARTUP),
+        },
+    };
     if memory > 0 && !sys::limit_memory(memory) {
         std::process::exit(EXIT_STARTUP);
     }
@@ -108,9 +142,6 @@ fn run() -> ! {
         std::process::exit(EXIT_STARTUP);
     }
     sys::watch_stack_overflow();
-    let Some((input, output)) = sys::protocol_fds() else {
-        std::process::exit(EXIT_STARTUP);
-    };
     // A copy of stderr that stays with the worker whatever a task does with fd 2.
     let Some(stderr) = sys::stderr_copy() else {
         std::process::exit(EXIT_STARTUP);
@@ -124,7 +155,7 @@ fn run() -> ! {
     if !crate::table().duplicates().is_empty() {
         std::process::exit(EXIT_STARTUP);
     }
-    match serve::serve_pipes(input, output, stderr) {
+    match serve::serve_pipes(input, replies, stderr) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("cf worker (pid {}): {e}", std::process::id());

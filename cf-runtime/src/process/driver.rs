@@ -273,6 +273,11 @@ impl Driver {
         self.d.parse(*id, now);
     }
 
+    /// Whether reply bytes wait on a link that tells without a system call.
+    fn arrived(&self) -> bool {
+        self.links.iter().any(|(_, link)| link.arrived())
+    }
+
     /// Publishes the gauges of [`PoolStats`](super::PoolStats).
     fn publish(&self) {
         let workers = self.d.worker_count() as u64;
@@ -308,15 +313,24 @@ impl Driver {
         // the CPU, before sleeping (a wake-up from sleep costs far more on most machines).
         let spin_until = start + SPIN;
         loop {
-            let now = if busy { Some(Duration::ZERO) } else { timeout };
-            match self.poller.wait(now)? {
-                0 if busy && Instant::now() < spin_until => std::thread::yield_now(),
-                0 if busy => {
-                    self.poller.wait(timeout)?;
+            if busy {
+                if self.poller.wait(Some(Duration::ZERO))? > 0 || self.arrived() {
                     break;
                 }
-                _ => break,
+                if Instant::now() < spin_until {
+                    std::thread::yield_now();
+                    continue;
+                }
             }
+            // Every link must hear that the driver sleeps (a ring's worker then rings its
+            // doorbell); one whose bytes came meanwhile keeps it awake.
+            let mut awake = false;
+            for (_, link) in &mut self.links {
+                awake |= !link.sleep();
+            }
+            self.poller
+                .wait(if awake { Some(Duration::ZERO) } else { timeout })?;
+            break;
         }
         if self.poller.ready(0) {
             sys::drain_wakes(&self.wake);
@@ -376,14 +390,17 @@ impl Driver {
                 }
             }
             self.poller.clear();
+            let mut awake = false;
             for link in &mut left {
                 link.register(&mut self.poller, false, true);
+                awake |= !link.sleep();
             }
-            if self
-                .poller
-                .wait(Some(remaining.max(EXIT_GRACE / 100)))
-                .is_err()
-            {
+            let timeout = if awake {
+                Duration::ZERO
+            } else {
+                remaining.max(EXIT_GRACE / 100)
+            };
+            if self.poller.wait(Some(timeout)).is_err() {
                 // Cannot watch them: kill them, then wait (a killed process exits at once).
                 for link in &mut left {
                     link.signal(Sig::Kill);

@@ -2,11 +2,11 @@
 //!
 //! The dispatcher (`dispatch.rs`) knows workers only by [`WorkerId`](super::dispatch::WorkerId)
 //! and pid; the driver (`driver.rs`) owns one [`Link`] per worker and one [`Launch`] per pool.
-//! Today's only kind is the local one (`local.rs`, `spawner.rs`): a child process with a request
-//! pipe, a result pipe, a stderr pipe and a pidfd. A worker on another machine (a TCP stream, its
-//! death reported by a supervisor there) or one whose bytes travel through a shared-memory ring
-//! (woken by an eventfd) is another implementation of these two traits: the scheduler and the
-//! driver do not change. See `README.md` beside this file.
+//! Two kinds implement them: the local one (`local.rs`, `spawner.rs`), a child process with a
+//! request pipe, a reply ring in shared memory (the result pipe its doorbell), a stderr pipe and
+//! a pidfd; and the remote one (`remote/`), a TCP stream to a worker under an agent, its death
+//! reported by the agent. The scheduler and the driver do not know which they drive. See
+//! `README.md` beside this file.
 
 use std::io;
 
@@ -66,8 +66,23 @@ pub(crate) trait Link: Send {
     /// tells of the worker's exit, and its diagnostic output when `output`.
     fn register(&mut self, poller: &mut Poller, write: bool, output: bool);
 
-    /// What the fds added by the last [`register`](Self::register) reported.
-    fn ready(&self, poller: &Poller) -> Ready;
+    /// What the fds added by the last [`register`](Self::register) reported (and, for a link
+    /// with a reply ring, whether bytes wait there). Also says that the driver is awake: see
+    /// [`sleep`](Self::sleep).
+    fn ready(&mut self, poller: &Poller) -> Ready;
+
+    /// Whether reply bytes wait without a system call to find out (a reply ring); a stream's
+    /// link says no and is found by polling.
+    fn arrived(&self) -> bool {
+        false
+    }
+
+    /// Says that the driver is about to sleep in `poll`, so that the worker wakes it through an
+    /// fd the link registered; false when reply bytes came meanwhile (do not sleep). A stream
+    /// needs nothing: its fd wakes the poll by itself.
+    fn sleep(&mut self) -> bool {
+        true
+    }
 
     /// Reads reply bytes without blocking: `Ok(0)` at the end of the stream, `WouldBlock` when
     /// there are none yet.

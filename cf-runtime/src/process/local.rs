@@ -1,5 +1,11 @@
-//! A worker on this machine: a child process with a request pipe, a result pipe, a stderr pipe
-//! and a pidfd.
+//! A worker on this machine: a child process with a request pipe, a reply ring in shared memory
+//! (the result pipe its doorbell and its end), a stderr pipe and a pidfd.
+//!
+//! Replies are read from the ring without a system call while the I/O thread is awake; before it
+//! sleeps it says so in the ring ([`Link::sleep`]), and the worker's next reply rings the
+//! doorbell, one byte in the result pipe, which `poll` watches. The pipe's end (the worker's
+//! death, or a task that closed it) ends the reply stream once the ring is empty. Without a
+//! ring (no memfd to be had) replies come through the result pipe itself.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -11,6 +17,7 @@ use super::link::{Link, Ready};
 use super::output::{self, Output, Piece};
 use crate::error::Exit;
 use crate::sys::{self, Poller};
+use cf_worker::ring::Reader;
 use nix::sys::signal::Signal;
 
 /// Pipe buffer the parent asks the kernel for, for bulk payloads.
@@ -22,8 +29,13 @@ pub(crate) struct LocalLink {
     exit: Option<Exit>,
     /// Request pipe, write end (non-blocking); `None` once closed.
     req: Option<OwnedFd>,
-    /// Result pipe, read end (non-blocking); `None` once at its end.
+    /// Result pipe, read end (non-blocking): the doorbell when there is a ring; `None` once at
+    /// its end.
     res: Option<OwnedFd>,
+    /// Where replies come, unless `None`: then through `res`.
+    ring: Option<Reader>,
+    /// The doorbell rang or the worker exited, in the last [`Link::ready`]: look at the pipe.
+    rung: bool,
     /// The worker's stderr, read end (non-blocking); `None` at its end.
     err: Option<OwnedFd>,
     /// The worker's stdout, read end (non-blocking); `None` at its end.
@@ -51,11 +63,17 @@ impl LocalLink {
             sys::set_nonblocking(fd)?;
         }
         sys::grow_pipe(&req_tx, PIPE_SIZE);
-        sys::grow_pipe(&res_rx, PIPE_SIZE);
+        let ring = Reader::create()
+            .inspect_err(|e| tracing::warn!(error = %e, "cf: no reply ring, replies use a pipe"))
+            .ok();
+        if ring.is_none() {
+            sys::grow_pipe(&res_rx, PIPE_SIZE);
+        }
         let pid = sys::spawn_worker(sys::Spawn {
             exe,
             request: &req_rx,
             result: &res_tx,
+            ring: ring.as_ref().map(|(_, fd)| fd),
             stderr: err_tx,
             stdout: Some(out_tx),
             memory_limit,
@@ -75,12 +93,62 @@ impl LocalLink {
             exit: None,
             req: Some(req_tx),
             res: Some(res_rx),
+            ring: ring.map(|(ring, _)| ring),
+            rung: false,
             err: Some(err_rx),
             out: Some(out_rx),
             pidfd,
             output: Output::default(),
             slots: [None; 5],
         })
+    }
+}
+
+impl LocalLink {
+    /// [`Link::read`] with a ring: bytes from the ring; when it is empty, the doorbell's rings
+    /// are taken, and its end is the stream's.
+    fn read_ring(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(ring) = &mut self.ring else {
+            return Ok(0);
+        };
+        match ring.read(buf) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            Err(e) => {
+                // A task wrote over the ring's positions: nothing more can be read from it. The
+                // stream ends here, as when a task closes the result pipe.
+                tracing::warn!(pid = self.pid, error = %e, "cf: a worker's reply ring is corrupt");
+                self.ring = None;
+                self.res = None;
+                return Ok(0);
+            }
+        }
+        if !self.rung {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let Some(res) = &self.res else {
+            return Ok(0);
+        };
+        let mut rings = [0; 64];
+        loop {
+            match sys::read(res.as_fd(), &mut rings) {
+                Ok(0) => {
+                    // The worker's end of the pipe is closed: what it wrote before is in the
+                    // ring, then the stream ends.
+                    self.res = None;
+                    return ring.read(buf).or(Ok(0));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.rung = false;
+                    return ring.read(buf).and_then(|n| match n {
+                        0 => Err(e),
+                        n => Ok(n),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -111,17 +179,32 @@ impl Link for LocalLink {
         ];
     }
 
-    fn ready(&self, poller: &Poller) -> Ready {
+    fn ready(&mut self, poller: &Poller) -> Ready {
         let [res, pidfd, req, err, out] =
             self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
+        if let Some(ring) = &self.ring {
+            ring.awake();
+        }
+        self.rung |= res || pidfd;
         Ready::default()
-            .with(Ready::READABLE, res)
+            .with(Ready::READABLE, res || self.arrived())
             .with(Ready::WRITABLE, req)
             .with(Ready::EXITED, pidfd)
             .with(Ready::OUTPUT, err || out)
     }
 
+    fn arrived(&self) -> bool {
+        self.ring.as_ref().is_some_and(Reader::has_data)
+    }
+
+    fn sleep(&mut self) -> bool {
+        self.ring.as_ref().is_none_or(Reader::sleep)
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.ring.is_some() {
+            return self.read_ring(buf);
+        }
         let Some(res) = &self.res else {
             return Ok(0);
         };

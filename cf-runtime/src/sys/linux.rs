@@ -3,7 +3,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use cf_worker::start::{ENV_MARKER, REQUEST_FD, RESULT_FD};
+use cf_worker::start::{ENV_MARKER, REQUEST_FD, RESULT_FD, RING_FD};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::libc;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
@@ -47,7 +47,7 @@ pub(crate) fn grow_pipe(fd: &OwnedFd, size: usize) {
 /// A close-on-exec duplicate of `fd` numbered above the worker's fixed fds, so that placing one
 /// pipe end on its fixed number can never overwrite the other.
 fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
-    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(RESULT_FD + 1))?;
+    let raw = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(RING_FD + 1))?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new fd (fcntl(2)) that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
@@ -59,6 +59,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) request: &'a OwnedFd,
     /// Write end of the result pipe: the worker's fd 4.
     pub(crate) result: &'a OwnedFd,
+    /// The reply ring's memfd, if replies go through one: the worker's fd 5.
+    pub(crate) ring: Option<&'a OwnedFd>,
     /// Write end of the pipe that becomes the worker's stderr.
     pub(crate) stderr: OwnedFd,
     /// Write end of the pipe that becomes the worker's stdout; `None`: ours.
@@ -95,6 +97,12 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
         .add_dup2(result.as_raw_fd(), RESULT_FD)
         .map_err(nix_io)?;
     actions.add_dup2(stderr.as_raw_fd(), 2).map_err(nix_io)?;
+    let ring = spawn.ring.map(dup_high).transpose()?;
+    if let Some(ring) = &ring {
+        actions
+            .add_dup2(ring.as_raw_fd(), RING_FD)
+            .map_err(nix_io)?;
+    }
     let stdout = spawn.stdout.as_ref().map(dup_high).transpose()?;
     if let Some(stdout) = &stdout {
         actions.add_dup2(stdout.as_raw_fd(), 1).map_err(nix_io)?;
@@ -115,7 +123,12 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
     // from, or nothing. `spawn.exe` stays the worker's `argv[0]`, for `ps`.
     let image = c"/proc/self/exe";
     let exe = c_string(spawn.exe.as_os_str().as_bytes())?;
-    let marker = cf_worker::start::marker(std::process::id(), spawn.memory_limit, spawn.log_level);
+    let marker = cf_worker::start::marker(
+        std::process::id(),
+        spawn.memory_limit,
+        spawn.log_level,
+        ring.is_some(),
+    );
     let mut env = Vec::new();
     for (key, value) in std::env::vars_os() {
         if key != ENV_MARKER {
@@ -127,7 +140,7 @@ pub(crate) fn spawn_worker(spawn: Spawn<'_>) -> io::Result<u32> {
     }
     env.push(c_string(format!("{ENV_MARKER}={marker}").as_bytes())?);
     let pid = posix_spawn(image, &actions, &attr, &[exe.as_c_str()], &env).map_err(nix_io)?;
-    drop((request, result, stderr, stdout, null));
+    drop((request, result, stderr, stdout, ring, null));
     u32::try_from(pid.as_raw()).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))
 }
 

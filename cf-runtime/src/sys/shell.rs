@@ -9,6 +9,7 @@ pub(crate) struct Spawn<'a> {
     pub(crate) exe: &'a std::path::Path,
     pub(crate) request: &'a OwnedFd,
     pub(crate) result: &'a OwnedFd,
+    pub(crate) ring: Option<&'a OwnedFd>,
     pub(crate) stderr: OwnedFd,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) memory_limit: Option<u64>,

@@ -48,6 +48,26 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
     Some((dup_high(input.as_fd())?, dup_high(output.as_fd())?))
 }
 
+/// Takes the fd the parent placed at `fixed` (closed on exec from now on); `None` if nothing is
+/// open there.
+pub(crate) fn take_fd(fixed: i32) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD reads the fd's flags and touches no memory; on a closed fd it fails with
+    // EBADF (fcntl(2)), which tells us nothing was handed over.
+    if unsafe { nix::libc::fcntl(fixed, nix::libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: the parent placed the fd at this number before exec (checked open just above),
+    // and nothing else in this process owns it: the marker says we are the worker, and this
+    // runs once, before `main`.
+    let fd = unsafe { OwnedFd::from_raw_fd(fixed) };
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .ok()?;
+    Some(fd)
+}
+
 /// A close-on-exec copy of stderr, high like the protocol fds.
 pub(crate) fn stderr_copy() -> Option<OwnedFd> {
     dup_high(std::io::stderr().as_fd())

@@ -1,7 +1,8 @@
 //! Everything unsafe in the worker crate.
 //!
 //! A platform provides: taking ownership of the protocol fds the parent placed at fixed numbers
-//! (and marking them close-on-exec), and removing the worker marker from the environment.
+//! (and marking them close-on-exec), removing the worker marker from the environment, and the
+//! shared memory of the reply ring ([`Shm`]).
 #![allow(unsafe_code)]
 #![allow(
     clippy::disallowed_methods,
@@ -12,6 +13,10 @@
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "linux")]
+mod shm;
+#[cfg(target_os = "linux")]
+pub(crate) use shm::Shm;
 
 #[cfg(not(target_os = "linux"))]
 mod shell;

@@ -9,6 +9,11 @@ pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
 }
 
 /// Workers are not supported here.
+pub(crate) fn take_fd(_: i32) -> Option<OwnedFd> {
+    None
+}
+
+/// Workers are not supported here.
 pub(crate) fn dup_high(_: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
     None
 }
@@ -72,4 +77,39 @@ pub(crate) fn unblock_urge() {}
 /// Workers are not supported here.
 pub(crate) fn wait_urge(_: std::os::fd::BorrowedFd<'_>) -> bool {
     false
+}
+
+/// Shared memory is not supported here: there is no value of this type.
+pub(crate) enum Shm {}
+
+impl Shm {
+    /// Not supported here.
+    pub(crate) fn create(_: usize) -> std::io::Result<(Shm, OwnedFd)> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    /// Not supported here.
+    pub(crate) fn open(_: &OwnedFd, _: usize) -> std::io::Result<Shm> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    pub(crate) fn word(&self, _: usize) -> &std::sync::atomic::AtomicU32 {
+        match *self {}
+    }
+
+    pub(crate) fn write(&self, _: usize, _: &[u8]) {
+        match *self {}
+    }
+
+    pub(crate) fn read(&self, _: usize, _: &mut [u8]) {
+        match *self {}
+    }
+
+    pub(crate) fn wait(&self, _: usize, _: u32, _: std::time::Duration) {
+        match *self {}
+    }
+
+    pub(crate) fn wake(&self, _: usize) {
+        match *self {}
+    }
 }

@@ -117,9 +117,11 @@ impl Slot {
         }
     }
 
-    /// Whether it can take another task now.
+    /// Whether it can take another task now: not once its stream closed (it is killed at the
+    /// end of the grace, whatever replies still come).
     pub(crate) fn accepts(&self, depth: usize, max_tasks: Option<u64>) -> bool {
         self.state == State::Ready
+            && self.closed_since.is_none()
             && !self.spare
             && self.inflight.len() < depth
             && max_tasks.is_none_or(|max| self.sent < max)

@@ -535,6 +535,28 @@ fn a_worker_whose_stream_closed_but_lives_on_is_killed_after_the_grace() {
     );
 }
 
+/// A worker whose reply stream ended may still deliver a reply that was on its way (from its
+/// reply ring), but it is killed at the end of the grace: a job sent to it meanwhile would die
+/// with it. It takes none; the job waits for the worker that replaces it.
+#[test]
+fn a_worker_whose_stream_closed_takes_no_new_job() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let first = w.submit(None);
+    w.d.stream_closed(a, w.now);
+    assert_eq!(w.answer(a, ReplyKind::Ok), Some(first));
+    assert!(matches!(w.end(first), Some(End::Reply(ReplyKind::Ok, _))));
+    let second = w.submit(None);
+    assert!(w.workers[&a].calls.is_empty(), "no job for a closed stream");
+    assert_eq!(w.holder(second), None);
+    w.advance(w.d.config.limits.closed_grace);
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
+    let b = w.ready().unwrap();
+    assert_eq!(w.answer(b, ReplyKind::Ok), Some(second));
+    assert!(matches!(w.end(second), Some(End::Reply(ReplyKind::Ok, _))));
+}
+
 #[test]
 fn a_task_whose_worker_dies_runs_again_for_its_retries_then_lists_every_death() {
     let mut c = config(1);

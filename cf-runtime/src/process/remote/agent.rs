@@ -282,6 +282,7 @@ impl Agent {
             exe: &self.exe,
             request: &data,
             result: &data,
+            ring: None,
             stderr: err_tx,
             stdout: None,
             memory_limit: Some(memory_limit).filter(|&m| m > 0),

@@ -135,7 +135,7 @@ impl Link for RemoteLink {
         ];
     }
 
-    fn ready(&self, poller: &Poller) -> Ready {
+    fn ready(&mut self, poller: &Poller) -> Ready {
         let [read, write, died] = self.slots.map(|at| at.is_some_and(|at| poller.ready(at)));
         Ready::default()
             .with(Ready::READABLE, read)
