@@ -669,7 +669,10 @@ fn max_tasks_per_child_over_tcp() {
     assert_eq!(pids.len(), 6, "one worker per task: {pids:?}");
     assert!(!pids.contains(&std::process::id()));
     assert_eq!(agents.len(), 2, "{agents:?}");
-    assert_eq!(pool.stats().respawns, 5, "{:?}", pool.stats());
+    // Five replacements ran the tasks after the first; the one for the sixth worker, retired
+    // after its task, may be on its way already.
+    let respawns = pool.stats().respawns;
+    assert!((5..=6).contains(&respawns), "{:?}", pool.stats());
 }
 
 /// The initializer runs once in every worker an agent starts, before its tasks.

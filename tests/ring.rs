@@ -75,7 +75,10 @@ fn a_task_that_scribbles_over_the_write_position_fails_alone() {
     for (x, future) in (0..).zip(others) {
         assert_eq!(outcome(future).expect("another task").0, x * x);
     }
-    assert_eq!(outcome(pool.submit(square, 7).unwrap()).expect("later").0, 49);
+    assert_eq!(
+        outcome(pool.submit(square, 7).unwrap()).expect("later").0,
+        49
+    );
     crash_util::within(OBSERVE, "dropping the pool", move || drop(pool));
 }
 
