@@ -135,6 +135,18 @@ impl Link for LocalLink {
         Ok(n)
     }
 
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let Some(res) = &self.res else {
+            return Ok(0);
+        };
+        let n = sys::read_spare(res.as_fd(), buf, max)?;
+        if n == 0 {
+            // As in `read`.
+            self.res = None;
+        }
+        Ok(n)
+    }
+
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.req {
             Some(req) => sys::write(req.as_fd(), buf),
