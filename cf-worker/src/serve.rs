@@ -25,6 +25,9 @@ const IDLE_BUFFER: usize = 1 << 20;
 /// field is a claim, not a reservation.
 const TAIL_STEP: usize = 64 << 20;
 
+/// A split call's tail this large is read into huge pages (see `sys::huge_pages`).
+const HUGE_AT: usize = 4 << 20;
+
 /// The watcher thread's stack.
 const WATCHER_STACK: usize = 64 << 10;
 
@@ -299,6 +302,9 @@ fn read_split(input: &mut impl Read, body: &mut Vec<u8>, len: u32) -> Result<Vec
         }
         let step = left.min(TAIL_STEP as u64);
         tail.reserve_exact(step as usize);
+        if step as usize >= HUGE_AT {
+            sys::huge_pages(&mut tail);
+        }
         if input.take(step).read_to_end(&mut tail)? < step as usize {
             return Err(ServeError::Protocol(format!(
                 "request frame cut short: {} of {len} bytes",

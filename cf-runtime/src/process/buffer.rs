@@ -19,6 +19,9 @@ const IDLE_SIZE: usize = 64 << 10;
 /// The most a read buffer grows by at a time.
 const STEP: usize = 64 << 20;
 
+/// A split frame's tail this large is read into huge pages (see `sys::huge_pages`).
+const HUGE_AT: usize = 4 << 20;
+
 enum Segment {
     /// Bytes owned by the outbox: headers and small frames.
     Bytes(Vec<u8>),
@@ -161,6 +164,14 @@ impl Split {
     }
 }
 
+/// Reserves `n` more bytes for a split frame's tail, in huge pages when large.
+fn reserve(tail: &mut Vec<u8>, n: usize) {
+    tail.reserve_exact(n);
+    if n >= HUGE_AT {
+        crate::sys::huge_pages(tail);
+    }
+}
+
 /// A split frame taken whole from the buffer: its header, and its tail.
 pub(crate) struct SplitFrame {
     pub(crate) kind: u8,
@@ -285,7 +296,7 @@ impl InBuf {
             Some(split) if into_tail => {
                 let left = split.len - split.tail.len();
                 if split.tail.len() == split.tail.capacity() {
-                    split.tail.reserve_exact(left.min(STEP));
+                    reserve(&mut split.tail, left.min(STEP));
                 }
                 Room::Spare(&mut split.tail, left)
             }
@@ -317,7 +328,8 @@ impl InBuf {
             // Not split as it says, or whole already: parsed as any frame.
             return;
         }
-        let mut bytes = Vec::with_capacity(tail.min(STEP).max(have));
+        let mut bytes = Vec::new();
+        reserve(&mut bytes, tail.min(STEP).max(have));
         bytes.extend_from_slice(&data[head..]);
         self.end = self.open + head;
         self.split = Some(Split {

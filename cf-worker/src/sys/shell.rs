@@ -73,3 +73,6 @@ pub(crate) fn unblock_urge() {}
 pub(crate) fn wait_urge(_: std::os::fd::BorrowedFd<'_>) -> bool {
     false
 }
+
+/// No huge pages to ask for here.
+pub(crate) fn huge_pages(_: &mut Vec<u8>) {}
