@@ -63,6 +63,14 @@ fn worker_pid(sleep_ms: u64) -> u32 {
 /// Runs every cf measurement; a failure becomes a note instead of a number.
 pub(crate) fn run(config: &Config) -> Results {
     let mut results = Results::default();
+    if config.bytes_only {
+        if let Err(e) = measure_bytes(config, &mut results) {
+            eprintln!("cf: {e}");
+            results.skip_all(&format!("failed: {e}"));
+        }
+        results.skip_all("not run (--bytes)");
+        return results;
+    }
     if let Err(e) = measure_all(config, &mut results) {
         eprintln!("cf: {e}");
         results.skip_all(&format!("failed: {e}"));
@@ -238,6 +246,15 @@ fn measure_all(config: &Config, results: &mut Results) -> Result<(), Error> {
     }
     measure::push_idle_cpu(results, config.idle);
     Ok(())
+}
+
+/// The byte-transfer rows alone (`--bytes`): 1 MiB and `config.big` in and out.
+fn measure_bytes(config: &Config, results: &mut Results) -> Result<(), Error> {
+    let pool = new_pool(2)?;
+    warm(&pool, 2_000)?;
+    transfers_1mib(config, &pool, results)?;
+    eprintln!("cf: {} MiB argument and result", config.big >> 20);
+    big_transfers(&pool, config, results, [measure::ARG_BIG, measure::RES_BIG])
 }
 
 /// 1 ms tasks through `submit` + `as_completed`; 100 µs tasks through that and through `map`.

@@ -7,6 +7,7 @@
 //! cargo run --release -p cf-bench -- --quick           # short run, under a minute
 //! cargo run --release -p cf-bench -- --markdown t.md --svg chart.svg
 //! cargo run --release -p cf-bench -- --count          # cf's allocations per task, counted
+//! cargo run --release -p cf-bench -- --bytes --only cf,raw  # the 1 MiB and 64 MiB rows only
 //! ```
 //!
 //! See `benches/README.md` for what each row means and how it is measured.
@@ -32,6 +33,8 @@ static ALLOC: count::Counting = count::Counting;
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct Config {
     pub(crate) quick: bool,
+    /// Only the byte-transfer rows (1 MiB and 64 MiB arguments and results): `--bytes`.
+    pub(crate) bytes_only: bool,
     /// Repetitions of each timed measurement; the table shows their median.
     pub(crate) reps: usize,
     /// Tiny tasks per repetition for cf and rayon.
@@ -80,6 +83,7 @@ impl Config {
     fn full() -> Self {
         Config {
             quick: false,
+            bytes_only: false,
             reps: 7,
             tiny: 100_000,
             tiny_python: 20_000,
@@ -105,6 +109,7 @@ impl Config {
     fn quick() -> Self {
         Config {
             quick: true,
+            bytes_only: false,
             reps: 3,
             tiny: 20_000,
             tiny_python: 4_000,
@@ -130,6 +135,7 @@ impl Config {
 
 struct Args {
     quick: bool,
+    bytes: bool,
     markdown: Option<PathBuf>,
     svg: Option<PathBuf>,
     only: Option<Vec<String>>,
@@ -137,11 +143,12 @@ struct Args {
     count: bool,
 }
 
-const USAGE: &str = "usage: cf-bench [--quick] [--markdown FILE] [--svg FILE] [--only cf,python,procspawn,rayon,raw] [--samples] [--count]";
+const USAGE: &str = "usage: cf-bench [--quick] [--markdown FILE] [--svg FILE] [--only cf,python,procspawn,rayon,raw] [--bytes] [--samples] [--count]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         quick: false,
+        bytes: false,
         markdown: None,
         svg: None,
         only: None,
@@ -152,6 +159,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
+            "--bytes" => args.bytes = true,
             "--markdown" => {
                 args.markdown = Some(it.next().ok_or("--markdown needs a FILE")?.into())
             }
@@ -186,10 +194,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let config = if args.quick {
-        Config::quick()
-    } else {
-        Config::full()
+    let config = Config {
+        bytes_only: args.bytes,
+        ..if args.quick {
+            Config::quick()
+        } else {
+            Config::full()
+        }
     };
     if args.count {
         match count::run(config.count_tiny, config.count_futures) {

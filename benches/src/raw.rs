@@ -167,6 +167,14 @@ impl Peer {
 /// Runs every raw-pipe measurement; a failure becomes a note instead of a number.
 pub(crate) fn run(config: &Config) -> Results {
     let mut results = Results::default();
+    if config.bytes_only {
+        if let Err(e) = measure_bytes(config, &mut results) {
+            eprintln!("raw: {e}");
+            results.skip_all(&format!("failed: {e}"));
+        }
+        results.skip_all("not run (--bytes)");
+        return results;
+    }
     if let Err(e) = measure_all(config, &mut results) {
         eprintln!("raw: {e}");
         results.skip_all(&format!("failed: {e}"));
@@ -294,50 +302,7 @@ fn measure_all(config: &Config, results: &mut Results) -> io::Result<()> {
 
     ping_pong_rows(config, &mut peer, results)?;
 
-    eprintln!("raw: {} MiB argument and result", config.big >> 20);
-    // A fresh buffer per repetition, built before the clock as cf's and Python's arguments are.
-    for _ in 0..config.few_reps {
-        let data = vec![7u8; config.big];
-        let t = Instant::now();
-        sink(&mut peer, &data)?;
-        results.push(
-            measure::ARG_BIG,
-            measure::mib_per_s(config.big, t.elapsed()),
-        );
-    }
-    // One buffer for every repetition (pages faulted once, warm in the TLB): no pool that takes
-    // an owned value per task can do this, so it is a note, not the row.
-    let data = vec![7u8; config.big];
-    let mut reused = Vec::new();
-    for _ in 0..config.few_reps {
-        let t = Instant::now();
-        sink(&mut peer, &data)?;
-        reused.push(measure::mib_per_s(config.big, t.elapsed()));
-    }
-    results.note(
-        measure::ARG_BIG,
-        format!(
-            "a fresh buffer per repetition; one pre-faulted buffer reused: {:.0} MiB/s",
-            measure::median(&reused)
-        ),
-    );
-    drop(data);
-    for _ in 0..config.few_reps {
-        let t = Instant::now();
-        let mut frame = Vec::new();
-        push_frame(&mut frame, SOURCE, &(config.big as u64).to_le_bytes());
-        peer.tx.write_all(&frame)?;
-        let mut header = [0u8; HEADER];
-        peer.rx.read_exact(&mut header)?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
-        let mut data = vec![0u8; len];
-        peer.rx.read_exact(&mut data)?;
-        let elapsed = t.elapsed();
-        assert_eq!(data.len(), config.big);
-        drop(data);
-        results.push(measure::RES_BIG, measure::mib_per_s(config.big, elapsed));
-    }
-
+    big_transfers(config, &mut peer, results)?;
     transfers_1mib(config, &mut peer, results)?;
     peer.close()?;
 
@@ -489,6 +454,63 @@ fn source(peer: &mut Peer, n: usize) -> io::Result<Vec<u8>> {
     let mut data = vec![0u8; len];
     peer.rx.read_exact(&mut data)?;
     Ok(data)
+}
+
+/// The byte-transfer rows alone (`--bytes`): `config.big` and 1 MiB in and out.
+fn measure_bytes(config: &Config, results: &mut Results) -> io::Result<()> {
+    let mut peer = Peer::spawn()?;
+    big_transfers(config, &mut peer, results)?;
+    transfers_1mib(config, &mut peer, results)?;
+    peer.close()
+}
+
+/// `config.big` in and out, `config.few_reps` times each: a fresh buffer each time, and the
+/// argument also from one reused buffer (a note).
+fn big_transfers(config: &Config, peer: &mut Peer, results: &mut Results) -> io::Result<()> {
+    eprintln!("raw: {} MiB argument and result", config.big >> 20);
+    // A fresh buffer per repetition, built before the clock as cf's and Python's arguments are.
+    for _ in 0..config.few_reps {
+        let data = vec![7u8; config.big];
+        let t = Instant::now();
+        sink(peer, &data)?;
+        results.push(
+            measure::ARG_BIG,
+            measure::mib_per_s(config.big, t.elapsed()),
+        );
+    }
+    // One buffer for every repetition (pages faulted once, warm in the TLB): no pool that takes
+    // an owned value per task can do this, so it is a note, not the row.
+    let data = vec![7u8; config.big];
+    let mut reused = Vec::new();
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        sink(peer, &data)?;
+        reused.push(measure::mib_per_s(config.big, t.elapsed()));
+    }
+    results.note(
+        measure::ARG_BIG,
+        format!(
+            "a fresh buffer per repetition; one pre-faulted buffer reused: {:.0} MiB/s",
+            measure::median(&reused)
+        ),
+    );
+    drop(data);
+    for _ in 0..config.few_reps {
+        let t = Instant::now();
+        let mut frame = Vec::new();
+        push_frame(&mut frame, SOURCE, &(config.big as u64).to_le_bytes());
+        peer.tx.write_all(&frame)?;
+        let mut header = [0u8; HEADER];
+        peer.rx.read_exact(&mut header)?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
+        let mut data = vec![0u8; len];
+        peer.rx.read_exact(&mut data)?;
+        let elapsed = t.elapsed();
+        assert_eq!(data.len(), config.big);
+        drop(data);
+        results.push(measure::RES_BIG, measure::mib_per_s(config.big, elapsed));
+    }
+    Ok(())
 }
 
 /// 1 MiB in and out, one frame at a time; fresh buffers, as the pools get.

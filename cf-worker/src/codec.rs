@@ -7,12 +7,21 @@
 //! way. The check is on the type as a whole (a `Vec<u8>` argument of a one-argument task, a
 //! `Vec<u8>` result or error); a `Vec<u8>` inside a tuple or a struct still goes element by
 //! element, and `serde_bytes` remains the way to make those fast.
+//!
+//! A large byte string (a `Vec<u8>`, `serde_bytes::ByteBuf` or `String` of more than
+//! [`SPLIT_AT`] bytes, as a one-argument task's argument, a result or an error) is not encoded
+//! at all: [`split`] takes its buffer out of the value, the frame carries its length prefix
+//! ([`bytes_prefix`]) and then the buffer's bytes as they are, written straight from it (see
+//! [`frame::SPLIT`](crate::frame::SPLIT)). On the other side the bytes are read straight into the
+//! buffer of the value that [`decode_payload`] builds around it. The bytes on the wire are the
+//! encoding all the same: a reader that does not split decodes them as usual.
 
 use std::any::Any;
 use std::fmt;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -125,6 +134,169 @@ fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Resul
         )));
     }
     Ok(value)
+}
+
+/// Byte strings longer than this cross as a frame's raw tail ([`split`]); shorter ones are
+/// encoded into the frame like any value (a copy costs less than a second write there).
+pub const SPLIT_AT: usize = 64 << 10;
+
+/// A value as it arrives in a frame.
+#[derive(Debug)]
+pub enum Payload<'a> {
+    /// Its whole encoding.
+    Encoded(&'a [u8]),
+    /// The bytes of a byte string whose length prefix came before them: a split frame's tail,
+    /// already in the buffer the value keeps.
+    Bytes(Vec<u8>),
+}
+
+/// Takes the buffer out of `value`, without a copy, when it is a byte string (`Vec<u8>`,
+/// `serde_bytes::ByteBuf` or `String`) of more than [`SPLIT_AT`] bytes; gives `value` back
+/// otherwise. The value's encoding is [`bytes_prefix`] of the buffer's length, then the buffer.
+///
+/// # Errors
+/// `value` itself, when it is not such a byte string.
+pub fn split<T: 'static>(value: T) -> Result<Vec<u8>, T> {
+    let long = |len: usize| len > SPLIT_AT;
+    let mut slot = Some(value);
+    let any = &mut slot as &mut dyn Any;
+    let bytes = if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
+        v.take_if(|v| long(v.len()))
+    } else if let Some(v) = any.downcast_mut::<Option<ByteBuf>>() {
+        v.take_if(|v| long(v.len())).map(ByteBuf::into_vec)
+    } else if let Some(v) = any.downcast_mut::<Option<String>>() {
+        v.take_if(|v| long(v.len())).map(String::into_bytes)
+    } else {
+        None
+    };
+    match slot {
+        Some(value) => Err(value),
+        // Taken, so `bytes` holds it.
+        None => Ok(bytes.unwrap_or_default()),
+    }
+}
+
+/// The byte string `T` around `bytes` (no copy; a `String`'s bytes are checked to be UTF-8);
+/// `Err(bytes)` back when `T` is not one of the byte strings [`split`] takes apart.
+fn join<T: 'static>(bytes: Vec<u8>) -> Result<Result<T, CodecError>, Vec<u8>> {
+    let mut slot: Option<T> = None;
+    let any = &mut slot as &mut dyn Any;
+    if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
+        *v = Some(bytes);
+    } else if let Some(v) = any.downcast_mut::<Option<ByteBuf>>() {
+        *v = Some(ByteBuf::from(bytes));
+    } else if let Some(v) = any.downcast_mut::<Option<String>>() {
+        match String::from_utf8(bytes) {
+            Ok(text) => *v = Some(text),
+            Err(e) => {
+                return Ok(Err(CodecError(format!(
+                    "invalid UTF-8 in a string: {}",
+                    e.utf8_error()
+                ))));
+            }
+        }
+    } else {
+        return Err(bytes);
+    }
+    Ok(slot.ok_or_else(|| CodecError("the byte fast path lost its value".to_owned())))
+}
+
+/// The value whose buffer [`split`] took: what a submit that is refused gives back.
+///
+/// # Errors
+/// `T` is not a byte string that [`split`] takes apart, or `bytes` are not UTF-8 for a `String`.
+pub fn unsplit<T: 'static>(bytes: Vec<u8>) -> Result<T, CodecError> {
+    join(bytes).unwrap_or_else(|_| {
+        Err(CodecError(format!(
+            "`{}` is not a byte string",
+            std::any::type_name::<T>()
+        )))
+    })
+}
+
+/// Decodes a value from a frame's payload: [`decode`] for an encoding, and for a split frame's
+/// tail the byte string around its buffer, with no copy.
+///
+/// # Errors
+/// As [`decode`]; a tail's bytes are not UTF-8 for a `String`.
+pub fn decode_payload<T: DeserializeOwned + 'static>(
+    payload: Payload<'_>,
+) -> Result<T, CodecError> {
+    match payload {
+        Payload::Encoded(bytes) => decode(bytes),
+        Payload::Bytes(bytes) => join(bytes).unwrap_or_else(|bytes| {
+            // A type that is not sent this way (no worker of this binary splits it): its whole
+            // encoding is the prefix and the bytes.
+            let mut whole = Vec::with_capacity(9 + bytes.len());
+            bytes_prefix(bytes.len(), &mut whole);
+            whole.extend_from_slice(&bytes);
+            decode(&whole)
+        }),
+    }
+}
+
+/// Appends the encoding of `value` to `out`, unless [`split`] takes it apart: then only its
+/// length prefix goes to `out`, and its buffer comes back, to be written after `out`.
+///
+/// # Errors
+/// The value's `Serialize` implementation failed.
+pub fn encode_split<T: Serialize + 'static>(
+    value: T,
+    out: &mut Vec<u8>,
+) -> Result<Option<Vec<u8>>, CodecError> {
+    match split(value) {
+        Ok(bytes) => {
+            bytes_prefix(bytes.len(), out);
+            Ok(Some(bytes))
+        }
+        Err(value) => encode_into(&value, out).map(|()| None),
+    }
+}
+
+/// Appends the length prefix of a byte string of `len` bytes: bincode's varint, one byte below
+/// 251, otherwise a marker (251, 252, 253) and a little-endian `u16`, `u32` or `u64`.
+pub fn bytes_prefix(len: usize, out: &mut Vec<u8>) {
+    let len = len as u64;
+    if let Ok(small) = u8::try_from(len)
+        && small < 251
+    {
+        out.push(small);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(251);
+        out.extend_from_slice(&len.to_le_bytes());
+    } else if let Ok(len) = u32::try_from(len) {
+        out.push(252);
+        out.extend_from_slice(&len.to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// The size of a length prefix whose first byte is `first` (`None`: not a length a byte string
+/// can have).
+pub fn prefix_size(first: u8) -> Option<usize> {
+    match first {
+        0..=250 => Some(1),
+        251 => Some(3),
+        252 => Some(5),
+        253 => Some(9),
+        _ => None,
+    }
+}
+
+/// The length a whole prefix ([`bytes_prefix`]) at the start of `bytes` says, and its size;
+/// `None` if `bytes` does not start with one.
+pub fn read_prefix(bytes: &[u8]) -> Option<(u64, usize)> {
+    let size = prefix_size(*bytes.first()?)?;
+    let field = bytes.get(1..size)?;
+    let len = match size {
+        1 => u64::from(bytes[0]),
+        3 => u64::from(u16::from_le_bytes(field.try_into().ok()?)),
+        5 => u64::from(u32::from_le_bytes(field.try_into().ok()?)),
+        _ => u64::from_le_bytes(field.try_into().ok()?),
+    };
+    Some((len, size))
 }
 
 /// A byte slice that serializes as a byte string (`serialize_bytes`), not as a sequence.

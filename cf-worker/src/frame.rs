@@ -5,7 +5,7 @@
 //! | bytes | field   | meaning                                                         |
 //! |-------|---------|-----------------------------------------------------------------|
 //! | 4     | `len`   | little-endian `u32`: the number of bytes after this field       |
-//! | 1     | `kind`  | a [`RequestKind`] (parent to worker) or [`ReplyKind`] (back)    |
+//! | 1     | `kind`  | a [`RequestKind`] (parent to worker) or [`ReplyKind`] (back), with [`SPLIT`] |
 //! | 8     | `id`    | little-endian `u64`: the job id the parent chose (pid in Hello) |
 //! | 4     | `aux`   | little-endian `u32`: task index in a call, version in Hello     |
 //! | rest  | payload | codec-encoded value or UTF-8 message, by kind                   |
@@ -15,13 +15,23 @@
 //! checks both before it sends a call. A frame names its task by index into the table, never by
 //! address: a frame is data, never code.
 //!
+//! A frame whose payload is one large byte string has [`SPLIT`] set in its kind: the payload is
+//! the string's length prefix, then exactly that many raw bytes to the frame's end (the same
+//! bytes as its encoding). The sender writes those bytes straight from the value and the
+//! receiver reads them straight into the value's own buffer: no copy into or out of a frame
+//! buffer. Only [`RequestKind::Call`], [`ReplyKind::Ok`] and [`ReplyKind::Failed`] may have it.
+//!
 //! Replies come in the order of the calls, with one exception: a call that the parent takes back
 //! with [`RequestKind::Revoke`] before it started is answered with [`ReplyKind::Revoked`] at once,
 //! ahead of the reply of the task the worker is running, and is never run. A revocation that
 //! comes too late (the call started or finished) is ignored: the call's own reply is the answer.
 
 /// The version of this protocol; a worker with another one is refused in the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The bit of `kind` that marks a split frame: its payload is a byte string's length prefix
+/// (`codec::bytes_prefix`), then that many raw bytes, its tail, to the end of the frame.
+pub const SPLIT: u8 = 0x40;
 
 /// The size of `kind`, `id` and `aux`.
 pub const HEADER_LEN: usize = 1 + 8 + 4;
@@ -153,6 +163,17 @@ pub fn finish(out: &mut [u8], start: usize, kind: u8) {
     let len = u32::try_from(out.len() - start - 4).expect("frame longer than 4 GiB");
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4] = kind;
+}
+
+/// [`finish`] for a frame whose payload goes on with a tail of `tail` raw bytes that is written
+/// separately, after `out`; marks the frame [`SPLIT`].
+///
+/// # Panics
+/// If the frame is longer than `u32::MAX` bytes; callers check sizes before encoding.
+pub fn finish_split(out: &mut [u8], start: usize, kind: u8, tail: usize) {
+    let len = u32::try_from(out.len() - start - 4 + tail).expect("frame longer than 4 GiB");
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4] = kind | SPLIT;
 }
 
 /// Appends a whole frame.

@@ -20,8 +20,13 @@ pub mod start;
 mod sys;
 mod task;
 
-pub use codec::{CodecError, decode, encode_into, encode_to};
+pub use codec::{
+    CodecError, Payload, SPLIT_AT, bytes_prefix, decode, decode_payload, encode_into, encode_split,
+    encode_to, prefix_size, read_prefix, split, unsplit,
+};
 #[doc(hidden)]
 pub use linkme;
 pub use panic::{Location, PanicInfo, catch as catch_panic, message as panic_message};
-pub use task::{Item, Never, TASKS, Task, TaskEntry, TaskTable, invoke, invoke_chunk, table};
+pub use task::{
+    Item, Never, Reply, TASKS, Task, TaskEntry, TaskTable, invoke, invoke_chunk, table,
+};

@@ -106,19 +106,41 @@ impl Reader {
     /// # Errors
     /// `InvalidData` when the worker's position is out of range.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let unread = self.unread(Acquire)?;
-        let at = offset(self.tail);
-        let n = unread.min(buf.len()).min(DATA_LEN - at);
-        if n == 0 {
-            return Ok(0);
+        let n = self.readable(buf.len())?;
+        if n > 0 {
+            self.shm.read(CONTROL + offset(self.tail), &mut buf[..n]);
+            self.consumed(n);
         }
-        self.shm.read(CONTROL + at, &mut buf[..n]);
+        Ok(n)
+    }
+
+    /// As [`read`](Self::read), appending at most `max` bytes to `buf` within its capacity (no
+    /// zeroing of the room first).
+    ///
+    /// # Errors
+    /// `InvalidData` when the worker's position is out of range.
+    pub fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let n = self.readable(max.min(buf.capacity() - buf.len()))?;
+        if n > 0 {
+            self.shm.append(CONTROL + offset(self.tail), n, buf);
+            self.consumed(n);
+        }
+        Ok(n)
+    }
+
+    /// How many bytes a read of at most `room` takes now (up to the end of the data area).
+    fn readable(&self, room: usize) -> io::Result<usize> {
+        let unread = self.unread(Acquire)?;
+        Ok(unread.min(room).min(DATA_LEN - offset(self.tail)))
+    }
+
+    /// `n` bytes were copied out: makes their room the worker's again.
+    fn consumed(&mut self, n: usize) {
         self.tail = self.tail.wrapping_add(u32::try_from(n).unwrap_or(DATA_POS));
         self.shm.word(TAIL).store(self.tail, SeqCst);
         if self.shm.word(WAITING).load(SeqCst) != 0 {
             self.shm.wake(TAIL);
         }
-        Ok(n)
     }
 
     /// Says that the parent is about to sleep, so that the worker rings the doorbell after its

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use crate::codec::Payload;
 use crate::frame::{self, Header, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use crate::start::TASK_END;
 use crate::{codec, panic, ring, sys, table};
@@ -19,6 +20,13 @@ const MAX_REPLY: usize = u32::MAX as usize;
 
 /// The most buffer memory a worker keeps between frames.
 const IDLE_BUFFER: usize = 1 << 20;
+
+/// The most memory reserved for a split call's tail ahead of the bytes that arrived: a length
+/// field is a claim, not a reservation.
+const TAIL_STEP: usize = 64 << 20;
+
+/// A split call's tail this large is read into huge pages (see `sys::huge_pages`).
+const HUGE_AT: usize = 4 << 20;
 
 /// The watcher thread's stack.
 const WATCHER_STACK: usize = 64 << 10;
@@ -181,8 +189,8 @@ pub(crate) struct Shared<R, W> {
 /// before each reply (the worker marks the end of the task's stderr output there; an error stops
 /// serving).
 ///
-/// Never allocates more than the bytes that actually arrive: a length field is a claim, not a
-/// reservation.
+/// Never allocates much more than the bytes that actually arrive: a length field is a claim, not
+/// a reservation (a split call's tail reserves at most [`TAIL_STEP`] ahead).
 #[cfg(test)]
 pub(crate) fn serve(
     input: impl Read,
@@ -215,14 +223,19 @@ pub(crate) fn serve_shared<R: Read, W: Write>(
             out = Vec::new();
         }
         shared.beat.idle();
-        let Some((header, kind)) = relock(&shared.inlet).next(&mut body)? else {
+        let Some((header, kind, tail)) = relock(&shared.inlet).next(&mut body)? else {
             return Ok(());
         };
         shared.beat.start();
         out.clear();
-        answer(header, kind, &body[frame::HEADER_LEN..], &mut out);
+        let tail = answer(header, kind, &body[frame::HEADER_LEN..], tail, &mut out);
         task_end()?;
-        relock(&shared.output).write_all(&out)?;
+        let mut output = relock(&shared.output);
+        output.write_all(&out)?;
+        if let Some(tail) = &tail {
+            // A large byte string outcome, written from its own buffer.
+            output.write_all(tail)?;
+        }
     }
 }
 
@@ -240,12 +253,16 @@ fn hello(out: &mut Vec<u8>) {
     frame::finish(out, start, ReplyKind::Hello as u8);
 }
 
-/// Reads the next request into `body` (from its kind byte on); `None` when the input ends
-/// between frames, the only place where it may end.
+/// A request as the serve loop takes it: its header and kind, and the raw bytes of a split
+/// call's argument ([`frame::SPLIT`]), read straight into a buffer of their own.
+pub(crate) type Request = (Header, RequestKind, Option<Vec<u8>>);
+
+/// Reads the next request into `body` (from its kind byte on; of a split call, only up to its
+/// tail); `None` when the input ends between frames, the only place where it may end.
 pub(crate) fn read_request(
     input: &mut impl Read,
     body: &mut Vec<u8>,
-) -> Result<Option<(Header, RequestKind)>, ServeError> {
+) -> Result<Option<Request>, ServeError> {
     let mut len = [0; 4];
     let got = loop {
         match input.take(4).read(&mut len) {
@@ -270,53 +287,124 @@ pub(crate) fn read_request(
         return Err(short());
     }
     body.clear();
-    let read = input.take(u64::from(len)).read_to_end(body)?;
-    if read < len as usize {
+    read_body(input, body, frame::HEADER_LEN, len)?;
+    let header = Header::read(body).ok_or_else(short)?;
+    let split = header.kind & frame::SPLIT != 0;
+    if !split {
+        read_body(input, body, len as usize, len)?;
+    }
+    let kind = match RequestKind::from_byte(header.kind & !frame::SPLIT) {
+        Some(RequestKind::Call) if split => RequestKind::Call,
+        Some(kind) if !split => kind,
+        _ => {
+            return Err(ServeError::Protocol(format!(
+                "unknown request kind {:#04x}",
+                header.kind
+            )));
+        }
+    };
+    let tail = if split {
+        Some(read_split(input, body, len)?)
+    } else {
+        None
+    };
+    Ok(Some((header, kind, tail)))
+}
+
+/// Reads from `input` until `body` holds `to` bytes of a frame of `len`.
+fn read_body(
+    input: &mut impl Read,
+    body: &mut Vec<u8>,
+    to: usize,
+    len: u32,
+) -> Result<(), ServeError> {
+    let want = to.saturating_sub(body.len());
+    let read = input.take(want as u64).read_to_end(body)?;
+    if read < want {
         return Err(ServeError::Protocol(format!(
-            "request frame cut short: {read} of {len} bytes"
+            "request frame cut short: {} of {len} bytes",
+            body.len()
         )));
     }
-    let header = Header::read(body).ok_or_else(short)?;
-    match RequestKind::from_byte(header.kind) {
-        Some(kind) => Ok(Some((header, kind))),
-        None => Err(ServeError::Protocol(format!(
-            "unknown request kind {:#04x}",
-            header.kind
-        ))),
+    Ok(())
+}
+
+/// Reads the rest of a split call of `len` bytes whose header `body` holds: the byte string's
+/// length prefix into `body`, then its bytes into a buffer of their own, reserved at most
+/// [`TAIL_STEP`] ahead of the bytes that arrived.
+fn read_split(input: &mut impl Read, body: &mut Vec<u8>, len: u32) -> Result<Vec<u8>, ServeError> {
+    let at = frame::HEADER_LEN;
+    read_body(input, body, at + 1, len)?;
+    let bad = || ServeError::Protocol(format!("split request frame of {len} bytes"));
+    let size = codec::prefix_size(body[at]).ok_or_else(bad)?;
+    read_body(input, body, at + size, len)?;
+    let (tail_len, _) = codec::read_prefix(&body[at..]).ok_or_else(bad)?;
+    if (at + size) as u64 + tail_len != u64::from(len) {
+        return Err(bad());
+    }
+    let mut tail = Vec::new();
+    loop {
+        let left = tail_len - tail.len() as u64;
+        if left == 0 {
+            return Ok(tail);
+        }
+        let step = left.min(TAIL_STEP as u64);
+        tail.reserve_exact(step as usize);
+        if step as usize >= HUGE_AT {
+            sys::huge_pages(&mut tail);
+        }
+        if input.take(step).read_to_end(&mut tail)? < step as usize {
+            return Err(ServeError::Protocol(format!(
+                "request frame cut short: {} of {len} bytes",
+                body.len() + tail.len()
+            )));
+        }
     }
 }
 
-/// Runs the call `header` asks for on `args` and appends the whole reply frame to `out`.
-fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
+/// Runs the call `header` asks for on `args` (or on the byte string of a split call's `tail`)
+/// and appends the whole reply frame to `out`, but for its tail, if it has one: that is returned,
+/// to be written after `out`.
+fn answer(
+    header: Header,
+    kind: RequestKind,
+    args: &[u8],
+    tail: Option<Vec<u8>>,
+    out: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
     let table = table();
     let index = header.aux;
     CURRENT.store(header.id, Ordering::Relaxed);
     crate::logs::set_task(index);
     let start = frame::begin(out, header.id, index);
-    let kind = match table.get(index) {
+    let reply = match table.get(index) {
         // The task's own panics are caught around its call; this catches those of the user's
         // `Deserialize` of the arguments, and `Serialize` and `Drop` of the outcome.
         Some(entry) => panic::catch(entry.name, || match kind {
-            RequestKind::Call => entry.invoke(args, out),
-            RequestKind::CallChunk => entry.invoke_chunk(args, out),
+            RequestKind::Call => {
+                entry.invoke(tail.map_or(Payload::Encoded(args), Payload::Bytes), out)
+            }
+            // The request reader lets only calls be split.
+            RequestKind::CallChunk => entry.invoke_chunk(args, out).into(),
             RequestKind::Revoke => unreachable!("the inlet passes revocations over"),
         })
         .unwrap_or_else(|info| {
             out.truncate(start + 4 + frame::HEADER_LEN);
             match codec::encode_into(&info, out) {
-                Ok(()) => ReplyKind::Panicked,
-                Err(_) => ReplyKind::BadResult,
+                Ok(()) => ReplyKind::Panicked.into(),
+                Err(_) => ReplyKind::BadResult.into(),
             }
         }),
         None => {
             let msg = format!("this worker has no task at index {index}");
             out.extend_from_slice(msg.as_bytes());
-            ReplyKind::UnknownTask
+            ReplyKind::UnknownTask.into()
         }
     };
-    let kind = if out.len() - start > MAX_REPLY {
+    let tail_len = reply.tail.as_ref().map_or(0, Vec::len);
+    let (kind, tail) = if out.len() - start + tail_len > MAX_REPLY {
         // Over what a frame can carry: say so instead of sending it.
-        let size = out.len() - start;
+        let size = out.len() - start + tail_len;
         out.truncate(start + 4 + frame::HEADER_LEN);
         let name = table.get(index).map_or("?", |entry| entry.name);
         let message = format!(
@@ -324,11 +412,15 @@ fn answer(header: Header, kind: RequestKind, args: &[u8], out: &mut Vec<u8>) {
              limit of {MAX_REPLY} bytes"
         );
         out.extend_from_slice(message.as_bytes());
-        ReplyKind::BadResult
+        (ReplyKind::BadResult, None)
     } else {
-        kind
+        (reply.kind, reply.tail)
     };
-    frame::finish(out, start, kind as u8);
+    match &tail {
+        Some(tail) => frame::finish_split(out, start, kind as u8, tail.len()),
+        None => frame::finish(out, start, kind as u8),
+    }
+    tail
 }
 
 mod inlet;

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec::Payload;
 use crate::frame::ReplyKind;
 use crate::{PanicInfo, codec, panic};
 
@@ -74,7 +75,7 @@ impl<'de> serde::Deserialize<'de> for Never {
 pub struct TaskEntry {
     /// The dispatch name.
     pub name: &'static str,
-    invoke: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
+    invoke: fn(Payload<'_>, &mut Vec<u8>) -> Reply,
     invoke_chunk: fn(&[u8], &mut Vec<u8>) -> ReplyKind,
     types: fn() -> [&'static str; 3],
 }
@@ -90,8 +91,9 @@ impl TaskEntry {
         }
     }
 
-    /// Decodes `args`, runs the task and appends the encoded outcome to `out`.
-    pub fn invoke(&self, args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
+    /// Decodes `args`, runs the task and appends the encoded outcome to `out`; a large byte
+    /// string outcome comes back as the reply's tail instead (see [`Reply`]).
+    pub fn invoke(&self, args: Payload<'_>, out: &mut Vec<u8>) -> Reply {
         (self.invoke)(args, out)
     }
 
@@ -144,35 +146,52 @@ fn fingerprint(entries: &[TaskEntry]) -> u64 {
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
 
-/// Runs task `T` on encoded arguments, appending the encoded outcome (or a message) to `out`;
-/// the body of every [`TaskEntry`].
-pub fn invoke<T: Task>(args: &[u8], out: &mut Vec<u8>) -> ReplyKind {
+/// What a task's run puts in its reply frame, beside the bytes it appended.
+#[derive(Debug)]
+pub struct Reply {
+    /// The reply's kind.
+    pub kind: ReplyKind,
+    /// The buffer of a large byte string outcome ([`codec::split`]): the appended bytes are its
+    /// length prefix, and these bytes go after them, as the frame's tail
+    /// ([`SPLIT`](crate::frame::SPLIT)).
+    pub tail: Option<Vec<u8>>,
+}
+
+impl From<ReplyKind> for Reply {
+    fn from(kind: ReplyKind) -> Self {
+        Reply { kind, tail: None }
+    }
+}
+
+/// Runs task `T` on its arguments, appending the encoded outcome (or a message) to `out`; the
+/// body of every [`TaskEntry`].
+pub fn invoke<T: Task>(args: Payload<'_>, out: &mut Vec<u8>) -> Reply {
     let mark = out.len();
-    let args: T::Args = match codec::decode(args) {
+    let args: T::Args = match codec::decode_payload(args) {
         Ok(args) => args,
         Err(e) => {
             out.extend_from_slice(
                 format!("failed to decode the arguments of task `{}`: {e}", T::NAME).as_bytes(),
             );
-            return ReplyKind::BadArgs;
+            return ReplyKind::BadArgs.into();
         }
     };
     let (kind, encoded) = match panic::catch(T::NAME, || T::call(args)) {
-        Ok(Ok(value)) => (ReplyKind::Ok, codec::encode_into(&value, out)),
-        Ok(Err(error)) => (ReplyKind::Failed, codec::encode_into(&error, out)),
+        Ok(Ok(value)) => (ReplyKind::Ok, codec::encode_split(value, out)),
+        Ok(Err(error)) => (ReplyKind::Failed, codec::encode_split(error, out)),
         Err(info) => (
             ReplyKind::Panicked,
-            codec::encode_into::<PanicInfo>(&info, out),
+            codec::encode_into::<PanicInfo>(&info, out).map(|()| None),
         ),
     };
     match encoded {
-        Ok(()) => kind,
+        Ok(tail) => Reply { kind, tail },
         Err(e) => {
             out.truncate(mark);
             out.extend_from_slice(
                 format!("failed to encode the result of task `{}`: {e}", T::NAME).as_bytes(),
             );
-            ReplyKind::BadResult
+            ReplyKind::BadResult.into()
         }
     }
 }

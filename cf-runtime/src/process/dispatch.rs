@@ -15,10 +15,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cf_worker::frame::Frame;
 use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
 use cf_worker::start::STACK_OVERFLOW;
-use cf_worker::{PanicInfo, decode};
+use cf_worker::{PanicInfo, Payload, decode};
 
+use super::buffer::Room;
 use super::job::{Job, Owner};
 use super::shared::Counters;
 use crate::error::{
@@ -503,8 +505,9 @@ impl Dispatcher {
     }
 
     /// Where the driver puts bytes read from worker `id`, then calls [`received`](Self::received).
-    pub(crate) fn read_buf(&mut self, id: WorkerId) -> Option<&mut [u8]> {
-        Some(self.slot(id)?.inbuf.space())
+    pub(crate) fn read_buf(&mut self, id: WorkerId) -> Option<Room<'_>> {
+        let max = self.config.max_frame;
+        Some(self.slot(id)?.inbuf.space(max))
     }
 
     /// `n` bytes were read into [`read_buf`](Self::read_buf).
@@ -552,80 +555,99 @@ impl Dispatcher {
 
     /// Handles every whole frame worker `at` sent.
     fn handle_frames(&mut self, at: usize, now: Instant) {
+        // Out of the slot while its frames are handled, so that they can borrow from it.
+        let mut inbuf = std::mem::take(&mut self.workers[at].inbuf);
         let mut used = 0;
-        let mut problem = None;
-        loop {
-            let worker = &mut self.workers[at];
-            let (frame, len) =
-                match frame::parse(&worker.inbuf.data()[used..], self.config.max_frame) {
-                    Ok(Some(parsed)) => parsed,
-                    Ok(None) => break,
-                    Err(e) => {
-                        problem = Some(ProtocolViolation::Frame(e));
-                        break;
-                    }
+        let problem = loop {
+            let handled = if let Some((split, len)) = inbuf.take_split(used) {
+                used += len;
+                let frame = Frame {
+                    kind: split.kind,
+                    id: split.id,
+                    aux: split.aux,
+                    payload: &[],
                 };
-            used += len;
-            if worker.state == State::Handshake {
-                if let Err(e) = hello(frame, self.config.fingerprint) {
-                    problem = Some(ProtocolViolation::Handshake(e));
-                    break;
+                self.handle_frame(at, frame, Some(split.tail), now)
+            } else {
+                match frame::parse(&inbuf.data()[used..], self.config.max_frame) {
+                    Ok(Some((frame, len))) => {
+                        used += len;
+                        self.handle_frame(at, frame, None, now)
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(ProtocolViolation::Frame(e)),
                 }
-                if worker.greeted(self.config.initializer.as_ref(), now) {
-                    self.startup_failures = 0;
-                }
-                continue;
-            }
-            let Some(kind) = ReplyKind::from_byte(frame.kind).filter(|k| *k != ReplyKind::Hello)
-            else {
-                problem = Some(ProtocolViolation::UnknownKind { kind: frame.kind });
-                break;
             };
-            if kind == ReplyKind::Revoked {
-                let id = frame.id;
-                if let Err(e) = self.given_back(at, id, now) {
-                    problem = Some(e);
-                    break;
-                }
-                continue;
+            if let Err(problem) = handled {
+                break Some(problem);
             }
-            if worker.inflight.front().is_none_or(|job| job.id != frame.id) {
-                problem = Some(ProtocolViolation::NotRunning { id: frame.id });
-                break;
-            }
-            let Some(job) = worker.inflight.pop_front() else {
-                break;
-            };
-            // A give-back asked for it came too late.
-            worker.revoking.retain(|id| *id != job.id);
-            if let Some(since) = worker.front_since {
-                let run = now.saturating_duration_since(since).as_secs_f64();
-                self.average_run = 0.8 * self.average_run + 0.2 * run;
-            }
-            worker.front_since = (!worker.inflight.is_empty()).then_some(now);
-            match deliver(job, kind, frame.payload, worker.pid, &self.stats) {
-                Delivered::Initialized => {
-                    worker.state = State::Ready;
-                    self.startup_failures = 0;
-                }
-                Delivered::InitFailed(why) => {
-                    self.actions.push_back(worker.kill(Poison::InitFailed(why)));
-                }
-                Delivered::Aborting => {
-                    // Its death is explained: no job behind this one was running.
-                    worker.poison(Poison::Aborting);
-                    worker.front_since = None;
-                }
-                Delivered::Done => {}
-            }
-        }
+        };
+        inbuf.consume(used);
         let worker = &mut self.workers[at];
-        worker.inbuf.consume(used);
         if let Some(problem) = problem {
-            worker.inbuf.clear();
+            inbuf.clear();
             self.actions
                 .push_back(worker.kill(Poison::Protocol(problem)));
         }
+        worker.inbuf = inbuf;
+    }
+
+    /// Handles one whole frame worker `at` sent: `tail` holds the tail of a split one.
+    fn handle_frame(
+        &mut self,
+        at: usize,
+        frame: Frame<'_>,
+        tail: Option<Vec<u8>>,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        let worker = &mut self.workers[at];
+        if worker.state == State::Handshake {
+            hello(frame, self.config.fingerprint).map_err(ProtocolViolation::Handshake)?;
+            if worker.greeted(self.config.initializer.as_ref(), now) {
+                self.startup_failures = 0;
+            }
+            return Ok(());
+        }
+        // Only a value or an error may be split.
+        let split = frame.kind & frame::SPLIT != 0;
+        let Some(kind) = ReplyKind::from_byte(frame.kind & !frame::SPLIT).filter(|k| {
+            *k != ReplyKind::Hello && (!split || matches!(k, ReplyKind::Ok | ReplyKind::Failed))
+        }) else {
+            return Err(ProtocolViolation::UnknownKind { kind: frame.kind });
+        };
+        if kind == ReplyKind::Revoked {
+            return self.given_back(at, frame.id, now);
+        }
+        if worker.inflight.front().is_none_or(|job| job.id != frame.id) {
+            return Err(ProtocolViolation::NotRunning { id: frame.id });
+        }
+        let Some(job) = worker.inflight.pop_front() else {
+            return Ok(());
+        };
+        // A give-back asked for it came too late.
+        worker.revoking.retain(|id| *id != job.id);
+        if let Some(since) = worker.front_since {
+            let run = now.saturating_duration_since(since).as_secs_f64();
+            self.average_run = 0.8 * self.average_run + 0.2 * run;
+        }
+        worker.front_since = (!worker.inflight.is_empty()).then_some(now);
+        let payload = tail.map_or(Payload::Encoded(frame.payload), Payload::Bytes);
+        match deliver(job, kind, payload, worker.pid, &self.stats) {
+            Delivered::Initialized => {
+                worker.state = State::Ready;
+                self.startup_failures = 0;
+            }
+            Delivered::InitFailed(why) => {
+                self.actions.push_back(worker.kill(Poison::InitFailed(why)));
+            }
+            Delivered::Aborting => {
+                // Its death is explained: no job behind this one was running.
+                worker.poison(Poison::Aborting);
+                worker.front_since = None;
+            }
+            Delivered::Done => {}
+        }
+        Ok(())
     }
 
     /// Worker `at` gave job `id` back: it never ran, and goes first to the next worker that
@@ -777,8 +799,7 @@ impl Dispatcher {
                 limit,
             },
             None if !worker.inbuf.is_empty() => {
-                let have = worker.inbuf.data().len();
-                let total = frame::wanted(worker.inbuf.data()).map(|missing| have + missing);
+                let (have, total) = worker.inbuf.held();
                 TaskError::Protocol {
                     task,
                     pid,
@@ -938,10 +959,23 @@ enum Delivered {
 }
 
 /// Hands the reply to `job` to whoever waits for it.
-fn deliver(job: Job, kind: ReplyKind, payload: &[u8], pid: u32, stats: &Counters) -> Delivered {
+fn deliver(
+    job: Job,
+    kind: ReplyKind,
+    payload: Payload<'_>,
+    pid: u32,
+    stats: &Counters,
+) -> Delivered {
     match job.owner {
         Owner::Initializer if kind == ReplyKind::Ok => return Delivered::Initialized,
-        Owner::Initializer => return Delivered::InitFailed(init_failure(kind, payload)),
+        Owner::Initializer => {
+            let payload = match &payload {
+                Payload::Encoded(bytes) => bytes,
+                // A split error: its text is not needed ("it returned an error").
+                Payload::Bytes(_) => &[][..],
+            };
+            return Delivered::InitFailed(init_failure(kind, payload));
+        }
         Owner::Future(sink) => {
             stats.answered(kind == ReplyKind::Ok);
             if kind != ReplyKind::Ok {

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
+use super::buffer::Room;
 use super::dispatch::{Action, Config, Dispatcher, Sig, WorkerId};
 use super::link::{Launch, Link};
 use super::shared::{Cancel, Shared};
@@ -261,8 +262,12 @@ impl Driver {
     /// Reads what the worker at `at` sent without blocking, and hands it to the dispatcher.
     fn fill(&mut self, at: usize, now: Instant) {
         let (id, link) = &mut self.links[at];
-        while let Some(buf) = self.d.read_buf(*id) {
-            match link.read(buf) {
+        while let Some(room) = self.d.read_buf(*id) {
+            let read = match room {
+                Room::Slice(buf) => link.read(buf),
+                Room::Spare(buf, max) => link.read_spare(buf, max),
+            };
+            match read {
                 Ok(0) => {
                     self.d.stream_closed(*id, now);
                     break;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cf_worker::frame::{ReplyKind, RequestKind};
-use cf_worker::{Never, PanicInfo, decode};
+use cf_worker::{Never, PanicInfo, Payload, decode, decode_payload};
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
@@ -38,26 +38,45 @@ pub(crate) struct Job {
 const INLINE: usize = 22;
 
 /// A job's encoded arguments: inline up to [`INLINE`] bytes, so that a tiny task's submit
-/// allocates nothing but its future; on the heap beyond.
+/// allocates nothing but its future; on the heap beyond. A large byte string argument is not
+/// encoded: the job keeps its buffer, which crosses as a split frame's tail
+/// ([`frame::SPLIT`](cf_worker::frame::SPLIT)).
 #[derive(Clone)]
 pub(crate) enum Args {
     Inline(u8, [u8; INLINE]),
     Heap(Vec<u8>),
+    /// The buffer [`split`](cf_worker::split) took out of the argument: its encoding is its
+    /// length prefix, then these bytes.
+    Bytes(Vec<u8>),
 }
 
 impl Args {
     pub(crate) fn new() -> Self {
         Args::Inline(0, [0; INLINE])
     }
+
+    /// The size of the encoding.
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            Args::Bytes(bytes) => {
+                let mut prefix = Vec::with_capacity(9);
+                cf_worker::bytes_prefix(bytes.len(), &mut prefix);
+                prefix.len() + bytes.len()
+            }
+            _ => self.len(),
+        }
+    }
 }
 
+/// The bytes written from the job itself: the encoding, or a split argument's raw bytes (whose
+/// length prefix goes with the frame's header).
 impl std::ops::Deref for Args {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
         match self {
             Args::Inline(len, bytes) => &bytes[..usize::from(*len)],
-            Args::Heap(bytes) => bytes,
+            Args::Heap(bytes) | Args::Bytes(bytes) => bytes,
         }
     }
 }
@@ -88,6 +107,9 @@ impl std::io::Write for Args {
                 }
             }
             Args::Heap(bytes) => bytes.extend_from_slice(buf),
+            Args::Bytes(_) => {
+                return Err(std::io::Error::other("a split argument is not encoded"));
+            }
         }
         Ok(buf.len())
     }
@@ -157,7 +179,7 @@ impl FutureEnd {
     }
 
     /// Completes the future from a worker's reply; see [`Sink::reply`].
-    pub(crate) fn reply(self, kind: ReplyKind, payload: &[u8], task: &str) {
+    pub(crate) fn reply(self, kind: ReplyKind, payload: Payload<'_>, task: &str) {
         self.take().reply(kind, payload, task);
     }
 
@@ -195,7 +217,7 @@ pub(crate) trait Sink: Send + Sync {
     /// `Deserialize` runs under `catch_unwind` (a panic fails this future with
     /// [`TaskError::Codec`]), and the completer routes callbacks and a value nobody holds to
     /// the pool's completion thread.
-    fn reply(self: Arc<Self>, kind: ReplyKind, payload: &[u8], task: &str);
+    fn reply(self: Arc<Self>, kind: ReplyKind, payload: Payload<'_>, task: &str);
     /// Fails the future with an error that is not the task's own.
     fn fail(self: Arc<Self>, error: TaskError<Never>);
     /// Cancels the future if it has not started.
@@ -219,7 +241,7 @@ where
         self.signal().status() == Status::Pending
     }
 
-    fn reply(self: Arc<Self>, kind: ReplyKind, payload: &[u8], task: &str) {
+    fn reply(self: Arc<Self>, kind: ReplyKind, payload: Payload<'_>, task: &str) {
         Completer::new(self).complete(decode_reply(kind, payload, task));
     }
 
@@ -240,23 +262,28 @@ where
     }
 }
 
-/// The outcome a worker's reply says, decoded under `catch_unwind`.
+/// The outcome a worker's reply says, decoded under `catch_unwind`. Only a value or an error
+/// comes split (the dispatcher refuses other split replies).
 fn decode_reply<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
     kind: ReplyKind,
-    payload: &[u8],
+    payload: Payload<'_>,
     task: &str,
 ) -> Outcome<T, E> {
     let codec = |what: &str, e: cf_worker::CodecError| TaskError::Codec {
         task: task.to_owned(),
         message: format!("failed to decode the {what} of task `{task}`: {e}"),
     };
+    let (payload, bytes) = match payload {
+        Payload::Encoded(bytes) => (bytes, None),
+        Payload::Bytes(tail) => (&[][..], Some(tail)),
+    };
+    let value = |bytes: Option<Vec<u8>>| bytes.map_or(Payload::Encoded(payload), Payload::Bytes);
     let text = || String::from_utf8_lossy(payload).into_owned();
     let decoded =
         catch_unwind(AssertUnwindSafe(|| match kind {
-            ReplyKind::Ok => decode::<T>(payload).map_err(|e| codec("result", e)),
-            ReplyKind::Failed => {
-                Err(decode::<E>(payload).map_or_else(|e| codec("error", e), TaskError::Failed))
-            }
+            ReplyKind::Ok => decode_payload::<T>(value(bytes)).map_err(|e| codec("result", e)),
+            ReplyKind::Failed => Err(decode_payload::<E>(value(bytes))
+                .map_or_else(|e| codec("error", e), TaskError::Failed)),
             ReplyKind::Panicked | ReplyKind::Aborting => Err(decode::<PanicInfo>(payload)
                 .map_or_else(|e| codec("panic", e), TaskError::Panicked)),
             ReplyKind::BadArgs | ReplyKind::BadResult => Err(TaskError::Codec {

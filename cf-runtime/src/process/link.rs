@@ -91,6 +91,22 @@ pub(crate) trait Link: Send {
     /// As `read(2)`.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 
+    /// [`read`](Self::read) into the spare capacity of `buf`, at most `max` bytes, which are
+    /// appended to it (the tail of a large reply, read straight into the buffer its value keeps).
+    /// This default zeroes the room first; a link that can read into uninitialized memory need
+    /// not.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let len = buf.len();
+        let room = max.min(buf.capacity() - len);
+        buf.resize(len + room, 0);
+        let read = self.read(&mut buf[len..]);
+        buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
     /// Writes request bytes without blocking.
     ///
     /// # Errors

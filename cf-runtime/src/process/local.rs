@@ -105,13 +105,16 @@ impl LocalLink {
 }
 
 impl LocalLink {
-    /// [`Link::read`] with a ring: bytes from the ring; when it is empty, the doorbell's rings
-    /// are taken, and its end is the stream's.
-    fn read_ring(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// [`Link::read`] with a ring: bytes from the ring (by `take`); when it is empty, the
+    /// doorbell's rings are taken, and its end is the stream's.
+    fn read_ring(
+        &mut self,
+        mut take: impl FnMut(&mut Reader) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let Some(ring) = &mut self.ring else {
             return Ok(0);
         };
-        match ring.read(buf) {
+        match take(ring) {
             Ok(0) => {}
             Ok(n) => return Ok(n),
             Err(e) => {
@@ -136,12 +139,12 @@ impl LocalLink {
                     // The worker's end of the pipe is closed: what it wrote before is in the
                     // ring, then the stream ends.
                     self.res = None;
-                    return ring.read(buf).or(Ok(0));
+                    return take(ring).or(Ok(0));
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.rung = false;
-                    return ring.read(buf).and_then(|n| match n {
+                    return take(ring).and_then(|n| match n {
                         0 => Err(e),
                         n => Ok(n),
                     });
@@ -203,7 +206,7 @@ impl Link for LocalLink {
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.ring.is_some() {
-            return self.read_ring(buf);
+            return self.read_ring(|ring| ring.read(buf));
         }
         let Some(res) = &self.res else {
             return Ok(0);
@@ -213,6 +216,21 @@ impl Link for LocalLink {
             // The end of the result pipe comes a moment before the pidfd says the process
             // exited (and is no proof of death: a task may close the fd); stop watching it and
             // let the pidfd report the death.
+            self.res = None;
+        }
+        Ok(n)
+    }
+
+    fn read_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        if self.ring.is_some() {
+            return self.read_ring(|ring| ring.read_spare(buf, max));
+        }
+        let Some(res) = &self.res else {
+            return Ok(0);
+        };
+        let n = sys::read_spare(res.as_fd(), buf, max)?;
+        if n == 0 {
+            // As in `read`.
             self.res = None;
         }
         Ok(n)

@@ -62,6 +62,27 @@ pub struct ProcessPoolExecutor {
 /// The largest encoded arguments a frame can carry.
 const MAX_ARGS: usize = u32::MAX as usize - cf_worker::frame::HEADER_LEN;
 
+/// The encoding of task `T`'s arguments `args`.
+fn encode<T: Task, A: serde::Serialize + 'static>(args: &A) -> Result<job::Args, ErrorKind> {
+    let mut bytes = job::Args::new();
+    encode_to(args, &mut bytes).map_err(|e| ErrorKind::Encode {
+        task: T::NAME,
+        message: e.to_string(),
+    })?;
+    Ok(bytes)
+}
+
+/// The argument whose buffer a job kept ([`job::Args::Bytes`]), for a submit that is refused.
+///
+/// # Panics
+/// If `args` is not such a buffer, taken from an `A`: `enqueue` keeps the argument otherwise.
+fn unsplit<A: 'static>(args: job::Args) -> A {
+    let job::Args::Bytes(bytes) = args else {
+        unreachable!("only a split argument leaves its value in the job");
+    };
+    cf_worker::unsplit(bytes).expect("the bytes of a byte string make that byte string again")
+}
+
 impl fmt::Debug for ProcessPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessPoolExecutor")
@@ -217,22 +238,20 @@ impl ProcessPoolExecutor {
         let Some(index) = table().index::<T>() else {
             return Err(SubmitError::new(args, ErrorKind::NotRegistered(T::NAME)));
         };
-        let mut bytes = job::Args::new();
-        if let Err(e) = encode_to(&args, &mut bytes) {
-            let message = e.to_string();
-            return Err(SubmitError::new(
-                args,
-                ErrorKind::Encode {
-                    task: T::NAME,
-                    message,
-                },
-            ));
-        }
-        if bytes.len() > MAX_ARGS {
+        // A large byte string is not encoded: the job keeps its buffer (`kept` is then `None`).
+        let (bytes, kept) = match cf_worker::split(args) {
+            Ok(raw) => (job::Args::Bytes(raw), None),
+            Err(args) => match encode::<T, _>(&args) {
+                Ok(bytes) => (bytes, Some(args)),
+                Err(kind) => return Err(SubmitError::new(args, kind)),
+            },
+        };
+        if bytes.encoded_len() > MAX_ARGS {
             let message = format!(
                 "{} bytes of arguments are over the frame limit of {MAX_ARGS} bytes",
-                bytes.len()
+                bytes.encoded_len()
             );
+            let args = kept.unwrap_or_else(|| unsplit(bytes));
             return Err(SubmitError::new(
                 args,
                 ErrorKind::Encode {
@@ -259,6 +278,7 @@ impl ProcessPoolExecutor {
         let mut inbox = self.shared.lock();
         if inbox.shutdown.is_some() || inbox.broken.is_some() {
             drop(inbox);
+            let args = kept.unwrap_or_else(|| unsplit(job.args));
             return Err(self.refusal(args));
         }
         inbox.jobs.push(job);

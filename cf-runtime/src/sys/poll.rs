@@ -77,6 +77,26 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// [`read`] into the spare capacity of `buf`, at most `max` bytes, appended to it: no zeroing
+/// of the room first.
+pub(crate) fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let room = max.min(spare.len());
+    let n = loop {
+        // SAFETY: `spare` is `room` or more bytes of writable memory owned by `buf`; read(2)
+        // writes at most `room` bytes there and nothing else; `fd` is open for its lifetime.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), room) };
+        match nix::errno::Errno::result(n) {
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+            Ok(n) => break n.unsigned_abs(),
+        }
+    };
+    // SAFETY: read(2) initialized the first `n` (at most `room`) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// Writes what fits without blocking.
 pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {

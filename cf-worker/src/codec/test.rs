@@ -102,3 +102,101 @@ fn a_vec_of_bytes_must_fill_its_input_exactly() {
     );
     assert!(decode::<Vec<u8>>(&bytes[..2]).is_err());
 }
+
+#[test]
+fn a_byte_string_prefix_is_what_bincode_writes() {
+    let lengths = [
+        0,
+        1,
+        250,
+        251,
+        65_535,
+        65_536,
+        SPLIT_AT + 1,
+        u32::MAX as usize,
+        u32::MAX as usize + 1,
+    ];
+    for len in lengths {
+        let mut ours = Vec::new();
+        bytes_prefix(len, &mut ours);
+        let mut theirs = Vec::new();
+        bincode::encode_into_std_write(len as u64, &mut theirs, config()).unwrap();
+        assert_eq!(ours, theirs, "length {len}");
+        assert_eq!(prefix_size(ours[0]), Some(ours.len()), "length {len}");
+        assert_eq!(read_prefix(&ours), Some((len as u64, ours.len())));
+        assert_eq!(
+            read_prefix(&ours[..ours.len() - 1]),
+            None,
+            "a prefix cut short"
+        );
+    }
+    assert_eq!(prefix_size(254), None);
+}
+
+#[test]
+fn large_byte_strings_give_up_their_buffer_and_others_stay_whole() {
+    let data = vec![3u8; SPLIT_AT + 1];
+    let at = data.as_ptr();
+    let bytes = split(data).unwrap();
+    assert_eq!(bytes.as_ptr(), at, "the same buffer, not a copy");
+    let buf = ByteBuf::from(vec![4u8; SPLIT_AT + 1]);
+    let at = buf.as_ptr();
+    let bytes = split(buf).unwrap();
+    assert_eq!((bytes.as_ptr(), bytes.len()), (at, SPLIT_AT + 1));
+    let text = "é".repeat(SPLIT_AT);
+    let at = text.as_ptr();
+    let bytes = split(text).unwrap();
+    assert_eq!((bytes.as_ptr(), bytes.len()), (at, 2 * SPLIT_AT));
+    // At the threshold, not over it: encoded like any value.
+    assert_eq!(split(vec![1u8; SPLIT_AT]).unwrap_err().len(), SPLIT_AT);
+    assert_eq!(split("x".repeat(SPLIT_AT)).unwrap_err().len(), SPLIT_AT);
+    // Not a byte string.
+    assert_eq!(
+        split(vec![1u16; SPLIT_AT * 2]).unwrap_err().len(),
+        SPLIT_AT * 2
+    );
+    assert_eq!(split((vec![1u8; SPLIT_AT + 1], 2u8)).unwrap_err().1, 2);
+}
+
+/// `value` split: its head and tail together are its encoding, and the tail alone decodes to it.
+fn split_round_trip<T>(value: T)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Clone + fmt::Debug + 'static,
+{
+    let mut head = Vec::new();
+    let tail = encode_split(value.clone(), &mut head).unwrap().unwrap();
+    let mut encoded = Vec::new();
+    encode_into(&value, &mut encoded).unwrap();
+    let mut whole = head.clone();
+    whole.extend_from_slice(&tail);
+    assert!(whole == encoded, "the split bytes are the encoding");
+    assert!(decode_payload::<T>(Payload::Bytes(tail)).unwrap() == value);
+    assert!(decode_payload::<T>(Payload::Encoded(&whole)).unwrap() == value);
+}
+
+#[test]
+fn a_split_value_is_its_encoding_and_decodes_from_its_tail() {
+    let bytes: Vec<u8> = (0..SPLIT_AT * 3).map(|i| (i % 253) as u8).collect();
+    split_round_trip(bytes.clone());
+    split_round_trip(ByteBuf::from(bytes));
+    split_round_trip("€uro ".repeat(SPLIT_AT / 4));
+}
+
+#[test]
+fn a_tail_that_is_not_utf8_is_an_error_for_a_string() {
+    let error = decode_payload::<String>(Payload::Bytes(vec![b'a', 0xff])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid UTF-8 in a string: invalid utf-8 sequence of 1 bytes from index 1"
+    );
+    let error = unsplit::<u32>(vec![1, 2]).unwrap_err();
+    assert_eq!(error.to_string(), "`u32` is not a byte string");
+    assert_eq!(unsplit::<String>(b"ok".to_vec()).unwrap(), "ok");
+}
+
+#[test]
+fn a_tail_for_another_type_decodes_from_the_whole_encoding() {
+    // Not a type a worker splits, but the bytes are its encoding all the same.
+    let boxed: Box<[u8]> = decode_payload(Payload::Bytes(vec![1, 2, 3])).unwrap();
+    assert_eq!(&*boxed, &[1, 2, 3]);
+}

@@ -43,3 +43,26 @@ fn bad_lengths_are_errors() {
         "frame of 200 bytes is over the limit of 100 bytes"
     );
 }
+
+#[test]
+fn a_split_frame_counts_its_tail_and_is_marked() {
+    let mut buf = Vec::new();
+    let start = begin(&mut buf, 9, 2);
+    buf.extend_from_slice(b"pre");
+    finish_split(&mut buf, start, ReplyKind::Ok as u8, 1000);
+    assert_eq!(wanted(&buf), Some(1000), "the tail is still to come");
+    buf.extend_from_slice(&[5; 1000]);
+    let (frame, used) = parse(&buf, DEFAULT_MAX_FRAME).unwrap().unwrap();
+    assert_eq!(used, buf.len());
+    assert_eq!(frame.kind, ReplyKind::Ok as u8 | SPLIT);
+    assert_eq!(
+        (frame.id, frame.aux, &frame.payload[..3]),
+        (9, 2, &b"pre"[..])
+    );
+    assert_eq!(frame.payload.len(), 1003);
+    assert_eq!(
+        ReplyKind::from_byte(frame.kind),
+        None,
+        "a kind with the mark is not bare"
+    );
+}

@@ -125,3 +125,26 @@ fn only_a_sealed_region_of_the_ring_size_is_mapped() {
         "a file is not sealed"
     );
 }
+
+#[test]
+fn a_spare_read_appends_within_the_capacity_and_the_limit() {
+    let (mut reader, mut writer, _bell) = ring();
+    writer.write_all(&pattern(0, 5000)).expect("write");
+    let mut buf = Vec::with_capacity(3000);
+    buf.extend_from_slice(b"kept");
+    assert_eq!(reader.read_spare(&mut buf, 1000).expect("read"), 1000);
+    assert_eq!(
+        reader.read_spare(&mut buf, 10_000).expect("read"),
+        3000 - 1004
+    );
+    assert_eq!(
+        reader.read_spare(&mut buf, 10_000).expect("read"),
+        0,
+        "no room left"
+    );
+    assert_eq!(&buf[..4], b"kept");
+    assert!(buf[4..] == pattern(0, 2996));
+    let mut rest = vec![0; 5000];
+    assert_eq!(reader.read(&mut rest).expect("read"), 5000 - 2996);
+    assert!(rest[..2004] == pattern(2996, 2004));
+}

@@ -9,8 +9,8 @@
 
 use std::io::{self, Read};
 
-use super::{ServeError, read_request};
-use crate::frame::{self, Header, RequestKind};
+use super::{Request, ServeError, read_request};
+use crate::frame::{self, RequestKind};
 
 /// The room a read of requests starts with: a few frames of small tasks. It doubles, up to
 /// [`READ_SIZE`], each time a read fills it (a worker that idles keeps its memory small).
@@ -58,14 +58,12 @@ impl<R: Read> Inlet<R> {
         &self.buf[self.start..self.end]
     }
 
-    /// The next call to run, into `body` (from its kind byte on); `None` when the stream ends
-    /// between frames. Revocations and revoked calls are passed over.
-    pub(crate) fn next(
-        &mut self,
-        body: &mut Vec<u8>,
-    ) -> Result<Option<(Header, RequestKind)>, ServeError> {
+    /// The next call to run, into `body` (from its kind byte on) and, when split, its tail;
+    /// `None` when the stream ends between frames. Revocations and revoked calls are passed
+    /// over.
+    pub(crate) fn next(&mut self, body: &mut Vec<u8>) -> Result<Option<Request>, ServeError> {
         loop {
-            let Some((header, kind)) = self.next_frame(body)? else {
+            let Some((header, kind, tail)) = self.next_frame(body)? else {
                 return Ok(None);
             };
             if kind == RequestKind::Revoke {
@@ -76,16 +74,13 @@ impl<R: Read> Inlet<R> {
                 self.skip.swap_remove(at);
                 continue;
             }
-            return Ok(Some((header, kind)));
+            return Ok(Some((header, kind, tail)));
         }
     }
 
     /// The next frame, whatever its kind, read through the buffer (many small frames per read)
     /// or, for a large one, straight into `body`.
-    fn next_frame(
-        &mut self,
-        body: &mut Vec<u8>,
-    ) -> Result<Option<(Header, RequestKind)>, ServeError> {
+    fn next_frame(&mut self, body: &mut Vec<u8>) -> Result<Option<Request>, ServeError> {
         loop {
             if let Some(wanted) = frame::wanted(self.data())
                 && (wanted == 0 || self.end - self.start + wanted >= DIRECT)
@@ -104,7 +99,7 @@ impl<R: Read> Inlet<R> {
     }
 
     /// Reads the frame at the front: the buffered bytes, then the stream.
-    fn take(&mut self, body: &mut Vec<u8>) -> Result<Option<(Header, RequestKind)>, ServeError> {
+    fn take(&mut self, body: &mut Vec<u8>) -> Result<Option<Request>, ServeError> {
         let held = &self.buf[self.start..self.end];
         let mut source = held.chain(&mut self.input);
         let result = read_request(&mut source, body);

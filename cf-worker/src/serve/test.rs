@@ -53,6 +53,27 @@ impl Task for Picky {
     }
 }
 
+#[derive(Clone, Copy)]
+struct Flip;
+
+#[linkme::distributed_slice(TASKS)]
+#[allow(unsafe_code, reason = "linkme places the entry with link_section")]
+static FLIP: TaskEntry = TaskEntry::new::<Flip>();
+
+impl Task for Flip {
+    type Args = Vec<u8>;
+    type Output = Vec<u8>;
+    type Error = Never;
+    const NAME: &'static str = "serve::test::flip";
+    fn call(mut args: Vec<u8>) -> Result<Vec<u8>, Never> {
+        args.reverse();
+        Ok(args)
+    }
+    fn entry() -> &'static TaskEntry {
+        &FLIP
+    }
+}
+
 fn cases() -> u32 {
     std::env::var("CF_FUZZ_CASES")
         .ok()
@@ -87,6 +108,13 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
             codec::encode_into(&args, &mut out).unwrap();
             out
         }),
+        // A byte string: what a split call carries.
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| {
+            let mut out = Vec::new();
+            codec::bytes_prefix(bytes.len(), &mut out);
+            out.extend_from_slice(&bytes);
+            out
+        }),
         proptest::collection::vec(proptest::collection::vec(0u32..4, 0..3), 0..4).prop_map(
             |args| {
                 let mut out = Vec::new();
@@ -99,6 +127,7 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         9 => Just(RequestKind::Call as u8),
         3 => Just(RequestKind::CallChunk as u8),
         1 => Just(RequestKind::Revoke as u8),
+        2 => Just(RequestKind::Call as u8 | frame::SPLIT),
         1 => any::<u8>(),
     ];
     let task = prop_oneof![8 => 0u32..4, 1 => any::<u32>()];
@@ -163,7 +192,13 @@ proptest! {
         let mut calls = Vec::new();
         let mut input = &input[..];
         while let Ok(Some((call, used))) = frame::parse(input, frame::DEFAULT_MAX_FRAME) {
-            match RequestKind::from_byte(call.kind) {
+            // A split call is a call whose payload is one byte string, exactly.
+            let split = call.kind == RequestKind::Call as u8 | frame::SPLIT;
+            let whole = |(len, size): (u64, usize)| size as u64 + len == call.payload.len() as u64;
+            if split && !codec::read_prefix(call.payload).is_some_and(whole) {
+                break;
+            }
+            match RequestKind::from_byte(call.kind & !(frame::SPLIT * u8::from(split))) {
                 // With no watcher, a revocation always comes too late: it is passed over.
                 Some(RequestKind::Revoke) => {}
                 Some(RequestKind::Call | RequestKind::CallChunk) => calls.push((call.id, call.aux)),
@@ -239,13 +274,13 @@ fn the_watcher_gives_back_a_call_that_waits_and_the_loop_never_runs_it() {
     let mut inlet = inlet::Inlet::new(&stream[..]);
     let mut body = Vec::new();
     // The loop takes call 1 and runs it; meanwhile the watcher reads the rest.
-    let (first, _) = inlet.next(&mut body).unwrap().unwrap();
+    let (first, ..) = inlet.next(&mut body).unwrap().unwrap();
     assert_eq!(first.id, 1);
     assert_eq!(inlet.absorb(stream.len()).unwrap(), vec![3]);
     // Read again: nothing is given back twice.
     assert!(inlet.absorb(0).unwrap().is_empty());
     let mut ran = Vec::new();
-    while let Some((header, _)) = inlet.next(&mut body).unwrap() {
+    while let Some((header, ..)) = inlet.next(&mut body).unwrap() {
         ran.push(header.id);
     }
     assert_eq!(ran, vec![2, 4]);
@@ -321,5 +356,91 @@ fn a_call_sent_again_after_it_was_given_back_can_be_given_back_again() {
     assert!(
         inlet.next(&mut body).unwrap().is_none(),
         "neither copy runs"
+    );
+}
+
+/// A split call to `flip` with these bytes (its header and prefix, then the bytes).
+fn split_call(out: &mut Vec<u8>, id: u64, bytes: &[u8]) {
+    let index = table().index::<Flip>().unwrap();
+    let start = frame::begin(out, id, index);
+    codec::bytes_prefix(bytes.len(), out);
+    frame::finish_split(out, start, RequestKind::Call as u8, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+#[test]
+fn a_split_call_is_served_and_its_large_result_comes_split() {
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 249) as u8).collect();
+    let mut input = Vec::new();
+    split_call(&mut input, 3, &bytes);
+    call(&mut input, 4);
+    let mut output = Vec::new();
+    serve(&input[..], &mut output, || Ok(())).unwrap();
+    let (_, hello) = frame::parse(&output, u32::MAX).unwrap().unwrap();
+    let (reply, used) = frame::parse(&output[hello..], u32::MAX).unwrap().unwrap();
+    assert_eq!(
+        (reply.kind, reply.id),
+        (ReplyKind::Ok as u8 | frame::SPLIT, 3)
+    );
+    let mut flipped = bytes.clone();
+    flipped.reverse();
+    assert!(codec::decode::<Vec<u8>>(reply.payload).unwrap() == flipped);
+    let (reply, _) = frame::parse(&output[hello + used..], u32::MAX)
+        .unwrap()
+        .unwrap();
+    assert_eq!((reply.kind, reply.id), (ReplyKind::Ok as u8, 4));
+}
+
+#[test]
+fn a_split_call_takes_its_tail_into_a_buffer_of_its_own() {
+    let bytes = vec![9u8; 100_000];
+    let mut input = Vec::new();
+    split_call(&mut input, 5, &bytes);
+    let mut body = Vec::new();
+    let (header, kind, tail) = read_request(&mut &input[..], &mut body).unwrap().unwrap();
+    assert_eq!((header.id, kind), (5, RequestKind::Call));
+    assert_eq!(
+        body.len(),
+        frame::HEADER_LEN + 5,
+        "the header and the 5-byte prefix"
+    );
+    let tail = tail.unwrap();
+    assert!(tail == bytes);
+    assert_eq!(tail.capacity(), bytes.len(), "reserved once, to the byte");
+}
+
+#[test]
+fn a_split_request_that_is_not_as_it_says_is_refused() {
+    // The prefix claims one byte more than the frame holds.
+    let mut input = Vec::new();
+    split_call(&mut input, 1, &[1; 10]);
+    input[4 + frame::HEADER_LEN] = 11;
+    let error = serve(&input[..], Vec::new(), || Ok(())).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "protocol error: split request frame of 24 bytes"
+    );
+    // Only a call may be split.
+    let mut input = Vec::new();
+    frame::push(
+        &mut input,
+        RequestKind::Revoke as u8 | frame::SPLIT,
+        1,
+        0,
+        &[0],
+    );
+    let error = serve(&input[..], Vec::new(), || Ok(())).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "protocol error: unknown request kind 0x43"
+    );
+    // Cut short in its tail.
+    let mut input = Vec::new();
+    split_call(&mut input, 1, &[1; 100_000]);
+    input.truncate(50_000);
+    let error = serve(&input[..], Vec::new(), || Ok(())).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "protocol error: request frame cut short: 49996 of 100018 bytes"
     );
 }

@@ -1,8 +1,9 @@
 //! Everything unsafe in the worker crate.
 //!
 //! A platform provides: taking ownership of the protocol fds the parent placed at fixed numbers
-//! (and marking them close-on-exec), removing the worker marker from the environment, and the
-//! shared memory of the reply ring ([`Shm`]).
+//! (and marking them close-on-exec), removing the worker marker from the environment, the
+//! shared memory of the reply ring ([`Shm`]), and, best effort, huge pages behind a large buffer
+//! about to be filled (`huge_pages`).
 #![allow(unsafe_code)]
 #![allow(
     clippy::disallowed_methods,

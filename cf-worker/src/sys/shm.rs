@@ -118,6 +118,25 @@ impl Shm {
         }
     }
 
+    /// Appends `len` bytes from byte `at` of the region to `dst`, whose spare capacity must hold
+    /// them: no zeroing of the room first.
+    pub(crate) fn append(&self, at: usize, len: usize, dst: &mut Vec<u8>) {
+        assert!(at + len <= self.len, "read outside the ring");
+        let spare = dst.spare_capacity_mut();
+        assert!(len <= spare.len(), "no room for the bytes");
+        // SAFETY: as in `read`: the source range is inside the mapping, the destination is `len`
+        // bytes of `dst`'s spare capacity (checked), owned by `dst` and not part of the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.add(at).as_ptr(),
+                spare.as_mut_ptr().cast(),
+                len,
+            );
+        }
+        // SAFETY: the copy just above initialized the first `len` bytes of the spare capacity.
+        unsafe { dst.set_len(dst.len() + len) };
+    }
+
     /// Sleeps while the word at `at` holds `expected`, for at most `timeout` (or until a
     /// [`wake`](Self::wake), a signal, or a spurious return).
     pub(crate) fn wait(&self, at: usize, expected: u32, timeout: Duration) {

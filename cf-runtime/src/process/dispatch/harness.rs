@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cf_worker::frame::{self, PROTOCOL_VERSION, ReplyKind, RequestKind};
-use cf_worker::{Never, PanicInfo};
+use cf_worker::{Never, PanicInfo, Payload};
 
 use super::{Action, Config, Dispatcher, Init, Sig, WorkerId};
 use crate::error::{Exit, TaskError};
@@ -67,8 +67,18 @@ impl Sink for Probe {
     fn pending(&self) -> bool {
         !self.started.load(Ordering::SeqCst)
     }
-    fn reply(self: Arc<Self>, kind: ReplyKind, payload: &[u8], _: &str) {
-        self.end(End::Reply(kind, payload.to_vec()));
+    fn reply(self: Arc<Self>, kind: ReplyKind, payload: Payload<'_>, _: &str) {
+        // A split reply as its whole encoding: its length prefix, then its bytes.
+        let bytes = match payload {
+            Payload::Encoded(bytes) => bytes.to_vec(),
+            Payload::Bytes(tail) => {
+                let mut bytes = Vec::new();
+                cf_worker::bytes_prefix(tail.len(), &mut bytes);
+                bytes.extend_from_slice(&tail);
+                bytes
+            }
+        };
+        self.end(End::Reply(kind, bytes));
     }
     fn fail(self: Arc<Self>, error: TaskError<Never>) {
         self.end(End::Failed(error));
@@ -280,11 +290,10 @@ impl World {
     pub(crate) fn send(&mut self, id: WorkerId, bytes: &[u8]) {
         let mut rest = bytes;
         while !rest.is_empty() {
-            let Some(buf) = self.d.read_buf(id) else {
+            let Some(room) = self.d.read_buf(id) else {
                 return;
             };
-            let n = buf.len().min(rest.len());
-            buf[..n].copy_from_slice(&rest[..n]);
+            let n = room.fill_from(rest);
             self.d.received(id, n);
             rest = &rest[n..];
         }

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::super::buffer::{InBuf, Outbox};
-use super::super::job::Job;
+use super::super::job::{Args, Job};
 use super::{Action, Init, Limits, Sig};
 use crate::error::{HandshakeError, ProtocolViolation};
 
@@ -129,8 +129,15 @@ impl Slot {
 
     /// Queues `job`'s frame and records it in flight.
     pub(crate) fn send(&mut self, job: Job, now: Instant) {
-        self.out
-            .push_call(job.request as u8, job.id, job.task, &job.args);
+        match &job.args {
+            Args::Bytes(bytes) => {
+                self.out
+                    .push_split_call(job.request as u8, job.id, job.task, bytes.len());
+            }
+            args => self
+                .out
+                .push_call(job.request as u8, job.id, job.task, args),
+        }
         if self.inflight.is_empty() {
             self.front_since = Some(now);
         }

@@ -805,3 +805,71 @@ fn a_give_back_after_terminate_fails_the_job() {
         w.d.finished()
     );
 }
+
+/// A split reply to `job`: its head (with `kind`), then `tail`.
+fn split_reply(kind: u8, job: u64, tail: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let start = cf_worker::frame::begin(&mut bytes, job, 0);
+    cf_worker::bytes_prefix(tail.len(), &mut bytes);
+    cf_worker::frame::finish_split(&mut bytes, start, kind, tail.len());
+    bytes.extend_from_slice(tail);
+    bytes
+}
+
+#[test]
+fn a_split_reply_reaches_its_future_whole_and_the_next_reply_follows() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    w.make_short(a);
+    let first = w.submit(None);
+    let second = w.submit(None);
+    w.workers.get_mut(&a).unwrap().calls.pop_front();
+    let tail: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
+    let bytes = split_reply(ReplyKind::Ok as u8, first, &tail);
+    // In pieces: the head and a little of the tail, most of the tail, the rest.
+    w.send(a, &bytes[..1000]);
+    w.send(a, &bytes[1000..150_000]);
+    assert_eq!(w.end(first), None);
+    w.send(a, &bytes[150_000..]);
+    let mut encoded = Vec::new();
+    cf_worker::encode_into(&tail, &mut encoded).unwrap();
+    assert_eq!(w.end(first), Some(End::Reply(ReplyKind::Ok, encoded)));
+    w.answer(a, ReplyKind::Ok).unwrap();
+    assert_eq!(
+        w.end(second),
+        Some(End::Reply(ReplyKind::Ok, second.to_le_bytes().to_vec()))
+    );
+}
+
+#[test]
+fn a_death_in_the_middle_of_a_split_tail_says_so() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    let bytes = split_reply(ReplyKind::Ok as u8, job, &[3; 100_000]);
+    w.send(a, &bytes[..80_000]);
+    w.exit(a, Exit::Signal(9), "");
+    let error = died_with(w.end(job));
+    assert!(
+        error
+            .to_string()
+            .contains("the worker died in the middle of a frame (80000 bytes of 100022)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn only_a_value_or_an_error_may_be_split() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    let job = w.submit(None);
+    let bytes = split_reply(ReplyKind::Panicked as u8, job, &[3; 100_000]);
+    w.send(a, &bytes);
+    assert_eq!(w.workers[&a].signals, [Sig::Kill]);
+    w.exit(a, Exit::Signal(9), "");
+    let error = died_with(w.end(job));
+    assert!(
+        error.to_string().contains("unknown reply kind 0xc3"),
+        "{error}"
+    );
+}
