@@ -362,7 +362,6 @@ impl ProcessPoolBuilder {
             acked: Condvar::new(),
             inbox: Mutex::new(Inbox::default()),
             wake: wake_tx,
-            news: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             output,

@@ -144,8 +144,7 @@ impl Driver {
     /// Takes what submitters left in the inbox and hands it to the dispatcher.
     fn intake(&mut self) {
         let mut inbox = self.shared.lock();
-        inbox.asleep = false;
-        self.shared.news.store(false, Ordering::Relaxed);
+        inbox.notified = false;
         if inbox.broken.is_none() {
             inbox.broken = self.d.broken().cloned();
         }
@@ -279,24 +278,6 @@ impl Driver {
         self.d.parse(*id, now);
     }
 
-    /// Says to every link and to the submitters that this thread is going to sleep in `poll`,
-    /// so that they wake it through an fd; false when something came meanwhile (do not sleep).
-    fn fall_asleep(&mut self) -> bool {
-        let mut asleep = true;
-        for (_, link) in &mut self.links {
-            asleep &= link.sleep();
-        }
-        if !asleep {
-            return false;
-        }
-        let mut inbox = self.shared.lock();
-        if self.shared.news.load(Ordering::Relaxed) {
-            return false;
-        }
-        inbox.asleep = true;
-        true
-    }
-
     /// Whether reply bytes wait on a link that tells without a system call.
     fn arrived(&self) -> bool {
         self.links.iter().any(|(_, link)| link.arrived())
@@ -336,17 +317,26 @@ impl Driver {
         // With tasks in flight a reply is due soon: look again for a few microseconds, yielding
         // the CPU, before sleeping (a wake-up from sleep costs far more on most machines).
         let spin_until = start + SPIN;
-        // Awake, it looks at memory only: the inbox's flag and the links' rings. What only `poll`
-        // tells (an exit, room to write, output) waits for the end of the spin.
-        while busy && Instant::now() < spin_until {
-            if self.shared.news.load(Ordering::Acquire) || self.arrived() {
-                break;
+        loop {
+            if busy {
+                if self.poller.wait(Some(Duration::ZERO))? > 0 || self.arrived() {
+                    break;
+                }
+                if Instant::now() < spin_until {
+                    std::thread::yield_now();
+                    continue;
+                }
             }
-            std::thread::yield_now();
+            // Every link must hear that the driver sleeps (a ring's worker then rings its
+            // doorbell); one whose bytes came meanwhile keeps it awake.
+            let mut awake = false;
+            for (_, link) in &mut self.links {
+                awake |= !link.sleep();
+            }
+            self.poller
+                .wait(if awake { Some(Duration::ZERO) } else { timeout })?;
+            break;
         }
-        let awake = self.shared.news.load(Ordering::Acquire) || !self.fall_asleep();
-        self.poller
-            .wait(if awake { Some(Duration::ZERO) } else { timeout })?;
         if self.poller.ready(0) {
             sys::drain_wakes(&self.wake);
         }

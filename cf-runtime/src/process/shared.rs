@@ -26,10 +26,8 @@ pub(crate) enum Cancel {
 #[derive(Default)]
 pub(crate) struct Inbox {
     pub(crate) jobs: Vec<Job>,
-    /// The I/O thread sleeps in `poll`, or is about to: what it must see needs a wake-up byte.
-    /// Cleared by the byte's writer (one is enough) and by the I/O thread when it takes the
-    /// inbox.
-    pub(crate) asleep: bool,
+    /// A wake-up byte is on its way; no need to write another.
+    pub(crate) notified: bool,
     /// Set by `shutdown`, with what it asked of the pending tasks.
     pub(crate) shutdown: Option<Cancel>,
     /// The I/O thread has ended.
@@ -136,9 +134,6 @@ pub(crate) struct Shared {
     pub(crate) acked: Condvar,
     /// The write end of the I/O thread's wake-up pipe.
     pub(crate) wake: OwnedFd,
-    /// The inbox has something the I/O thread has not taken: it looks at this while it spins,
-    /// awake, instead of at the wake-up pipe. Set with the inbox locked.
-    pub(crate) news: AtomicBool,
     /// Set by `shutdown`: submitters stop before taking the lock.
     pub(crate) closed: AtomicBool,
     pub(crate) next_id: AtomicU64,
@@ -179,12 +174,10 @@ impl Shared {
         sys::wake(&self.wake);
     }
 
-    /// Tells the I/O thread that the inbox changed: a flag it sees while awake, and a wake-up
-    /// byte if it sleeps (and none was written yet). Call with the inbox locked.
+    /// Wakes the I/O thread unless a wake-up is already pending. Call with the inbox locked.
     pub(crate) fn wake(&self, inbox: &mut Inbox) {
-        self.news.store(true, Ordering::Release);
-        if inbox.asleep && !inbox.io_gone {
-            inbox.asleep = false;
+        if !inbox.notified && !inbox.io_gone {
+            inbox.notified = true;
             sys::wake(&self.wake);
         }
     }
