@@ -497,14 +497,7 @@ fn big_transfers(config: &Config, peer: &mut Peer, results: &mut Results) -> io:
     drop(data);
     for _ in 0..config.few_reps {
         let t = Instant::now();
-        let mut frame = Vec::new();
-        push_frame(&mut frame, SOURCE, &(config.big as u64).to_le_bytes());
-        peer.tx.write_all(&frame)?;
-        let mut header = [0u8; HEADER];
-        peer.rx.read_exact(&mut header)?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
-        let mut data = vec![0u8; len];
-        peer.rx.read_exact(&mut data)?;
+        let data = source(peer, config.big)?;
         let elapsed = t.elapsed();
         assert_eq!(data.len(), config.big);
         drop(data);

@@ -24,6 +24,14 @@ pub use codec::{
     CodecError, Payload, SPLIT_AT, bytes_prefix, decode, decode_payload, encode_into, encode_split,
     encode_to, prefix_size, read_prefix, split, unsplit,
 };
+
+/// Asks the kernel, best effort, for transparent huge pages behind the spare capacity of `buf`,
+/// a buffer of many MiB about to be filled: it is then faulted in 2 MiB at a time rather than
+/// 4 KiB. The parent's read buffer uses it too.
+#[doc(hidden)]
+pub fn huge_pages(buf: &mut Vec<u8>) {
+    sys::huge_pages(buf);
+}
 #[doc(hidden)]
 pub use linkme;
 pub use panic::{Location, PanicInfo, catch as catch_panic, message as panic_message};

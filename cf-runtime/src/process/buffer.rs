@@ -19,7 +19,7 @@ const IDLE_SIZE: usize = 64 << 10;
 /// The most a read buffer grows by at a time.
 const STEP: usize = 64 << 20;
 
-/// A split frame's tail this large is read into huge pages (see `sys::huge_pages`).
+/// A split frame's tail this large is read into huge pages (see `cf_worker::huge_pages`).
 const HUGE_AT: usize = 4 << 20;
 
 enum Segment {
@@ -168,7 +168,7 @@ impl Split {
 fn reserve(tail: &mut Vec<u8>, n: usize) {
     tail.reserve_exact(n);
     if n >= HUGE_AT {
-        crate::sys::huge_pages(tail);
+        cf_worker::huge_pages(tail);
     }
 }
 

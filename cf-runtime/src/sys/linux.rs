@@ -239,21 +239,3 @@ pub(crate) fn signal_group(pid: u32, n: i32) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
-
-/// Asks for transparent huge pages behind the spare capacity of `buf` (`MADV_HUGEPAGE`): a
-/// buffer of many MiB about to be filled is then faulted in 2 MiB at a time rather than 4 KiB,
-/// a fraction of the cost (where THP is `madvise` or `always`; elsewhere nothing changes).
-pub(crate) fn huge_pages(buf: &mut Vec<u8>) {
-    const HUGE: usize = 2 << 20;
-    let spare = buf.spare_capacity_mut();
-    let at = spare.as_mut_ptr() as usize;
-    let (begin, end) = (at.next_multiple_of(HUGE), (at + spare.len()) / HUGE * HUGE);
-    if end <= begin {
-        return;
-    }
-    let start = spare.as_mut_ptr().wrapping_add(begin - at);
-    // SAFETY: [begin, end) is whole huge pages inside `buf`'s allocation (its spare capacity);
-    // MADV_HUGEPAGE changes only how the kernel backs them, never their contents or validity,
-    // and a failure (THP off, an old kernel) changes nothing (madvise(2)).
-    let _ = unsafe { libc::madvise(start.cast(), end - begin, libc::MADV_HUGEPAGE) };
-}

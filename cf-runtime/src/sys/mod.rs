@@ -4,8 +4,7 @@
 //! the worker's fixed fds, dying with its parent), [`pidfd`] (an fd that becomes readable when a
 //! child exits), [`pipe`] (close-on-exec pipes), [`signal_name`], and for the I/O thread a
 //! [`Poller`], non-blocking [`read`] (also into a buffer's spare capacity, [`read_spare`]) and
-//! [`write`], a wake-up pipe ([`wake_pipe`]), and, best effort, huge pages behind a large buffer
-//! about to be filled ([`huge_pages`]).
+//! [`write`], and a wake-up pipe ([`wake_pipe`]).
 #![allow(unsafe_code)]
 #![allow(
     clippy::disallowed_methods,

@@ -49,6 +49,3 @@ pub(crate) fn forget_agent_env(_: &str, _: &str) {}
 pub(crate) fn ignore_sigpipe() {}
 
 pub(crate) fn signal_group(_: u32, _: i32) {}
-
-/// No huge pages to ask for here.
-pub(crate) fn huge_pages(_: &mut Vec<u8>) {}
