@@ -16,14 +16,19 @@
 //! - `SLEEPING`: set by the parent before it sleeps; the worker takes it (swaps it to 0) after
 //!   publishing, and rings the doorbell if it was set;
 //! - `WAITING`: set by the worker while the ring is full; the parent wakes it (a futex on `TAIL`)
-//!   after making room.
+//!   after making room;
+//! - `UNMARKED`: set by the parent while it may hold text of the worker's stderr that no
+//!   task-end marker has closed yet (from before each read of the pipe until such text is gone).
+//!   A worker that finds it clear and its stderr pipe empty after a task needs no marker: the
+//!   parent holds nothing of the task's output, and the pipe nothing (see [`Marks`]).
 //!
 //! Each side keeps its own position and only reads the other's: what a task scribbles over the
 //! control page is caught as a position out of range, and over the data as a malformed frame.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::time::Duration;
 
@@ -43,6 +48,7 @@ const HEAD: usize = 0;
 const TAIL: usize = 64;
 const SLEEPING: usize = 128;
 const WAITING: usize = 192;
+const UNMARKED: usize = 256;
 
 /// How long a worker sleeps at most while the ring is full, before it looks again.
 const ROOM_WAIT: Duration = Duration::from_millis(100);
@@ -65,7 +71,7 @@ fn corrupt(what: &str) -> io::Error {
 
 /// The parent's end: reads what the worker wrote.
 pub struct Reader {
-    shm: Shm,
+    shm: Arc<Shm>,
     /// Bytes read, as this side counts them.
     tail: u32,
 }
@@ -83,7 +89,13 @@ impl Reader {
     /// As `memfd_create(2)`, `ftruncate(2)` and `mmap(2)`.
     pub fn create() -> io::Result<(Reader, OwnedFd)> {
         let (shm, fd) = Shm::create(LEN)?;
-        Ok((Reader { shm, tail: 0 }, fd))
+        Ok((
+            Reader {
+                shm: Arc::new(shm),
+                tail: 0,
+            },
+            fd,
+        ))
     }
 
     fn unread(&self, order: std::sync::atomic::Ordering) -> io::Result<usize> {
@@ -150,6 +162,12 @@ impl Reader {
         self.unread(SeqCst).is_ok_and(|n| n == 0)
     }
 
+    /// Says whether the parent may hold text of the worker's stderr that no task-end marker has
+    /// closed: set before each read of the pipe, cleared once no such text is held.
+    pub fn unmarked(&self, held: bool) {
+        self.shm.word(UNMARKED).store(u32::from(held), SeqCst);
+    }
+
     /// Says that the parent is awake: no doorbell needed.
     pub fn awake(&self) {
         let sleeping = self.shm.word(SLEEPING);
@@ -161,7 +179,7 @@ impl Reader {
 
 /// The worker's end: a [`Write`] whose bytes the parent reads from the ring.
 pub(crate) struct Writer {
-    shm: Shm,
+    shm: Arc<Shm>,
     /// Bytes written, as this side counts them.
     head: u32,
     /// The result pipe.
@@ -172,7 +190,7 @@ impl Writer {
     /// Maps the ring the parent created (`fd` may be closed afterwards); `doorbell` is the
     /// result pipe.
     pub(crate) fn open(fd: &OwnedFd, doorbell: File) -> io::Result<Writer> {
-        let shm = Shm::open(fd, LEN)?;
+        let shm = Arc::new(Shm::open(fd, LEN)?);
         let head = shm.word(HEAD).load(Acquire);
         Ok(Writer {
             shm,
@@ -184,6 +202,13 @@ impl Writer {
     /// The result pipe.
     pub(crate) fn doorbell(&self) -> &File {
         &self.doorbell
+    }
+
+    /// What tells the serve loop whether a task's end needs its marker.
+    pub(crate) fn marks(&self) -> Marks {
+        Marks {
+            shm: self.shm.clone(),
+        }
     }
 
     /// Rings the doorbell if the parent sleeps.
@@ -203,6 +228,27 @@ impl Writer {
             self.shm.wait(TAIL, tail, ROOM_WAIT);
         }
         waiting.store(0, Relaxed);
+    }
+}
+
+/// The worker's view of `UNMARKED`: whether the end of a task needs a marker in its stderr.
+pub(crate) struct Marks {
+    shm: Arc<Shm>,
+}
+
+impl Marks {
+    /// Whether the task that just ended must close its output with a marker in `stderr` (the
+    /// worker's copy of its stderr pipe): unless the parent holds none of it and none waits in
+    /// the pipe.
+    ///
+    /// The pipe is looked at before the flag the second time: if the parent has read every
+    /// byte (the pipe is empty), it set the flag before that read, and clears it only once it
+    /// holds no unclosed text, so a task's output is never left without its marker.
+    pub(crate) fn needed(&self, stderr: &File) -> bool {
+        let unmarked = self.shm.word(UNMARKED);
+        unmarked.load(SeqCst) != 0
+            || crate::sys::available(stderr.as_fd()) > 0
+            || unmarked.load(SeqCst) != 0
     }
 }
 

@@ -124,6 +124,12 @@ pub(crate) fn serve_pipes(
         _ => None,
     };
     let mut stderr = File::from(stderr);
+    // With a ring, a task's end needs its marker only when the parent may hold or may yet read
+    // some of the task's output; without one (a worker under an agent), always.
+    let marks = match &replies {
+        Replies::Ring(ring) => Some(ring.marks()),
+        Replies::Pipe(_) => None,
+    };
     let input = Arc::new(File::from(input));
     let shared = Arc::new(Shared {
         inlet: Mutex::new(Inlet::new(Input(input.clone()))),
@@ -159,8 +165,10 @@ pub(crate) fn serve_pipes(
         shared.beat.watched_by(watcher.thread().clone());
     }
     serve_shared(&shared, move || {
-        // Best effort: a task may have closed the pipe's other end (it is the parent's).
-        let _ = stderr.write_all(TASK_END);
+        if marks.as_ref().is_none_or(|marks| marks.needed(&stderr)) {
+            // Best effort: a task may have closed the pipe's other end (it is the parent's).
+            let _ = stderr.write_all(TASK_END);
+        }
         Ok(())
     })
 }

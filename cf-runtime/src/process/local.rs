@@ -121,6 +121,8 @@ impl LocalLink {
                 // A task wrote over the ring's positions: nothing more can be read from it. The
                 // stream ends here, as when a task closes the result pipe.
                 tracing::warn!(pid = self.pid, error = %e, "cf: a worker's reply ring is corrupt");
+                // Its worker must mark every task's end from now on: this side stops watching.
+                ring.unmarked(true);
                 self.ring = None;
                 self.res = None;
                 return Ok(0);
@@ -259,10 +261,18 @@ impl Link for LocalLink {
 
     fn forward_output(&mut self, to: &Outputs) {
         let pid = self.pid;
+        // The worker skips a task's end marker only when this is clear and its stderr pipe
+        // empty: set before the read, cleared once nothing unclosed is held.
+        if let Some(ring) = &self.ring {
+            ring.unmarked(true);
+        }
         output::drain(&mut self.err, &mut self.output, |piece| match piece {
             Piece::Text(bytes) => to.err.push(bytes),
             Piece::Log(body) => to.err.push_log(pid, body),
         });
+        if let Some(ring) = &self.ring {
+            ring.unmarked(self.output.holds_text());
+        }
         output::pass(&mut self.out, |bytes| to.out.push(bytes));
     }
 

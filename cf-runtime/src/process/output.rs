@@ -118,6 +118,11 @@ impl Output {
         self.skipped |= excess > 0;
     }
 
+    /// Whether it holds text that no task-end marker has closed yet (or the start of one).
+    pub(crate) fn holds_text(&self) -> bool {
+        !self.head.is_empty() || !self.tail.is_empty() || !self.carry.is_empty()
+    }
+
     /// What the running task wrote: all of it when short, else its first and last few KiB.
     pub(crate) fn last_words(&self) -> String {
         let head = String::from_utf8_lossy(&self.head);

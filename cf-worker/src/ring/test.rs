@@ -148,3 +148,20 @@ fn a_spare_read_appends_within_the_capacity_and_the_limit() {
     assert_eq!(reader.read(&mut rest).expect("read"), 5000 - 2996);
     assert!(rest[..2004] == pattern(2996, 2004));
 }
+
+#[test]
+fn a_task_end_needs_a_marker_while_the_parent_may_hold_output_or_the_pipe_has_some() {
+    let (reader, writer, _bell) = ring();
+    let marks = writer.marks();
+    let (mut err_rx, err_tx) = std::io::pipe().expect("a pipe");
+    let mut stderr = File::from(OwnedFd::from(err_tx));
+    assert!(!marks.needed(&stderr), "nothing held, nothing waiting");
+    stderr.write_all(b"text").expect("write");
+    assert!(marks.needed(&stderr), "text waits in the pipe");
+    reader.unmarked(true);
+    let mut buf = [0; 8];
+    assert_eq!(err_rx.read(&mut buf).expect("read"), 4);
+    assert!(marks.needed(&stderr), "the parent holds text");
+    reader.unmarked(false);
+    assert!(!marks.needed(&stderr), "the parent holds none");
+}
