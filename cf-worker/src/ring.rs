@@ -20,7 +20,7 @@
 //! - `UNMARKED`: set by the parent while it may hold text of the worker's stderr that no
 //!   task-end marker has closed yet (from before each read of the pipe until such text is gone).
 //!   A worker that finds it clear and its stderr pipe empty after a task needs no marker: the
-//!   parent holds nothing of the task's output, and the pipe nothing (see [`Marks`]).
+//!   parent holds nothing of the task's output, and the pipe nothing (see `Marks`).
 //!
 //! Each side keeps its own position and only reads the other's: what a task scribbles over the
 //! control page is caught as a position out of range, and over the data as a malformed frame.
