@@ -167,10 +167,32 @@ pub(crate) fn serve_pipes(
     serve_shared(&shared, move || {
         if marks.as_ref().is_none_or(|marks| marks.needed(&stderr)) {
             // Best effort: a task may have closed the pipe's other end (it is the parent's).
-            let _ = stderr.write_all(TASK_END);
+            write_marker(&mut stderr);
         }
         Ok(())
     })
+}
+
+/// Writes the task-end marker to the worker's copy of its stderr. A task may have made the pipe
+/// non-blocking (the copy shares its open file description with fd 2): a full pipe then says
+/// `WouldBlock`, and the marker waits for room as it would on a blocking pipe, instead of being
+/// lost (which would make the task's output a later task's last words). Other errors (a closed
+/// pipe) lose it, as before.
+fn write_marker(stderr: &mut File) {
+    let mut left = TASK_END;
+    while !left.is_empty() {
+        match stderr.write(left) {
+            Ok(0) => return,
+            Ok(n) => left = &left[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !sys::wait_writable(stderr.as_fd()) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// The request pipe, shared by the serve loop (which reads it) and the watcher (which waits on

@@ -261,6 +261,19 @@ pub(crate) fn readable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Dura
     matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
 }
 
+/// Waits until `fd` can be written to (or is broken); false when poll fails.
+pub(crate) fn wait_writable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// How many bytes can be read from `fd` without blocking (`FIONREAD`); 0 on an error.
 pub(crate) fn available(fd: std::os::fd::BorrowedFd<'_>) -> usize {
     use std::os::fd::AsRawFd;

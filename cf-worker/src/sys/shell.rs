@@ -62,6 +62,11 @@ pub(crate) fn readable(_: std::os::fd::BorrowedFd<'_>, _: std::time::Duration) -
 }
 
 /// Workers are not supported here.
+pub(crate) fn wait_writable(_: std::os::fd::BorrowedFd<'_>) -> bool {
+    false
+}
+
+/// Workers are not supported here.
 pub(crate) fn available(_: std::os::fd::BorrowedFd<'_>) -> usize {
     0
 }
