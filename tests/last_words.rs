@@ -1,4 +1,4 @@
-//! Review: a dying task's last words are its own text, whatever earlier tasks wrote and however
+//! A dying task's last words are its own text, whatever earlier tasks wrote and however
 //! the parent's reads of stderr fall.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
@@ -96,7 +96,11 @@ fn last_words_stay_the_dying_tasks_own_under_random_interleavings() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {deaths} deaths: {failures:#?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {deaths} deaths: {failures:#?}",
+        failures.len()
+    );
 }
 
 /// Makes the worker's stderr non-blocking (its open file description, which the worker's own
@@ -128,7 +132,10 @@ fn a_full_nonblocking_stderr_does_not_lose_the_task_end_marker() {
         .build()
         .expect("pool");
     let chatty = pool
-        .submit(fills_stderr_nonblocking, "an earlier task's line".to_owned())
+        .submit(
+            fills_stderr_nonblocking,
+            "an earlier task's line".to_owned(),
+        )
         .unwrap();
     let quiet = pool.submit(dies_quietly, ()).unwrap();
     assert!(chatty.wait_timeout(LONG));

@@ -1,4 +1,4 @@
-//! Review: hostile tasks against the reply ring fail alone.
+//! Hostile tasks against the reply ring fail alone.
 #![allow(missing_docs, reason = "tasks are test fixtures")]
 
 mod crash_util;
