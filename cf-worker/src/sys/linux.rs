@@ -31,19 +31,7 @@ pub(crate) fn dup_high(fd: std::os::fd::BorrowedFd<'_>) -> Option<OwnedFd> {
 /// Takes the request and result fds the parent placed at [`REQUEST_FD`] and [`RESULT_FD`],
 /// moved to high close-on-exec numbers; the fixed numbers are closed, free for the tasks.
 pub(crate) fn protocol_fds() -> Option<(OwnedFd, OwnedFd)> {
-    for fd in [REQUEST_FD, RESULT_FD] {
-        // SAFETY: F_GETFD reads the fd's flags and touches no memory; on a closed fd it fails
-        // with EBADF (fcntl(2)), which tells us nothing was handed over.
-        if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
-            return None;
-        }
-    }
-    // SAFETY: the parent placed the pipe ends at these numbers with dup2 before exec (checked
-    // open just above), and nothing else in this process owns them: the marker says we are the
-    // worker, and this runs once, before `main`.
-    let input = unsafe { OwnedFd::from_raw_fd(REQUEST_FD) };
-    // SAFETY: as above, for the result fd.
-    let output = unsafe { OwnedFd::from_raw_fd(RESULT_FD) };
+    let (input, output) = (take_fd(REQUEST_FD)?, take_fd(RESULT_FD)?);
     // Dropping the originals closes the fixed numbers.
     Some((dup_high(input.as_fd())?, dup_high(output.as_fd())?))
 }
