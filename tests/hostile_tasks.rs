@@ -4,7 +4,7 @@
 
 mod crash_util;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cf::ProcessPoolExecutor;
 use crash_util::{LONG, OBSERVE, serial, square};
@@ -39,27 +39,28 @@ fn forks_and_both_return() -> u32 {
     42
 }
 
-fn run(name: &str, submit: impl Fn(&ProcessPoolExecutor) -> cf::Future<u32>) {
-    let pool = ProcessPoolExecutor::builder()
+/// A pool of one worker, as the hostile tests use it.
+fn one_worker() -> ProcessPoolExecutor {
+    ProcessPoolExecutor::builder()
         .max_workers(1)
         .build()
-        .expect("pool");
-    let victim = submit(&pool);
-    let others: Vec<_> = (0..20).map(|x| pool.submit(square, x).unwrap()).collect();
-    let t = Instant::now();
-    assert!(victim.wait_timeout(LONG), "{name}: the task hung");
-    let got = victim.into_result();
-    eprintln!("{name}: {got:?} after {:?}", t.elapsed());
-    for (x, f) in (0..).zip(others) {
-        assert!(f.wait_timeout(LONG), "{name}: another task hung");
-        match f.into_result() {
-            Ok((v, _)) => assert_eq!(v, x * x),
-            Err(e) => panic!("{name}: an innocent task failed: {e:?}"),
-        }
+        .expect("pool")
+}
+
+/// The outcome of `future`, which must come within [`LONG`].
+fn outcome<T: Clone>(future: cf::Future<T>, what: &str) -> Result<T, cf::TaskError> {
+    assert!(future.wait_timeout(LONG), "{what} hung");
+    future.into_result()
+}
+
+/// `squares` (of 0, 1, ...) all complete with their values; then the pool drops promptly.
+fn all_square(pool: ProcessPoolExecutor, squares: Vec<cf::Future<(u64, u32)>>) {
+    for (x, f) in (0..).zip(squares) {
+        assert_eq!(
+            outcome(f, "another task").expect("an innocent task").0,
+            x * x
+        );
     }
-    let later = pool.submit(square, 9).unwrap();
-    assert!(later.wait_timeout(LONG), "{name}: later hung");
-    assert_eq!(later.into_result().expect("later").0, 81);
     crash_util::within(OBSERVE, "drop", move || drop(pool));
 }
 
@@ -71,24 +72,15 @@ fn run(name: &str, submit: impl Fn(&ProcessPoolExecutor) -> cf::Future<u32>) {
 /// the task behind would be blamed for its death, as behind any crash, so the others are
 /// submitted once the replacement exists.
 fn ends_its_worker(task: fn(&ProcessPoolExecutor) -> cf::Future<u32>, name: &str) {
-    let pool = ProcessPoolExecutor::builder()
-        .max_workers(1)
-        .build()
-        .expect("pool");
-    let victim = task(&pool);
-    assert!(victim.wait_timeout(LONG), "the task hung");
-    match victim.into_result() {
+    let pool = one_worker();
+    match outcome(task(&pool), "the task") {
         Ok(got) => assert_eq!(got, 42),
         Err(cf::TaskError::WorkerDied { task, .. }) => assert!(task.ends_with(name)),
         Err(other) => panic!("expected its reply or its worker's death, got {other:?}"),
     }
     crash_util::until("the worker is replaced", || pool.stats().respawns >= 1);
-    let others: Vec<_> = (0..20).map(|x| pool.submit(square, x).unwrap()).collect();
-    for (x, f) in (0..).zip(others) {
-        assert!(f.wait_timeout(LONG), "another task hung");
-        assert_eq!(f.into_result().expect("a task after").0, x * x);
-    }
-    crash_util::within(OBSERVE, "drop", move || drop(pool));
+    let others = (0..20).map(|x| pool.submit(square, x).unwrap()).collect();
+    all_square(pool, others);
 }
 
 #[test]
@@ -115,5 +107,9 @@ fn hostile_dup2_all() {
 #[test]
 fn hostile_fork() {
     let _s = serial();
-    run("fork", |p| p.submit(forks_and_both_return, ()).unwrap());
+    let pool = one_worker();
+    let victim = pool.submit(forks_and_both_return, ()).unwrap();
+    let others = (0..20).map(|x| pool.submit(square, x).unwrap()).collect();
+    assert_eq!(outcome(victim, "the task"), Ok(42));
+    all_square(pool, others);
 }

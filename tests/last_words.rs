@@ -7,7 +7,7 @@ mod crash_util;
 use std::time::Duration;
 
 use cf::{ProcessPoolExecutor, TaskError};
-use crash_util::{LONG, serial};
+use crash_util::{LONG, OBSERVE, serial, square};
 use rand::{Rng, SeedableRng};
 
 /// Writes `size` bytes of lines `token`, pauses, then dies if asked.
@@ -149,4 +149,78 @@ fn a_full_nonblocking_stderr_does_not_lose_the_task_end_marker() {
         ),
         other => panic!("expected the worker's death, got {other:?}"),
     }
+}
+
+/// Bytes waiting in this process's stderr pipe (`FIONREAD`).
+fn stderr_unread() -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one `int` through the pointer, which points at `n`, alive and
+    // writable for the call.
+    let got = unsafe { libc::ioctl(2, libc::FIONREAD, &raw mut n) };
+    assert_eq!(got, 0, "FIONREAD on stderr");
+    n
+}
+
+/// Writes `line` to stderr and returns once the parent has read it (the pipe is empty again):
+/// the parent then holds the line, with no task-end marker after it yet.
+#[cf::task]
+fn says_until_read(line: String) {
+    eprintln!("{line}");
+    while stderr_unread() > 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// Writes `line` to stderr, waits until the parent has read it, then aborts.
+#[cf::task]
+fn says_until_read_then_aborts(line: String) {
+    eprintln!("{line}");
+    while stderr_unread() > 0 {
+        std::thread::yield_now();
+    }
+    std::process::abort();
+}
+
+/// A worker with a ring writes a task's end marker only when the parent may hold some of the
+/// task's output. A task whose output the parent read while it ran still gets its marker, so
+/// the output is not taken for the last words of a later task that dies without a word; and a
+/// dying task's own output, read while it ran, is its last words.
+#[test]
+fn last_words_are_the_dying_tasks_own_when_output_was_read_while_it_ran() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::with_max_workers(1).expect("start a pool");
+    outcome(
+        pool.submit(says_until_read, "an earlier task's line".to_owned())
+            .unwrap(),
+    )
+    .expect("the chatty task");
+    for x in 0..20 {
+        assert_eq!(
+            outcome(pool.submit(square, x).unwrap()).expect("quiet").0,
+            x * x
+        );
+    }
+    match outcome(pool.submit(dies_quietly, ()).unwrap()) {
+        Err(TaskError::WorkerDied { stderr, .. }) => assert!(
+            !stderr.contains("an earlier task's line"),
+            "another task's output taken for last words: {stderr:?}"
+        ),
+        other => panic!("expected the worker's death, got {other:?}"),
+    }
+    let line = "the dying task's own line";
+    match outcome(
+        pool.submit(says_until_read_then_aborts, line.to_owned())
+            .unwrap(),
+    ) {
+        Err(TaskError::WorkerDied { stderr, .. }) => {
+            assert_eq!(stderr.trim_end(), line, "its own output, read while it ran")
+        }
+        other => panic!("expected the worker's death, got {other:?}"),
+    }
+    crash_util::within(OBSERVE, "dropping the pool", move || drop(pool));
+}
+
+fn outcome<T: Clone>(future: cf::Future<T>) -> Result<T, TaskError> {
+    assert!(future.wait_timeout(LONG), "the task hung");
+    future.into_result()
 }
