@@ -228,6 +228,25 @@ both!(
     }
 );
 
+// A future given many times while another wait holds it comes out once from each: the second
+// waiter and its duplicates are told apart from the first.
+both!(
+    fn duplicates_come_out_once_beside_another_wait(pool: WORKERS) {
+        let gate = Gate::new();
+        let blocked = pool.submit(held, (gate.path(), 1)).unwrap();
+        let entered = gate.entered();
+        let done = pool.submit(ok, 2).unwrap();
+        done.wait_timeout(LONG);
+        let first = as_completed([&blocked, &done], None);
+        let second = as_completed([&done, &blocked, &done, &blocked, &blocked], None);
+        entered.release();
+        let second: Vec<F> = second.collect();
+        assert_eq!(second, vec![done.clone(), blocked.clone()]);
+        let first: Vec<F> = first.collect();
+        assert_eq!(first, vec![done, blocked]);
+    }
+);
+
 // Those already done come first, then the others as they finish.
 both!(
     fn already_done_first(pool: WORKERS) {

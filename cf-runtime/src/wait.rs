@@ -44,13 +44,22 @@ impl<F> fmt::Debug for DoneAndNotDone<F> {
     }
 }
 
-/// The distinct futures of `futures`, in first-seen order, and how to reach their state.
-fn distinct<W: Waitable>(futures: impl IntoIterator<Item = W>) -> (Vec<F<W>>, SignalOf<W::Handle>) {
+/// Registers `waiter` on the distinct futures of `futures` and returns their handles in
+/// first-seen order, each under its index as key, with how to reach their state; `seen` hears
+/// each key and the status it had. A future given twice is found by the waiter it holds already
+/// (no set of the futures is built: at a million futures, hashing them cost more than all the
+/// rest of the registration).
+fn register_all<W: Waitable>(
+    futures: impl IntoIterator<Item = W>,
+    waiter: &Arc<Waiter>,
+    mut seen: impl FnMut(usize, Status),
+) -> (Vec<F<W>>, SignalOf<W::Handle>) {
     let futures = futures.into_iter();
-    let mut seen = HashSet::with_capacity(futures.size_hint().0);
     let mut all = Vec::with_capacity(futures.size_hint().0);
     for w in futures {
-        if seen.insert(std::ptr::from_ref(w.__signal()).addr()) {
+        let key = all.len();
+        if let Some(status) = w.__signal().register_once(waiter, key) {
+            seen(key, status);
             all.push(Some(w.handle()));
         }
     }
@@ -178,21 +187,17 @@ impl<F> Waiting<F> {
         futures: impl IntoIterator<Item = W>,
         return_when: ReturnWhen,
     ) -> Self {
-        let (all, signal_of) = distinct(futures);
         let waiter = Arc::new(Waiter::default());
-        let mut done = vec![false; all.len()];
+        let mut done = Vec::new();
         let mut done_count = 0;
         let mut failed = false;
-        for (key, handle) in all.iter().enumerate() {
-            let status = handle
-                .as_ref()
-                .map_or(Status::Pending, |h| signal_of(h).register(&waiter, key));
+        let (all, signal_of) = register_all(futures, &waiter, |_, status| {
+            done.push(status.is_done());
             if status.is_done() {
-                done[key] = true;
                 done_count += 1;
                 failed |= status == Status::Failed;
             }
-        }
+        });
         Waiting {
             all,
             signal_of,
@@ -313,18 +318,16 @@ pub fn as_completed<W: Waitable, T: AsCompletedTimeout>(
     timeout: T,
 ) -> AsCompleted<W::Handle, T> {
     let deadline = timeout.__deadline();
-    let (slots, signal_of) = distinct(futures);
     let waiter = Arc::new(Waiter::default());
     let mut ready = VecDeque::new();
     let mut pending = 0;
-    for (key, handle) in slots.iter().enumerate() {
-        let Some(handle) = handle else { continue };
-        if signal_of(handle).register(&waiter, key).is_done() {
+    let (slots, signal_of) = register_all(futures, &waiter, |key, status| {
+        if status.is_done() {
             ready.push_back(key);
         } else {
             pending += 1;
         }
-    }
+    });
     AsCompleted {
         slots,
         signal_of,

@@ -140,6 +140,27 @@ impl Signal {
         state.status
     }
 
+    /// Registers `waiter` under `key`, done or not, and returns the status seen; `None` if
+    /// `waiter` is registered on this future already (the same future given twice). A done
+    /// future never notifies: its entry only marks it seen, until
+    /// [`unregister`](Self::unregister).
+    pub(crate) fn register_once(&self, waiter: &Arc<Waiter>, key: usize) -> Option<Status> {
+        let mut state = self.lock();
+        let entry = (waiter.clone(), key);
+        match &state.waiter {
+            None => state.waiter = Some(entry),
+            Some((w, _)) if Arc::ptr_eq(w, waiter) => return None,
+            Some(_) => {
+                let more = state.more();
+                if more.waiters.iter().any(|(w, _)| Arc::ptr_eq(w, waiter)) {
+                    return None;
+                }
+                more.waiters.push(entry);
+            }
+        }
+        Some(state.status)
+    }
+
     pub(crate) fn unregister(&self, waiter: &Arc<Waiter>) {
         let mut state = self.lock();
         if state

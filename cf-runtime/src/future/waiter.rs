@@ -30,7 +30,8 @@ impl Waiter {
         let mut state = lock(&self.done);
         state.keys.push(key);
         let waker = state.waker.take();
-        let sleeping = state.sleeping;
+        // One notification wakes it; those that come before it runs need no system call.
+        let sleeping = std::mem::take(&mut state.sleeping);
         drop(state);
         if sleeping {
             self.cv.notify_one();
