@@ -101,7 +101,11 @@ pub fn wait<W: Waitable>(
     let deadline = deadline(timeout.into());
     let mut waiting = Waiting::new(futures, return_when);
     while !waiting.satisfied() {
-        if !waiting.waiter.wait(deadline, &mut waiting.keys) {
+        let outstanding = waiting.all.len() - waiting.done_count;
+        if !waiting
+            .waiter
+            .wait(deadline, &mut waiting.keys, outstanding)
+        {
             break;
         }
         waiting.mark();
@@ -430,7 +434,10 @@ impl<F, T> AsCompleted<F, T> {
             if self.pending == 0 || self.timed_out {
                 return None;
             }
-            if !self.waiter.wait(self.deadline, &mut self.batch) {
+            if !self
+                .waiter
+                .wait(self.deadline, &mut self.batch, self.pending)
+            {
                 self.timed_out = true;
                 return Some(Err(Timeout));
             }

@@ -184,7 +184,7 @@ impl Signal {
         if self.register(&waiter, 0).is_done() {
             return true;
         }
-        let done = waiter.wait(deadline, &mut Vec::new());
+        let done = waiter.wait(deadline, &mut Vec::new(), 1);
         if !done {
             self.unregister(&waiter);
         }
