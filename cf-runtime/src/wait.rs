@@ -58,7 +58,7 @@ fn register_all<W: Waitable>(
     let mut all = Vec::with_capacity(futures.size_hint().0);
     for w in futures {
         let key = all.len();
-        if let Some(status) = w.__signal().register_once(waiter, key) {
+        if let Some(status) = w.__signal().register(waiter, key) {
             seen(key, status);
             all.push(Some(w.handle()));
         }

@@ -126,36 +126,21 @@ impl Signal {
         }
     }
 
-    /// Registers `waiter` under `key` unless the future is done; returns the status seen.
-    pub(crate) fn register(&self, waiter: &Arc<Waiter>, key: usize) -> Status {
-        let mut state = self.lock();
-        if !state.status.is_done() {
-            let entry = (waiter.clone(), key);
-            if state.waiter.is_none() {
-                state.waiter = Some(entry);
-            } else {
-                state.more().waiters.push(entry);
-            }
-        }
-        state.status
-    }
-
     /// Registers `waiter` under `key`, done or not, and returns the status seen; `None` if
     /// `waiter` is registered on this future already (the same future given twice). A done
     /// future never notifies: its entry only marks it seen, until
     /// [`unregister`](Self::unregister).
-    pub(crate) fn register_once(&self, waiter: &Arc<Waiter>, key: usize) -> Option<Status> {
+    pub(crate) fn register(&self, waiter: &Arc<Waiter>, key: usize) -> Option<Status> {
         let mut state = self.lock();
-        let entry = (waiter.clone(), key);
         match &state.waiter {
-            None => state.waiter = Some(entry),
+            None => state.waiter = Some((waiter.clone(), key)),
             Some((w, _)) if Arc::ptr_eq(w, waiter) => return None,
             Some(_) => {
                 let more = state.more();
                 if more.waiters.iter().any(|(w, _)| Arc::ptr_eq(w, waiter)) {
                     return None;
                 }
-                more.waiters.push(entry);
+                more.waiters.push((waiter.clone(), key));
             }
         }
         Some(state.status)
@@ -181,7 +166,8 @@ impl Signal {
             return true;
         }
         let waiter = Arc::new(Waiter::default());
-        if self.register(&waiter, 0).is_done() {
+        if self.register(&waiter, 0).is_some_and(Status::is_done) {
+            self.unregister(&waiter);
             return true;
         }
         let done = waiter.wait(deadline, &mut Vec::new(), 1);

@@ -124,13 +124,8 @@ impl Waiter {
         let streak = match found {
             None => return false,
             Some(_) if outstanding <= cpus() => 0,
-            Some(n) if pouring => {
-                if n >= BATCH {
-                    STREAK
-                } else {
-                    0
-                }
-            }
+            Some(n) if pouring && n >= BATCH => STREAK,
+            Some(_) if pouring => 0,
             Some(_) if start.elapsed() <= FAST => self.streak.load(Relaxed) + 1,
             Some(_) => 0,
         };
