@@ -48,8 +48,8 @@ fn touch(path: String) {
 }
 
 /// Submits to a one-worker pool a blocker that holds the worker at `gate`, [`FILL`] fillers
-/// behind it (a process pool hands a worker up to 8 tasks ahead of time, and those count as
-/// running), and then the target, which is certain to stay pending until the blocker is
+/// behind it (a process pool hands a worker tasks ahead of time, two while it knows nothing of
+/// how long they take, and those count as running), and then the target, which is certain to stay pending until the blocker is
 /// released.
 ///
 /// Returns (blocker, the blocker at the gate, target); the target is `echo(42)`.

@@ -331,7 +331,7 @@ fn retries_run_a_task_again_after_its_worker_died() {
     ));
 }
 
-/// Reproduces: after 5,000 tiny tasks (so that prefetch sent 8 ahead), a never-ending task
+/// Reproduces: after 5,000 tiny tasks (so that prefetch sent many ahead), a never-ending task
 /// followed by 40 tiny ones left 7 of them stranded behind it for good while the other worker
 /// sat idle.
 #[test]

@@ -32,10 +32,16 @@ use slot::{Poison, Slot, State};
 /// Consecutive start-up failures after which the pool calls itself broken.
 const MAX_STARTUP_FAILURES: u32 = 3;
 
-/// Tasks shorter than this on average are sent many ahead of time; longer ones one ahead (see
-/// [`Dispatcher::depth`]). A task that has run this long is long: nothing more is queued behind
-/// it, and what waits behind it is taken back when another worker is idle.
+/// A task that has run this long is long: nothing more is queued behind it, and what waits
+/// behind it is taken back when another worker is idle.
 const SHORT_TASK: Duration = Duration::from_micros(500);
+
+/// While tasks are short, a worker holds about this much work by the average task (see
+/// [`Dispatcher::depth`]).
+const AHEAD: Duration = Duration::from_millis(2);
+
+/// The most tasks a worker holds while tasks are short.
+const MAX_AHEAD: usize = 256;
 
 /// A worker's initializer: a task with no arguments run once at start.
 #[derive(Clone, Debug)]
@@ -331,14 +337,26 @@ impl Dispatcher {
 
     // ---- scheduling ----
 
-    /// How many tasks a worker may hold now: `prefetch` while tasks are short, else two (the
-    /// running one and the next, so that no worker waits a round trip between tasks; a task
-    /// queued behind one that turns out long is taken back, see [`take_back`](Self::take_back)).
+    /// How many tasks a worker may hold now: with a fixed `prefetch`, that; while tasks are
+    /// short, as many as run in [`AHEAD`] by the average task (at least two, at most
+    /// [`MAX_AHEAD`]); else two (the running one and the next, so that no worker waits a round
+    /// trip between tasks; a task queued behind one that turns out long is taken back, see
+    /// [`take_back`](Self::take_back)).
+    ///
+    /// A worker that holds less than a few hundred microseconds of work runs dry while the I/O
+    /// thread serves the other one: it sleeps on its request pipe, is woken for the next few,
+    /// and each of those wake-ups costs more CPU than a tiny task. Bounding the depth by time,
+    /// not by count, keeps what a worker holds ahead (sent, so no longer cancellable) to about
+    /// two milliseconds of work whatever the task.
     fn depth(&self) -> usize {
-        if !self.config.adaptive || self.average_run < SHORT_TASK.as_secs_f64() {
-            self.config.prefetch
+        if !self.config.adaptive {
+            return self.config.prefetch;
+        }
+        let by_time = AHEAD.as_secs_f64() / self.average_run.max(f64::MIN_POSITIVE);
+        if by_time >= MAX_AHEAD as f64 {
+            MAX_AHEAD
         } else {
-            self.config.prefetch.min(2)
+            (by_time as usize).max(2)
         }
     }
 

@@ -412,6 +412,15 @@ impl World {
         }
     }
 
+    /// Runs `n` tasks on worker `id`, one at a time, each taking `run` by the clock.
+    pub(crate) fn run_tasks(&mut self, id: WorkerId, run: Duration, n: usize) {
+        for _ in 0..n {
+            self.submit(None);
+            self.advance(run);
+            self.answer(id, ReplyKind::Ok);
+        }
+    }
+
     /// Worker `id` exits with `exit` and these last words.
     pub(crate) fn exit(&mut self, id: WorkerId, exit: Exit, stderr: &str) {
         if let Some(fake) = self.workers.remove(&id)

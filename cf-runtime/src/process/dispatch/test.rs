@@ -55,10 +55,27 @@ fn long_tasks_go_two_at_a_time_and_spread_over_the_workers() {
 }
 
 #[test]
-fn short_tasks_are_sent_ahead() {
-    let mut w = World::new(config(1));
+fn short_tasks_are_sent_ahead_by_the_time_they_take() {
+    // About 2 ms of work by the average task, at least two and at most 256.
+    for (run, ahead) in [(90, 22), (1, 256), (350, 5), (1000, 2), (5000, 2)] {
+        let mut w = World::new(config(1));
+        let a = w.ready().unwrap();
+        w.run_tasks(a, Duration::from_micros(run), 100);
+        for _ in 0..300 {
+            w.submit(None);
+        }
+        assert_eq!(w.workers[&a].calls.len(), ahead, "tasks of {run} µs");
+    }
+}
+
+#[test]
+fn a_fixed_prefetch_is_the_depth_whatever_the_tasks_take() {
+    let mut c = config(1);
+    c.adaptive = false;
+    c.prefetch = 8;
+    let mut w = World::new(c);
     let a = w.ready().unwrap();
-    w.make_short(a);
+    w.run_tasks(a, Duration::from_micros(1), 100);
     for _ in 0..20 {
         w.submit(None);
     }
