@@ -8,7 +8,7 @@
 //! its end (the worker's death, or a task that closed it) still reads as the end of the reply
 //! stream.
 //!
-//! The region is a sealed memfd of [`LEN`] bytes: a control page of four words, each on its own
+//! The region is a sealed memfd of [`LEN`] bytes: a control page of words, each on its own
 //! cache line, then [`DATA_LEN`] bytes of data. Positions are byte counts that wrap at 2³²
 //! (a multiple of the data size, so a position's offset in the data is the position modulo it).
 //! - `HEAD`, bytes written: stored by the worker once the bytes are in;
@@ -17,10 +17,13 @@
 //!   publishing, and rings the doorbell if it was set;
 //! - `WAITING`: set by the worker while the ring is full; the parent wakes it (a futex on `TAIL`)
 //!   after making room;
-//! - `UNMARKED`: set by the parent while it may hold text of the worker's stderr that no
-//!   task-end marker has closed yet (from before each read of the pipe until such text is gone).
-//!   A worker that finds it clear and its stderr pipe empty after a task needs no marker: the
-//!   parent holds nothing of the task's output, and the pipe nothing (see `Marks`).
+//! - `STDERR_READ`, bytes the parent has read from the worker's stderr pipe, and `STDERR_SEQ`,
+//!   odd while the parent reads that pipe (a sequence lock): with the bytes the pipe holds
+//!   (`FIONREAD`) and the marker bytes it wrote itself, the worker knows exactly how many bytes
+//!   of text its stderr has carried, and a task that wrote none needs no task-end marker (see
+//!   `Marks`);
+//! - `MARK_ALL`: set by the parent when it stops watching the ring (a task wrote over it): every
+//!   task's end is marked from then on.
 //!
 //! Each side keeps its own position and only reads the other's: what a task scribbles over the
 //! control page is caught as a position out of range, and over the data as a malformed frame.
@@ -48,7 +51,9 @@ const HEAD: usize = 0;
 const TAIL: usize = 64;
 const SLEEPING: usize = 128;
 const WAITING: usize = 192;
-const UNMARKED: usize = 256;
+const MARK_ALL: usize = 256;
+const STDERR_SEQ: usize = 320;
+const STDERR_READ: usize = 384;
 
 /// How long a worker sleeps at most while the ring is full, before it looks again.
 const ROOM_WAIT: Duration = Duration::from_millis(100);
@@ -162,10 +167,27 @@ impl Reader {
         self.unread(SeqCst).is_ok_and(|n| n == 0)
     }
 
-    /// Says whether the parent may hold text of the worker's stderr that no task-end marker has
-    /// closed: set before each read of the pipe, cleared once no such text is held.
-    pub fn unmarked(&self, held: bool) {
-        self.shm.word(UNMARKED).store(u32::from(held), SeqCst);
+    /// Says that the parent is about to read the worker's stderr pipe; [`stderr_read`] says
+    /// how much it read.
+    ///
+    /// [`stderr_read`]: Self::stderr_read
+    pub fn stderr_reading(&self) {
+        self.shm.word(STDERR_SEQ).fetch_add(1, SeqCst);
+    }
+
+    /// Says that the parent has read `n` bytes from the worker's stderr pipe since
+    /// [`stderr_reading`](Self::stderr_reading), and is done reading.
+    pub fn stderr_read(&self, n: usize) {
+        let read = self.shm.word(STDERR_READ);
+        // Wraps: the worker compares counts for equality only.
+        let n = (n & 0xffff_ffff) as u32;
+        read.store(read.load(SeqCst).wrapping_add(n), SeqCst);
+        self.shm.word(STDERR_SEQ).fetch_add(1, SeqCst);
+    }
+
+    /// Says that every task's end must be marked from now on (this side stops watching).
+    pub fn mark_all(&self) {
+        self.shm.word(MARK_ALL).store(1, SeqCst);
     }
 
     /// Says that the parent is awake: no doorbell needed.
@@ -208,6 +230,9 @@ impl Writer {
     pub(crate) fn marks(&self) -> Marks {
         Marks {
             shm: self.shm.clone(),
+            marked: 0,
+            text: 0,
+            now: None,
         }
     }
 
@@ -231,24 +256,55 @@ impl Writer {
     }
 }
 
-/// The worker's view of `UNMARKED`: whether the end of a task needs a marker in its stderr.
+/// The worker's count of its stderr's text: whether the end of a task needs a marker.
 pub(crate) struct Marks {
     shm: Arc<Shm>,
+    /// Marker bytes written to the pipe.
+    marked: u32,
+    /// Bytes of text (all but the markers) the pipe had carried by the last marker, as far as
+    /// known: a count taken while the parent read is not known, and this one stays older.
+    text: u32,
+    /// The count [`needed`](Self::needed) took, if it could.
+    now: Option<u32>,
 }
 
 impl Marks {
     /// Whether the task that just ended must close its output with a marker in `stderr` (the
-    /// worker's copy of its stderr pipe): unless the parent holds none of it and none waits in
-    /// the pipe.
+    /// worker's copy of its stderr pipe): when text came since the last marker, or when that
+    /// cannot be told (the parent was reading the pipe meanwhile). Markers waiting unread in the
+    /// pipe are not text: they call for no more of themselves.
     ///
-    /// The pipe is looked at before the flag the second time: if the parent has read every
-    /// byte (the pipe is empty), it set the flag before that read, and clears it only once it
-    /// holds no unclosed text, so a task's output is never left without its marker.
-    pub(crate) fn needed(&self, stderr: &File) -> bool {
-        let unmarked = self.shm.word(UNMARKED);
-        unmarked.load(SeqCst) != 0
-            || crate::sys::available(stderr.as_fd()) > 0
-            || unmarked.load(SeqCst) != 0
+    /// Every byte the pipe has carried was read by the parent or is still in the pipe, so the
+    /// text is what the parent read plus what the pipe holds, less the markers. The two agree
+    /// only when no read of the parent overlaps the look: its sequence word is even and the same
+    /// around it. The count only grows, so comparing with an older count than the last marker's
+    /// (one taken while the parent read) errs only towards a marker more. (Counts wrap at 2³²:
+    /// a task would have to write exactly a multiple of 4 GiB for one to be missed.)
+    pub(crate) fn needed(&mut self, stderr: &File) -> bool {
+        self.now = None;
+        if self.shm.word(MARK_ALL).load(SeqCst) != 0 {
+            return true;
+        }
+        let seq = self.shm.word(STDERR_SEQ);
+        let before = seq.load(SeqCst);
+        let read = self.shm.word(STDERR_READ).load(SeqCst);
+        let waiting = crate::sys::available(stderr.as_fd());
+        if !before.is_multiple_of(2) || seq.load(SeqCst) != before {
+            return true;
+        }
+        let now = read
+            .wrapping_add((waiting & 0xffff_ffff) as u32)
+            .wrapping_sub(self.marked);
+        self.now = Some(now);
+        now != self.text
+    }
+
+    /// A marker of `n` bytes went into the pipe after [`needed`](Self::needed) said so.
+    pub(crate) fn marked(&mut self, n: usize) {
+        self.marked = self.marked.wrapping_add((n & 0xffff_ffff) as u32);
+        if let Some(now) = self.now.take() {
+            self.text = now;
+        }
     }
 }
 

@@ -126,7 +126,7 @@ pub(crate) fn serve_pipes(
     let mut stderr = File::from(stderr);
     // With a ring, a task's end needs its marker only when the parent may hold or may yet read
     // some of the task's output; without one (a worker under an agent), always.
-    let marks = match &replies {
+    let mut marks = match &replies {
         Replies::Ring(ring) => Some(ring.marks()),
         Replies::Pipe(_) => None,
     };
@@ -165,34 +165,38 @@ pub(crate) fn serve_pipes(
         shared.beat.watched_by(watcher.thread().clone());
     }
     serve_shared(&shared, move || {
-        if marks.as_ref().is_none_or(|marks| marks.needed(&stderr)) {
+        if marks.as_mut().is_none_or(|marks| marks.needed(&stderr)) {
             // Best effort: a task may have closed the pipe's other end (it is the parent's).
-            write_marker(&mut stderr);
+            let n = write_marker(&mut stderr);
+            if let Some(marks) = &mut marks {
+                marks.marked(n);
+            }
         }
         Ok(())
     })
 }
 
-/// Writes the task-end marker to the worker's copy of its stderr. A task may have made the pipe
-/// non-blocking (the copy shares its open file description with fd 2): a full pipe then says
-/// `WouldBlock`, and the marker waits for room as it would on a blocking pipe, instead of being
-/// lost (which would make the task's output a later task's last words). Other errors (a closed
-/// pipe) lose it, as before.
-fn write_marker(stderr: &mut File) {
+/// Writes the task-end marker to the worker's copy of its stderr, and says how many of its
+/// bytes went in. A task may have made the pipe non-blocking (the copy shares its open file
+/// description with fd 2): a full pipe then says `WouldBlock`, and the marker waits for room as
+/// it would on a blocking pipe, instead of being lost (which would make the task's output a
+/// later task's last words). Other errors (a closed pipe) lose it, as before.
+fn write_marker(stderr: &mut File) -> usize {
     let mut left = TASK_END;
     while !left.is_empty() {
         match stderr.write(left) {
-            Ok(0) => return,
+            Ok(0) => break,
             Ok(n) => left = &left[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !sys::wait_writable(stderr.as_fd()) {
-                    return;
+                    break;
                 }
             }
-            Err(_) => return,
+            Err(_) => break,
         }
     }
+    TASK_END.len() - left.len()
 }
 
 /// The request pipe, shared by the serve loop (which reads it) and the watcher (which waits on

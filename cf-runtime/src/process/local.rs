@@ -122,7 +122,7 @@ impl LocalLink {
                 // stream ends here, as when a task closes the result pipe.
                 tracing::warn!(pid = self.pid, error = %e, "cf: a worker's reply ring is corrupt");
                 // Its worker must mark every task's end from now on: this side stops watching.
-                ring.unmarked(true);
+                ring.mark_all();
                 self.ring = None;
                 self.res = None;
                 return Ok(0);
@@ -261,17 +261,17 @@ impl Link for LocalLink {
 
     fn forward_output(&mut self, to: &Outputs) {
         let pid = self.pid;
-        // The worker skips a task's end marker only when this is clear and its stderr pipe
-        // empty: set before the read, cleared once nothing unclosed is held.
+        // The worker counts the text its stderr carried by what this side read of it and what
+        // the pipe holds: it must know when a read is under way, and how much it took.
         if let Some(ring) = &self.ring {
-            ring.unmarked(true);
+            ring.stderr_reading();
         }
-        output::drain(&mut self.err, &mut self.output, |piece| match piece {
+        let read = output::drain(&mut self.err, &mut self.output, |piece| match piece {
             Piece::Text(bytes) => to.err.push(bytes),
             Piece::Log(body) => to.err.push_log(pid, body),
         });
         if let Some(ring) = &self.ring {
-            ring.unmarked(self.output.holds_text());
+            ring.stderr_read(read);
         }
         output::pass(&mut self.out, |bytes| to.out.push(bytes));
     }

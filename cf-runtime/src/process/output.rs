@@ -118,11 +118,6 @@ impl Output {
         self.skipped |= excess > 0;
     }
 
-    /// Whether it holds text that no task-end marker has closed yet (or the start of one).
-    pub(crate) fn holds_text(&self) -> bool {
-        !self.head.is_empty() || !self.tail.is_empty() || !self.carry.is_empty()
-    }
-
     /// What the running task wrote: all of it when short, else its first and last few KiB.
     pub(crate) fn last_words(&self) -> String {
         let head = String::from_utf8_lossy(&self.head);
@@ -137,23 +132,29 @@ impl Output {
 }
 
 /// Reads what the worker's stderr pipe `err` holds, without blocking, into `output`, forwarding
-/// the task's bytes and the records to `forward`; closes `err` at its end.
+/// the task's bytes and the records to `forward`; closes `err` at its end. Returns the bytes
+/// read.
 pub(crate) fn drain(
     err: &mut Option<OwnedFd>,
     output: &mut Output,
     mut forward: impl FnMut(Piece<'_>),
-) {
+) -> usize {
     let mut buf = [0; 8192];
+    let mut read = 0;
     while let Some(fd) = err.as_ref() {
         match sys::read(fd.as_fd(), &mut buf) {
             Ok(0) => {
                 *err = None;
                 output.end(&mut forward);
             }
-            Ok(n) => output.take(&buf[..n], &mut forward),
-            Err(_) => return,
+            Ok(n) => {
+                read += n;
+                output.take(&buf[..n], &mut forward);
+            }
+            Err(_) => break,
         }
     }
+    read
 }
 
 /// Reads what the worker's stdout pipe `out` holds, without blocking, and hands it to `forward`;

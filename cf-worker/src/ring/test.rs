@@ -150,18 +150,53 @@ fn a_spare_read_appends_within_the_capacity_and_the_limit() {
 }
 
 #[test]
-fn a_task_end_needs_a_marker_while_the_parent_may_hold_output_or_the_pipe_has_some() {
+fn a_task_end_needs_a_marker_only_after_text_however_the_parent_reads() {
     let (reader, writer, _bell) = ring();
-    let marks = writer.marks();
+    let mut marks = writer.marks();
     let (mut err_rx, err_tx) = std::io::pipe().expect("a pipe");
     let mut stderr = File::from(OwnedFd::from(err_tx));
-    assert!(!marks.needed(&stderr), "nothing held, nothing waiting");
+    let mut buf = [0; 64];
+    assert!(!marks.needed(&stderr), "no text yet");
     stderr.write_all(b"text").expect("write");
     assert!(marks.needed(&stderr), "text waits in the pipe");
-    reader.unmarked(true);
-    let mut buf = [0; 8];
+    stderr.write_all(b"MARK").expect("write");
+    marks.marked(4);
+    // The marker waits unread: it is not text, and calls for no more markers.
+    assert!(!marks.needed(&stderr), "only a marker since");
+    assert!(!marks.needed(&stderr), "still only a marker");
+    // The parent reads all of it: the count holds.
+    reader.stderr_reading();
+    assert!(marks.needed(&stderr), "a read is under way: cannot tell");
+    assert_eq!(err_rx.read(&mut buf).expect("read"), 8);
+    reader.stderr_read(8);
+    assert!(!marks.needed(&stderr), "read, and no text since");
+    // Text the parent has read already still counts.
+    stderr.write_all(b"more").expect("write");
+    reader.stderr_reading();
     assert_eq!(err_rx.read(&mut buf).expect("read"), 4);
-    assert!(marks.needed(&stderr), "the parent holds text");
-    reader.unmarked(false);
-    assert!(!marks.needed(&stderr), "the parent holds none");
+    reader.stderr_read(4);
+    assert!(marks.needed(&stderr), "text came, though the pipe is empty");
+    stderr.write_all(b"MARK").expect("write");
+    marks.marked(4);
+    assert!(!marks.needed(&stderr), "closed");
+    // A read that overlapped a look leaves the older count: one marker more, never one less.
+    stderr.write_all(b"late").expect("write");
+    reader.stderr_reading();
+    assert!(marks.needed(&stderr), "cannot tell");
+    stderr.write_all(b"MARK").expect("write");
+    marks.marked(4);
+    assert_eq!(err_rx.read(&mut buf).expect("read"), 12);
+    reader.stderr_read(12);
+    assert!(
+        marks.needed(&stderr),
+        "the count is older than the marker: one more"
+    );
+    stderr.write_all(b"MARK").expect("write");
+    marks.marked(4);
+    assert!(!marks.needed(&stderr), "caught up");
+    reader.mark_all();
+    assert!(
+        marks.needed(&stderr),
+        "every end is marked once the parent stops watching"
+    );
 }
