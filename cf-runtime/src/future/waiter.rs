@@ -197,35 +197,44 @@ mod test {
 
     const MANY: usize = 1 << 20;
 
-    /// Keys that pour in put the waiter to napping; once a nap finds less than a batch, it
-    /// waits as before.
+    /// Waits that each find a batch at once, with many futures outstanding, put the waiter to
+    /// napping; it naps on while each nap finds a batch, and once a nap finds less, it waits as
+    /// before. (Keys are notified before each wait, from this thread, so that a wait is fast
+    /// however the machine schedules threads: a preemption inside one only costs a round.)
     #[test]
     fn a_waiter_naps_while_results_pour_in_and_stops_after() {
-        let w = Arc::new(Waiter::default());
-        let pourer = {
-            let w = w.clone();
-            std::thread::spawn(move || {
-                for key in 0..MANY {
-                    w.notify(key);
-                }
-            })
-        };
+        let w = Waiter::default();
         let mut keys = Vec::new();
-        let mut seen = 0;
-        let mut napped = false;
-        while seen < MANY {
-            napped |= w.streak.load(Relaxed) >= STREAK;
-            assert!(w.wait(None, &mut keys, MANY - seen));
-            seen += keys.len();
+        // With no more futures outstanding than CPUs, nothing pours in.
+        for key in 0..4 * STREAK as usize {
+            w.notify(key);
+            assert!(w.wait(None, &mut keys, 1));
         }
-        pourer.join().unwrap();
-        assert!(
-            napped,
-            "a million keys from a tight loop never counted as pouring in"
-        );
-        // Pouring or not now, one late key comes back, and a nap that found it alone ends the
-        // napping.
-        w.streak.store(STREAK, Relaxed);
+        assert_eq!(w.streak.load(Relaxed), 0, "a few futures are no pour");
+        let mut rounds = 0;
+        while w.streak.load(Relaxed) < STREAK {
+            rounds += 1;
+            assert!(
+                rounds < 10_000,
+                "waits served at once never counted as pouring in"
+            );
+            for key in 0..BATCH {
+                w.notify(key);
+            }
+            assert!(w.wait(None, &mut keys, MANY));
+            assert_eq!(keys.len(), BATCH);
+        }
+        // Napping: each nap that finds a batch keeps it going.
+        for _ in 0..10 {
+            for key in 0..BATCH {
+                w.notify(key);
+            }
+            assert!(w.wait(None, &mut keys, MANY));
+            assert_eq!(keys.len(), BATCH);
+            assert_eq!(w.streak.load(Relaxed), STREAK, "a full nap naps on");
+        }
+        // One late key comes from another thread: a nap that found it alone ends the napping.
+        let w = Arc::new(w);
         let late = {
             let w = w.clone();
             std::thread::spawn(move || w.notify(7))

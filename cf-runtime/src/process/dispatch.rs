@@ -21,7 +21,7 @@ use cf_worker::start::STACK_OVERFLOW;
 use cf_worker::{PanicInfo, Payload, decode};
 
 use super::buffer::Room;
-use super::job::{Job, Owner};
+use super::job::{Deaths, Job, Owner};
 use super::shared::Counters;
 use crate::error::{
     BrokenCause, Exit, HandshakeError, ProtocolViolation, StartupFailure, TaskError,
@@ -835,7 +835,7 @@ impl Dispatcher {
                 if job.deaths.is_empty() {
                     error
                 } else {
-                    let mut deaths = std::mem::take(&mut job.deaths);
+                    let mut deaths = job.deaths.take();
                     deaths.push(error);
                     let task = job.name.to_owned();
                     TaskError::RetriesExhausted { task, deaths }
@@ -1079,7 +1079,7 @@ impl Job {
             timeout: None,
             inputs: 1,
             retries: None,
-            deaths: Vec::new(),
+            deaths: Deaths::default(),
         }
     }
 }

@@ -31,7 +31,27 @@ pub(crate) struct Job {
     /// default.
     pub(crate) retries: Option<u32>,
     /// How its workers died so far, oldest first.
-    pub(crate) deaths: Vec<TaskError<Never>>,
+    pub(crate) deaths: Deaths,
+}
+
+/// How a job's workers died so far, oldest first: boxed, since almost every job has none and
+/// the queue holds many jobs (a pointer instead of a `Vec` keeps a job at 128 bytes).
+#[derive(Default)]
+pub(crate) struct Deaths(Option<Box<Vec<TaskError<Never>>>>);
+
+impl Deaths {
+    pub(crate) fn push(&mut self, death: TaskError<Never>) {
+        self.0.get_or_insert_default().push(death);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|deaths| deaths.is_empty())
+    }
+
+    /// Takes them all, oldest first.
+    pub(crate) fn take(&mut self) -> Vec<TaskError<Never>> {
+        self.0.take().map(|deaths| *deaths).unwrap_or_default()
+    }
 }
 
 /// How many bytes of arguments a job keeps inline; most tiny tasks' arguments fit.

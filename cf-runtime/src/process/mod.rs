@@ -33,7 +33,7 @@ pub mod launch {
     pub use super::remote::{ENV_LAUNCHER, Launcher, Local, Slurm, Tcp};
 }
 use dispatch::Sig;
-use job::{Job, Owner};
+use job::{Deaths, Job, Owner};
 pub use shared::PoolStats;
 use shared::{Cancel, Shared};
 
@@ -273,7 +273,7 @@ impl ProcessPoolExecutor {
             timeout: options.timeout,
             inputs,
             retries: options.retries,
-            deaths: Vec::new(),
+            deaths: Deaths::default(),
         };
         let mut inbox = self.shared.lock();
         if inbox.shutdown.is_some() || inbox.broken.is_some() {

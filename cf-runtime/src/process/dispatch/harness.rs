@@ -11,7 +11,7 @@ use cf_worker::{Never, PanicInfo, Payload};
 
 use super::{Action, Config, Dispatcher, Init, Sig, WorkerId};
 use crate::error::{Exit, TaskError};
-use crate::process::job::{FutureEnd, Job, Owner, Sink};
+use crate::process::job::{Deaths, FutureEnd, Job, Owner, Sink};
 use crate::process::shared::Counters;
 
 pub(crate) const FINGERPRINT: u64 = 0xcf;
@@ -251,7 +251,7 @@ impl World {
             timeout,
             inputs: 1,
             retries: None,
-            deaths: Vec::new(),
+            deaths: Deaths::default(),
         });
         self.pump();
         id

@@ -20,3 +20,13 @@ fn small_arguments_stay_inline_and_large_ones_spill_whole() {
 fn inline_arguments_take_at_most_32_bytes_of_a_job() {
     assert!(size_of::<Args>() <= 32, "{}", size_of::<Args>());
 }
+
+#[test]
+fn a_queued_job_takes_at_most_128_bytes() {
+    // The queue of a million submitted jobs is most of the memory a future costs at its peak.
+    assert!(
+        size_of::<super::Job>() <= 128,
+        "{}",
+        size_of::<super::Job>()
+    );
+}
