@@ -37,6 +37,10 @@ pub(crate) struct Job {
 /// How a job's workers died so far, oldest first: boxed, since almost every job has none and
 /// the queue holds many jobs (a pointer instead of a `Vec` keeps a job at 128 bytes).
 #[derive(Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "one pointer in the job, where a `Vec` takes three"
+)]
 pub(crate) struct Deaths(Option<Box<Vec<TaskError<Never>>>>);
 
 impl Deaths {
