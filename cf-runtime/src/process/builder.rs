@@ -159,12 +159,14 @@ impl ProcessPoolBuilder {
     /// How many tasks each worker holds at once: the one it runs and those queued behind it, sent
     /// ahead to save a round trip. If the worker dies, the queued ones go to another.
     ///
-    /// By default a worker holds about 2 ms of work by the average task's run time: up to 256
-    /// tiny tasks, about 20 of 100 µs, and two (the running one and the next) once tasks take a
-    /// millisecond or more. Nothing is queued behind a task that has run half a millisecond, and
-    /// what waits behind it is taken back when another worker is idle, so that no task waits
-    /// behind a long one while a worker could run it. Tasks sent ahead count as running, as in
-    /// Python's pool: `cancel` no longer stops them. Setting it fixes the depth at `n`; zero is
+    /// By default a worker holds about 2 ms of work, by the average run of the task it is sent
+    /// (each `#[task]` function has its own): up to 256 tiny tasks, about 20 of 100 µs, and two
+    /// (the running one and the next) once tasks take a millisecond or more, and for a task
+    /// whose runs were not seen yet. Nothing is queued behind a task that has run half a
+    /// millisecond, and what waits behind it is taken back when another worker is idle (or, of
+    /// more than four, all but the next), so that no task waits behind a long one while a
+    /// worker could run it. Tasks sent ahead count as running, as in Python's pool: `cancel` no
+    /// longer stops them. Setting it fixes the depth at `n`; zero is
     /// refused by [`build`](Self::build).
     #[must_use]
     pub fn prefetch(mut self, n: usize) -> Self {

@@ -40,8 +40,17 @@ const SHORT_TASK: Duration = Duration::from_micros(500);
 /// [`Dispatcher::depth`]).
 const AHEAD: Duration = Duration::from_millis(2);
 
+/// What a task whose runs were never seen is taken to take, in seconds: long, so that a task
+/// shows that it is short before more than two are sent ahead.
+const UNSEEN_RUN: f64 = 1.0;
+
 /// The most tasks a worker holds while tasks are short.
 const MAX_AHEAD: usize = 256;
+
+/// Tasks queued behind one that has run long, beyond which all but the next are taken back
+/// even while no worker is idle: more than [`AHEAD`] of work, if each took as long as a long
+/// task has run at the least.
+const CROWD: usize = (AHEAD.as_micros() / SHORT_TASK.as_micros()) as usize;
 
 /// A worker's initializer: a task with no arguments run once at start.
 #[derive(Clone, Debug)]
@@ -143,8 +152,9 @@ pub(crate) struct Dispatcher {
     terminated: bool,
     startup_failures: u32,
     broken: Option<BrokenCause>,
-    /// Moving average of how long tasks run, in seconds.
-    average_run: f64,
+    /// Moving averages of how long each task (by its index in the table) runs per input, in
+    /// seconds; [`UNSEEN_RUN`] for those not seen.
+    runs: Vec<f64>,
     /// Worker starts to retry, and when (after a failed start).
     retries: Vec<(Instant, bool)>,
     /// Since when worker starts have failed, and how many times in a row.
@@ -167,7 +177,7 @@ impl Dispatcher {
             startup_failures: 0,
             broken: None,
             // Until tasks show that they are short, send one at a time.
-            average_run: 1.0,
+            runs: Vec::new(),
             retries: Vec::new(),
             spawn_failing: None,
         };
@@ -337,22 +347,27 @@ impl Dispatcher {
 
     // ---- scheduling ----
 
-    /// How many tasks a worker may hold now: with a fixed `prefetch`, that; while tasks are
-    /// short, as many as run in [`AHEAD`] by the average task (at least two, at most
-    /// [`MAX_AHEAD`]); else two (the running one and the next, so that no worker waits a round
-    /// trip between tasks; a task queued behind one that turns out long is taken back, see
-    /// [`take_back`](Self::take_back)).
+    /// How many tasks a worker may hold while `job` is the next to send: with a fixed
+    /// `prefetch`, that; adaptively, as many as run in [`AHEAD`] by the average run of the
+    /// job's task (at least two, at most [`MAX_AHEAD`]): two (the running one and the next, so
+    /// that no worker waits a round trip between tasks) once it takes a millisecond, and while
+    /// its runs are not known yet. A task queued behind one that turns out long is taken back,
+    /// see [`take_back`](Self::take_back).
     ///
     /// A worker that holds less than a few hundred microseconds of work runs dry while the I/O
     /// thread serves the other one: it sleeps on its request pipe, is woken for the next few,
     /// and each of those wake-ups costs more CPU than a tiny task. Bounding the depth by time,
-    /// not by count, keeps what a worker holds ahead (sent, so no longer cancellable) to about
-    /// two milliseconds of work whatever the task.
-    fn depth(&self) -> usize {
-        if !self.config.adaptive {
-            return self.config.prefetch;
+    /// not by count, keeps what a worker holds ahead (sent, so counted as running and no longer
+    /// cancellable) to about two milliseconds of work whatever the task; and by each task's own
+    /// runs, so that long tasks submitted after many tiny ones of another task are not sent
+    /// hundreds ahead.
+    fn depth(config: &Config, runs: &[f64], job: &Job) -> usize {
+        if !config.adaptive {
+            return config.prefetch;
         }
-        let by_time = AHEAD.as_secs_f64() / self.average_run.max(f64::MIN_POSITIVE);
+        let per_input = runs.get(job.task as usize).copied().unwrap_or(UNSEEN_RUN);
+        let run = per_input * f64::from(job.inputs.max(1));
+        let by_time = AHEAD.as_secs_f64() / run.max(f64::MIN_POSITIVE);
         if by_time >= MAX_AHEAD as f64 {
             MAX_AHEAD
         } else {
@@ -360,7 +375,8 @@ impl Dispatcher {
         }
     }
 
-    /// Gives queued jobs to ready workers, up to [`depth`](Self::depth) each, a round at a time.
+    /// Gives queued jobs to ready workers, each up to the [`depth`](Self::depth) of the next
+    /// job, a round at a time.
     pub(crate) fn dispatch(&mut self, now: Instant) {
         // Work with no one to run it: a job that came with the shutdown, after a spawn failure
         // that was not retried because nothing was queued then.
@@ -369,25 +385,39 @@ impl Dispatcher {
                 self.spawn(false);
             }
         }
-        let depth = self.depth();
-        let adaptive = self.config.adaptive;
-        let max_tasks = self.config.max_tasks_per_child;
-        for _ in 0..depth {
+        let Self {
+            config,
+            runs,
+            workers,
+            queue,
+            stats,
+            ..
+        } = self;
+        let adaptive = config.adaptive;
+        let max_tasks = config.max_tasks_per_child;
+        let mut sent = true;
+        while sent && !queue.is_empty() {
+            sent = false;
             // A worker whose task runs long comes last in each round: with a fixed depth it
             // takes a job only when no other worker does (a job it gave back must not bounce
             // back to it); adaptively, nothing is queued behind a long task at all.
             for long_pass in [false, true] {
-                for worker in &mut self.workers {
-                    if self.queue.is_empty() {
+                for worker in workers.iter_mut() {
+                    let Some(next) = queue.front() else {
                         break;
-                    }
+                    };
                     let long = worker.running_long(now);
                     if long != long_pass {
                         continue;
                     }
-                    let depth = if long && adaptive { 1 } else { depth };
+                    let depth = if long && adaptive {
+                        1
+                    } else {
+                        Self::depth(config, runs, next)
+                    };
                     if worker.accepts(depth, max_tasks) {
-                        send_next(&mut self.queue, &self.stats, worker, now);
+                        send_next(queue, stats, worker, now);
+                        sent = true;
                     }
                 }
             }
@@ -407,12 +437,27 @@ impl Dispatcher {
     /// Asks for the tasks queued behind a long-running one back, when another worker is idle:
     /// a short task never waits behind a long one while a worker could run it. The worker gives
     /// back those that have not started ([`ReplyKind::Revoked`]); they run elsewhere.
+    ///
+    /// Adaptively, of more than [`CROWD`] queued behind a long task, all but the next are taken
+    /// back though no worker is idle: tasks queued deep because their task looked short wait
+    /// in the pool's queue, for whichever worker is free first, rather than behind a task that
+    /// turned out long.
     fn take_back(&mut self, now: Instant) {
-        if !self.idle_worker() {
+        let idle = self.idle_worker();
+        let adaptive = self.config.adaptive;
+        if !idle && !adaptive {
             return;
         }
         for worker in &mut self.workers {
-            if worker.state == State::Ready && worker.running_long(now) && worker.revoke_waiting() {
+            if worker.state != State::Ready || !worker.running_long(now) {
+                continue;
+            }
+            let asked = if idle {
+                worker.revoke_waiting(0)
+            } else {
+                worker.waiting_more_than(CROWD) && worker.revoke_waiting(1)
+            };
+            if asked {
                 self.actions.push_back(Action::Signal {
                     worker: worker.id,
                     sig: Sig::Urge,
@@ -439,11 +484,14 @@ impl Dispatcher {
             .iter()
             .filter_map(|w| w.deadline(self.config.timeout, limits));
         let retries = self.retries.iter().map(|(at, _)| *at);
-        let long = self
-            .idle_worker()
-            .then(|| self.workers.iter().filter_map(Slot::long_at))
+        let crowd = if self.idle_worker() {
+            Some(0)
+        } else {
+            self.config.adaptive.then_some(CROWD)
+        };
+        let long = crowd
             .into_iter()
-            .flatten();
+            .flat_map(|n| self.workers.iter().filter_map(move |w| w.long_at(n)));
         workers.chain(retries).chain(long).min()
     }
 
@@ -644,9 +692,16 @@ impl Dispatcher {
         };
         // A give-back asked for it came too late.
         worker.revoking.retain(|id| *id != job.id);
-        if let Some(since) = worker.front_since {
-            let run = now.saturating_duration_since(since).as_secs_f64();
-            self.average_run = 0.8 * self.average_run + 0.2 * run;
+        if let Some(since) = worker.front_since
+            && !job.is_init()
+        {
+            let per_input =
+                now.saturating_duration_since(since).as_secs_f64() / f64::from(job.inputs.max(1));
+            let task = job.task as usize;
+            if self.runs.len() <= task {
+                self.runs.resize(task + 1, UNSEEN_RUN);
+            }
+            self.runs[task] = 0.8 * self.runs[task] + 0.2 * per_input;
         }
         worker.front_since = (!worker.inflight.is_empty()).then_some(now);
         let payload = tail.map_or(Payload::Encoded(frame.payload), Payload::Bytes);

@@ -229,6 +229,11 @@ impl World {
 
     /// Submits a job with an optional time limit; returns its id.
     pub(crate) fn submit(&mut self, timeout: Option<Duration>) -> u64 {
+        self.submit_task(1, timeout)
+    }
+
+    /// Submits a job of the task at `task` in the table; returns its id.
+    pub(crate) fn submit_task(&mut self, task: u32, timeout: Option<Duration>) -> u64 {
         let id = self.next_job;
         self.next_job += 1;
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -244,7 +249,7 @@ impl World {
         self.d.submit(Job {
             id,
             request: RequestKind::Call,
-            task: 1,
+            task,
             name: "job",
             args: id.to_le_bytes().to_vec().into(),
             owner: Owner::Future(FutureEnd::new(Arc::new(probe))),

@@ -153,27 +153,33 @@ impl Slot {
             .is_some_and(|since| now.saturating_duration_since(since) >= super::SHORT_TASK)
     }
 
-    /// When its running task becomes long (after `SHORT_TASK`), if tasks wait behind it that are
-    /// not asked back yet: then they are.
-    pub(crate) fn long_at(&self) -> Option<Instant> {
+    /// Whether more than `n` jobs wait behind the running one that are not asked back yet.
+    pub(crate) fn waiting_more_than(&self, n: usize) -> bool {
         // `revoking` may name the front job (a give-back that came too late): count only the
         // jobs behind it that are not asked back yet.
-        let waiting = self
-            .inflight
+        self.inflight
             .iter()
             .skip(1)
-            .any(|job| !job.is_init() && !self.revoking.contains(&job.id));
-        if self.state != State::Ready || !waiting {
+            .filter(|job| !job.is_init() && !self.revoking.contains(&job.id))
+            .nth(n)
+            .is_some()
+    }
+
+    /// When its running task becomes long (after `SHORT_TASK`), if more than `n` tasks wait
+    /// behind it that are not asked back yet: then they are.
+    pub(crate) fn long_at(&self, n: usize) -> Option<Instant> {
+        if self.state != State::Ready || !self.waiting_more_than(n) {
             return None;
         }
         self.front_since?.checked_add(super::SHORT_TASK)
     }
 
-    /// Asks for every job behind the running one back, the last first (each comes back to the
-    /// front of the queue, so they keep their order); true if it asked for any.
-    pub(crate) fn revoke_waiting(&mut self) -> bool {
+    /// Asks for the jobs behind the running one back but the first `keep`, the last first (each
+    /// comes back to the front of the queue, so they keep their order); true if it asked for
+    /// any.
+    pub(crate) fn revoke_waiting(&mut self, keep: usize) -> bool {
         let mut asked = false;
-        for job in self.inflight.iter().skip(1).rev() {
+        for job in self.inflight.iter().skip(1 + keep).rev() {
             if job.is_init() || self.revoking.contains(&job.id) {
                 continue;
             }

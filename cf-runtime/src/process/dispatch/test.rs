@@ -68,6 +68,52 @@ fn short_tasks_are_sent_ahead_by_the_time_they_take() {
     }
 }
 
+/// Reproduces (found in review): after many tiny tasks, tasks of another function that take
+/// 20 ms each were sent 256 to a worker, all counted as running: `cancel` and
+/// `shutdown(cancel_futures)` stopped none of them.
+#[test]
+fn a_task_not_seen_yet_is_sent_two_ahead_after_many_tiny_ones_of_another() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    w.run_tasks(a, Duration::from_micros(1), 100);
+    let long: Vec<_> = (0..20).map(|_| w.submit_task(2, None)).collect();
+    assert_eq!(w.workers[&a].calls.len(), 2, "the running one and the next");
+    assert_eq!(w.holder(long[2]), None, "the rest wait, cancellable");
+    // The tiny task behind them waits its turn in the queue.
+    let tiny = w.submit(None);
+    assert_eq!(w.holder(tiny), None);
+}
+
+/// A deep queue of a task that looked short, behind one of its runs that turned long: all but
+/// the next go back to the pool's queue though no worker is idle, for whichever is free first.
+#[test]
+fn a_crowd_behind_a_task_turned_long_goes_back_but_the_next() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    w.run_tasks(a, Duration::from_micros(1), 100);
+    let jobs: Vec<_> = (0..300).map(|_| w.submit(None)).collect();
+    assert_eq!(w.workers[&a].calls.len(), 256);
+    let due =
+        w.d.next_deadline()
+            .expect("a deadline for the front to turn long");
+    assert!(due <= w.now + Duration::from_micros(500));
+    w.advance(Duration::from_micros(600));
+    assert_eq!(
+        w.workers[&a].revokes.len(),
+        254,
+        "all but the running one and the next"
+    );
+    assert_eq!(w.workers[&a].urged, 1);
+    let back = w.give_back(a);
+    assert_eq!(back, jobs[2..256].iter().rev().copied().collect::<Vec<_>>());
+    assert!(jobs[2..].iter().all(|&j| w.holder(j).is_none()));
+    assert_eq!(w.holder(jobs[1]), Some(a), "the next stays");
+    // They all run, once each, in order.
+    for &job in &jobs {
+        assert_eq!(w.answer(a, ReplyKind::Ok), Some(job));
+    }
+}
+
 #[test]
 fn a_fixed_prefetch_is_the_depth_whatever_the_tasks_take() {
     let mut c = config(1);
