@@ -368,6 +368,52 @@ fn short_tasks_pass_a_held_one_with_a_fixed_prefetch() {
     crash_util::short_tasks_pass_a_held_one(&pool, 0);
 }
 
+/// The length of a byte string, for calls with large arguments.
+#[cf::task]
+fn length(data: serde_bytes::ByteBuf) -> usize {
+    data.len()
+}
+
+/// Reproduces (found in review): one worker held, 2,000 calls with 8 KiB arguments showed the
+/// other that the task is short; then a task held there and 300 more such calls behind it. Sent
+/// 256 deep (2 MiB), more than the worker's watcher reads ahead, they waited for the held task
+/// once the first worker was free: the give-back request behind them was never read.
+#[test]
+fn calls_with_large_arguments_pass_a_held_one() {
+    let _serial = serial();
+    let pool = two_workers();
+    let data = serde_bytes::ByteBuf::from(vec![7; 8 << 10]);
+    let first = Gate::new();
+    let one = pool.submit(hold, first.path()).expect("submit");
+    let one_in = first.entered();
+    let warm: Vec<_> = (0..2000)
+        .map(|_| pool.submit(length, data.clone()).expect("submit"))
+        .collect();
+    for future in warm {
+        assert_eq!(*future.result().expect("a length"), 8 << 10);
+    }
+    let second = Gate::new();
+    let two = pool.submit(hold, second.path()).expect("submit");
+    let calls: Vec<_> = (0..300)
+        .map(|_| pool.submit(length, data.clone()).expect("submit"))
+        .collect();
+    let two_in = second.entered();
+    // The first worker is free: the calls behind the second held task go to it.
+    let pid = one_in.pid;
+    drop(one_in);
+    assert_eq!(*one.result().expect("a pid"), pid);
+    let done = cf::wait(&calls, OBSERVE, cf::ReturnWhen::AllCompleted);
+    assert!(
+        done.not_done.is_empty(),
+        "{} calls wait behind the held task",
+        done.not_done.len()
+    );
+    assert!(!two.done(), "the held task still runs");
+    let pid = two_in.pid;
+    drop(two_in);
+    assert_eq!(*two.result().expect("a pid"), pid);
+}
+
 /// Unblocks `SIGURG` in the worker's main thread, as a library that resets its thread's signal
 /// mask does.
 #[cf::task]

@@ -36,6 +36,11 @@ pub const SPLIT: u8 = 0x40;
 /// The size of `kind`, `id` and `aux`.
 pub const HEADER_LEN: usize = 1 + 8 + 4;
 
+/// The most request bytes a worker's watcher reads ahead of the serve loop, looking for the
+/// parent's give-back requests while a task runs long: one behind more than this is read only
+/// after the task (the parent keeps less than this waiting in a worker).
+pub const READ_AHEAD: usize = 1 << 20;
+
 /// The largest frame body accepted by default (`len`), 2 GiB - 1.
 pub const DEFAULT_MAX_FRAME: u32 = i32::MAX as u32;
 

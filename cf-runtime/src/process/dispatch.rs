@@ -47,6 +47,13 @@ const UNSEEN_RUN: f64 = 1.0;
 /// The most tasks a worker holds while tasks are short.
 const MAX_AHEAD: usize = 256;
 
+/// The most argument bytes that wait in a worker behind its running task and the next: half of
+/// what its watcher reads ahead ([`frame::READ_AHEAD`]), so that a give-back request sent behind
+/// them is always read while the running task runs long. Checked only for jobs with arguments
+/// of [`SMALL_ARGS`] or more: the small ones of [`MAX_AHEAD`] jobs add at most a quarter more.
+const AHEAD_BYTES: usize = frame::READ_AHEAD / 2;
+const SMALL_ARGS: usize = frame::READ_AHEAD / 4 / MAX_AHEAD;
+
 /// Tasks queued behind one that has run long, beyond which all but the next are taken back
 /// even while no worker is idle: more than [`AHEAD`] of work, if each took as long as a long
 /// task has run at the least.
@@ -415,7 +422,7 @@ impl Dispatcher {
                     } else {
                         Self::depth(config, runs, next)
                     };
-                    if worker.accepts(depth, max_tasks) {
+                    if worker.accepts(depth, max_tasks) && room_for(worker, next) {
                         send_next(queue, stats, worker, now);
                         sent = true;
                     }
@@ -1080,6 +1087,22 @@ fn init_failure(kind: ReplyKind, payload: &[u8]) -> String {
         ReplyKind::Failed => "it returned an error".to_owned(),
         _ => String::from_utf8_lossy(payload).into_owned(),
     }
+}
+
+/// Whether `job`'s arguments fit among those waiting in `worker` (see [`AHEAD_BYTES`]). The
+/// running job and the next are sent whatever their size.
+fn room_for(worker: &Slot, job: &Job) -> bool {
+    let len = job.args.len();
+    len < SMALL_ARGS
+        || worker.inflight.len() < 2
+        || worker
+            .inflight
+            .iter()
+            .skip(1)
+            .map(|job| job.args.len())
+            .sum::<usize>()
+            + len
+            <= AHEAD_BYTES
 }
 
 /// Sends `worker` the next queued job that still wants to run: a job killed after it was sent

@@ -21,7 +21,7 @@ const READ_SIZE: usize = 64 << 10;
 
 /// The most the watcher reads ahead: past this, a revocation behind a large argument waits for
 /// the running task (the call is then simply run). The serve loop is not bound by it.
-pub(crate) const AHEAD_MAX: usize = 1 << 20;
+pub(crate) const AHEAD_MAX: usize = crate::frame::READ_AHEAD;
 
 /// Frames at least this large are read straight into their body, not through the buffer.
 const DIRECT: usize = 64 << 10;

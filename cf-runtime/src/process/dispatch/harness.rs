@@ -234,6 +234,15 @@ impl World {
 
     /// Submits a job of the task at `task` in the table; returns its id.
     pub(crate) fn submit_task(&mut self, task: u32, timeout: Option<Duration>) -> u64 {
+        self.submit_args(task, timeout, None)
+    }
+
+    /// Submits a job of task 1 whose arguments are `len` bytes; returns its id.
+    pub(crate) fn submit_large(&mut self, len: usize) -> u64 {
+        self.submit_args(1, None, Some(len))
+    }
+
+    fn submit_args(&mut self, task: u32, timeout: Option<Duration>, len: Option<usize>) -> u64 {
         let id = self.next_job;
         self.next_job += 1;
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -251,7 +260,9 @@ impl World {
             request: RequestKind::Call,
             task,
             name: "job",
-            args: id.to_le_bytes().to_vec().into(),
+            args: len
+                .map_or_else(|| id.to_le_bytes().to_vec(), |len| vec![7; len])
+                .into(),
             owner: Owner::Future(FutureEnd::new(Arc::new(probe))),
             timeout,
             inputs: 1,

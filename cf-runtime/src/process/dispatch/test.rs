@@ -114,6 +114,40 @@ fn a_crowd_behind_a_task_turned_long_goes_back_but_the_next() {
     }
 }
 
+/// Reproduces (found in review): after many tiny tasks, 300 calls with 8 KiB arguments were
+/// sent 256 deep behind a task that then ran long: 2 MiB waited in the worker, more than its
+/// watcher reads ahead, so the give-back request behind them was never read while the task ran,
+/// and they waited for it though the other worker was idle.
+#[test]
+fn no_more_arguments_wait_in_a_worker_than_its_watcher_reads_ahead() {
+    for prefetch in [None, Some(64)] {
+        let mut c = config(1);
+        if let Some(n) = prefetch {
+            c.adaptive = false;
+            c.prefetch = n;
+        }
+        let mut w = World::new(c);
+        let a = w.ready().unwrap();
+        w.run_tasks(a, Duration::from_micros(1), 100);
+        for _ in 0..300 {
+            w.submit_large(8 << 10);
+        }
+        let held = w.workers[&a].calls.len();
+        assert!(held >= 2, "the running one and the next: {held}");
+        assert!(
+            (held - 1) * (8 << 10) <= cf_worker::frame::READ_AHEAD / 2,
+            "{held} of 8 KiB held with prefetch {prefetch:?}"
+        );
+        // Large or not, the running one and the next go.
+        let mut w = World::new(config(1));
+        let a = w.ready().unwrap();
+        w.submit_large(4 << 20);
+        w.submit_large(4 << 20);
+        w.submit_large(4 << 20);
+        assert_eq!(w.workers[&a].calls.len(), 2);
+    }
+}
+
 #[test]
 fn a_fixed_prefetch_is_the_depth_whatever_the_tasks_take() {
     let mut c = config(1);
