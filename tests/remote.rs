@@ -537,6 +537,67 @@ fn a_reply_just_before_death_is_kept() {
     }
 }
 
+/// Appends `x` to the file at `path`, then aborts the worker if `die`.
+#[cf::task]
+fn logged(path: String, x: u64, die: bool) -> u64 {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .expect("open the log");
+    file.write_all(format!("{x}\n").as_bytes())
+        .expect("write the log");
+    drop(file);
+    if die {
+        std::process::abort();
+    }
+    x
+}
+
+/// Reproduces (found in review): a worker that died with requests sent ahead unread in its
+/// socket closed the connection with a reset, which dropped the replies it had written and the
+/// peer had not taken yet: tasks that had finished ran again, and one of them was blamed for the
+/// death. Tiny tasks, a few of which abort, each once; only those fail.
+#[test]
+fn a_dying_worker_loses_no_reply_it_wrote() {
+    let _serial = serial();
+    let pool = ProcessPoolExecutor::builder()
+        .launcher(Tcp::local(2))
+        .max_workers(2)
+        .retries(0)
+        .build()
+        .expect("start a pool over TCP");
+    warm(&pool, 2);
+    let dir = std::env::temp_dir().join(format!("cf-remote-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for round in 0..3 {
+        let log = dir.join(format!("round-{round}"));
+        let path = log.to_str().unwrap().to_owned();
+        let n = 6000;
+        let dies = |x: u64| x % 997 == 500;
+        let futures: Vec<_> = (0..n)
+            .map(|x| pool.submit(logged, (path.clone(), x, dies(x))).unwrap())
+            .collect();
+        for (x, future) in (0u64..).zip(&futures) {
+            match future.result_timeout(LONG) {
+                Ok(&value) => assert!(!dies(x) && value == x, "round {round}: task {x}"),
+                Err(TaskError::WorkerDied { .. }) if dies(x) => {}
+                Err(e) => panic!("round {round}: task {x} failed: {e}"),
+            }
+        }
+        let mut runs = vec![0u32; n as usize];
+        for line in std::fs::read_to_string(&log).unwrap().lines() {
+            runs[line.parse::<usize>().unwrap()] += 1;
+        }
+        let twice: Vec<_> = (0..n as usize).filter(|&x| runs[x] != 1).collect();
+        assert!(
+            twice.is_empty(),
+            "round {round}: ran other than once: {twice:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `CF_LAUNCHER` with a value it does not know is a configuration error (`is_config()`, naming
 /// the variable), not a panic or an i/o error.
 #[test]

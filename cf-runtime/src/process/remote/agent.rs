@@ -76,10 +76,16 @@ fn run() -> ! {
     }
 }
 
+/// How long the agent holds a dead worker's data connection for the driver to read the rest of
+/// it, at the most.
+const DRAIN: Duration = Duration::from_secs(30);
+
 /// One worker child.
 struct Child {
     pid: u32,
     pidfd: OwnedFd,
+    /// The agent's copy of its data connection: see [`Drained`].
+    data: TcpStream,
     /// Its stderr, read end (non-blocking); `None` at its end.
     err: Option<OwnedFd>,
     /// Its stderr, as kept for its running task's error.
@@ -105,6 +111,20 @@ impl Child {
     }
 }
 
+/// A dead worker's data connection, held until the driver has read all of it.
+///
+/// A socket closed with bytes unread in it is reset, not ended, and a reset drops what the
+/// socket still had to send: a worker that dies with requests sent ahead unread would take the
+/// replies it wrote and the driver had not received yet with it (the tasks would run again, and
+/// one of them would be blamed for the death). The agent keeps a copy of the socket, so that the
+/// worker's death does not close it; it ends its sending side once the worker is dead (what was
+/// written goes first), and reads and drops what the driver still sends until the driver closes
+/// its end.
+struct Drained {
+    data: TcpStream,
+    until: Instant,
+}
+
 struct Agent {
     address: String,
     secret: Secret,
@@ -112,6 +132,7 @@ struct Agent {
     control: TcpStream,
     heartbeat: Duration,
     children: Vec<Child>,
+    drained: Vec<Drained>,
 }
 
 /// Connects to `address` and proves the secret, within [`HANDSHAKE`].
@@ -163,6 +184,7 @@ impl Agent {
             control,
             heartbeat: Duration::from_millis(heartbeat_ms.max(1).into()),
             children: Vec::new(),
+            drained: Vec::new(),
         })
     }
 
@@ -197,7 +219,18 @@ impl Agent {
                     (exit, err)
                 })
                 .collect();
-            poller.wait(Some(ping.saturating_duration_since(Instant::now())))?;
+            let drained: Vec<usize> = self
+                .drained
+                .iter()
+                .map(|d| poller.add(d.data.as_fd(), true, false))
+                .collect();
+            let due = self
+                .drained
+                .iter()
+                .map(|d| d.until)
+                .fold(ping, Instant::min);
+            poller.wait(Some(due.saturating_duration_since(Instant::now())))?;
+            self.drain(&poller, &drained);
             if Instant::now() >= ping {
                 Up::Ping.send(&mut self.control)?;
                 ping = Instant::now() + self.heartbeat;
@@ -215,6 +248,14 @@ impl Agent {
             for i in dead.into_iter().rev() {
                 let mut child = self.children.swap_remove(i);
                 child.forward();
+                // What the worker wrote goes first, then the end; nothing is reset.
+                let _ = child.data.shutdown(std::net::Shutdown::Write);
+                if child.data.set_nonblocking(true).is_ok() {
+                    self.drained.push(Drained {
+                        data: child.data,
+                        until: Instant::now() + DRAIN,
+                    });
+                }
                 let exit = match sys::reap(child.pid) {
                     Ok((Some(code), _)) => Exit::Code(code),
                     Ok((None, Some(n))) => Exit::Signal(n),
@@ -236,6 +277,33 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Reads and drops what came on the dead workers' connections (`ready` are their places in
+    /// `poller`); lets go of those the driver closed, or that outlived [`DRAIN`].
+    fn drain(&mut self, poller: &Poller, ready: &[usize]) {
+        let now = Instant::now();
+        let mut scratch = [0; 16 << 10];
+        let mut at = 0;
+        self.drained.retain_mut(|d| {
+            let readable = ready.get(at).is_some_and(|&i| poller.ready(i));
+            at += 1;
+            if now >= d.until {
+                return false;
+            }
+            if !readable {
+                return true;
+            }
+            loop {
+                match io::Read::read(&mut d.data, &mut scratch) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+        });
     }
 
     fn obey(&mut self, message: Down) -> io::Result<()> {
@@ -275,20 +343,21 @@ impl Agent {
         // it likes.
         data.set_read_timeout(None)?;
         data.set_write_timeout(None)?;
-        let data = OwnedFd::from(data);
+        // The worker's copy; the agent keeps its own (see `Drained`).
+        let theirs = OwnedFd::from(data.try_clone()?);
         let (err_rx, err_tx) = sys::pipe()?;
         sys::set_nonblocking(&err_rx)?;
         let pid = sys::spawn_worker(sys::Spawn {
             exe: &self.exe,
-            request: &data,
-            result: &data,
+            request: &theirs,
+            result: &theirs,
             ring: None,
             stderr: err_tx,
             stdout: None,
             memory_limit: Some(memory_limit).filter(|&m| m > 0),
             log_level: 0,
         })?;
-        drop(data);
+        drop(theirs);
         let pidfd = match sys::pidfd(pid) {
             Ok(fd) => fd,
             Err(e) => {
@@ -300,6 +369,7 @@ impl Agent {
         self.children.push(Child {
             pid,
             pidfd,
+            data,
             err: Some(err_rx),
             output: Output::default(),
         });
