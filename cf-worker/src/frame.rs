@@ -7,7 +7,7 @@
 //! | 4     | `len`   | little-endian `u32`: the number of bytes after this field       |
 //! | 1     | `kind`  | a [`RequestKind`] (parent to worker) or [`ReplyKind`] (back), with [`SPLIT`] |
 //! | 8     | `id`    | little-endian `u64`: the job id the parent chose (pid in Hello) |
-//! | 4     | `aux`   | little-endian `u32`: task index in a call, version in Hello     |
+//! | 4     | `aux`   | little-endian `u32`: task index in a call, version in Hello, run time in a reply (ns, at most `u32::MAX`) |
 //! | rest  | payload | codec-encoded value or UTF-8 message, by kind                   |
 //!
 //! A worker first sends [`ReplyKind::Hello`] with its pid, [`PROTOCOL_VERSION`] and a payload of
@@ -27,7 +27,7 @@
 //! comes too late (the call started or finished) is ignored: the call's own reply is the answer.
 
 /// The version of this protocol; a worker with another one is refused in the handshake.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The bit of `kind` that marks a split frame: its payload is a byte string's length prefix
 /// (`codec::bytes_prefix`), then that many raw bytes, its tail, to the end of the frame.
@@ -120,7 +120,7 @@ pub struct Header {
     pub kind: u8,
     /// The job id.
     pub id: u64,
-    /// Task index or version.
+    /// Task index (a call), version (Hello) or run time in nanoseconds (a reply).
     pub aux: u32,
 }
 
@@ -158,6 +158,11 @@ pub fn begin(out: &mut Vec<u8>, id: u64, aux: u32) -> usize {
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&aux.to_le_bytes());
     start
+}
+
+/// Sets the `aux` word of the frame begun at `start`.
+pub fn set_aux(out: &mut [u8], start: usize, aux: u32) {
+    out[start + 5 + 8..start + HEADER_LEN + 4].copy_from_slice(&aux.to_le_bytes());
 }
 
 /// Writes the length and kind of the frame begun at `start`.

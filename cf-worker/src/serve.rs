@@ -411,6 +411,7 @@ fn answer(
     CURRENT.store(header.id, Ordering::Relaxed);
     crate::logs::set_task(index);
     let start = frame::begin(out, header.id, index);
+    let began = std::time::Instant::now();
     let reply = match table.get(index) {
         // The task's own panics are caught around its call; this catches those of the user's
         // `Deserialize` of the arguments, and `Serialize` and `Drop` of the outcome.
@@ -435,6 +436,9 @@ fn answer(
             ReplyKind::UnknownTask.into()
         }
     };
+    // How long it ran, for the parent's estimate of how many to send ahead.
+    let ran = u32::try_from(began.elapsed().as_nanos()).unwrap_or(u32::MAX);
+    frame::set_aux(out, start, ran);
     let tail_len = reply.tail.as_ref().map_or(0, Vec::len);
     let (kind, tail) = if out.len() - start + tail_len > MAX_REPLY {
         // Over what a frame can carry: say so instead of sending it.

@@ -699,11 +699,11 @@ impl Dispatcher {
         };
         // A give-back asked for it came too late.
         worker.revoking.retain(|id| *id != job.id);
-        if let Some(since) = worker.front_since
-            && !job.is_init()
-        {
-            let per_input =
-                now.saturating_duration_since(since).as_secs_f64() / f64::from(job.inputs.max(1));
+        // The run time the worker measured: the time between replies here would say nothing
+        // true of tiny tasks, whose replies are read in batches (all but the first of a batch
+        // would seem to take no time at all).
+        if !job.is_init() {
+            let per_input = f64::from(frame.aux) * 1e-9 / f64::from(job.inputs.max(1));
             let task = job.task as usize;
             if self.runs.len() <= task {
                 self.runs.resize(task + 1, UNSEEN_RUN);

@@ -349,6 +349,38 @@ impl World {
 
     /// Worker `id` answers its oldest call with `kind`; returns the job id answered.
     pub(crate) fn answer(&mut self, id: WorkerId, kind: ReplyKind) -> Option<u64> {
+        self.answer_after(id, kind, Duration::ZERO)
+    }
+
+    /// Worker `id` answers all its calls `Ok` in one read, each having run for `run`, while the
+    /// clock stands still; returns how many.
+    pub(crate) fn answer_all(&mut self, id: WorkerId, run: Duration) -> usize {
+        let Some(fake) = self.workers.get_mut(&id) else {
+            return 0;
+        };
+        let ran = u32::try_from(run.as_nanos()).unwrap_or(u32::MAX);
+        let mut bytes = Vec::new();
+        let calls = std::mem::take(&mut fake.calls);
+        for (job, _, _) in &calls {
+            frame::push(
+                &mut bytes,
+                ReplyKind::Ok as u8,
+                *job,
+                ran,
+                &job.to_le_bytes(),
+            );
+        }
+        self.send(id, &bytes);
+        calls.len()
+    }
+
+    /// As [`answer`](Self::answer), saying that the call ran for `run`.
+    pub(crate) fn answer_after(
+        &mut self,
+        id: WorkerId,
+        kind: ReplyKind,
+        run: Duration,
+    ) -> Option<u64> {
         let fake = self.workers.get_mut(&id)?;
         let (job, _, _) = fake.calls.pop_front()?;
         fake.aborting |= kind == ReplyKind::Aborting;
@@ -368,7 +400,8 @@ impl World {
             _ => job.to_le_bytes().to_vec(),
         };
         let mut bytes = Vec::new();
-        frame::push(&mut bytes, kind as u8, job, 0, &payload);
+        let ran = u32::try_from(run.as_nanos()).unwrap_or(u32::MAX);
+        frame::push(&mut bytes, kind as u8, job, ran, &payload);
         self.send(id, &bytes);
         Some(job)
     }
@@ -433,7 +466,7 @@ impl World {
         for _ in 0..n {
             self.submit(None);
             self.advance(run);
-            self.answer(id, ReplyKind::Ok);
+            self.answer_after(id, ReplyKind::Ok, run);
         }
     }
 
