@@ -198,8 +198,9 @@ impl<T, E> Future<T, E> {
     /// [`ReturnWhen::FirstException`](crate::ReturnWhen::FirstException).
     ///
     /// On a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) a running task is stopped by
-    /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost.
-    /// Elsewhere (a [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) cannot stop a thread) this is
+    /// SIGKILL to its worker, which is then replaced; the tasks queued behind it are not lost. A
+    /// task sent ahead to a worker and not started yet is asked back instead, and never runs
+    /// unless the worker started it first (its outcome is dropped then). Elsewhere (a [`ThreadPoolExecutor`](crate::ThreadPoolExecutor) cannot stop a thread) this is
     /// [`cancel`](Self::cancel) and returns `false` for a running task.
     pub fn kill(&self) -> bool {
         if self.cancel() {

@@ -309,12 +309,19 @@ impl Dispatcher {
                         .push_back(worker.kill(Poison::Cancelled { id }));
                 }
                 Some(at) => {
-                    // Sent ahead but not started. Its frame is in the pipe, so the worker will
-                    // run it and reply: keep its place in the FIFO and drop that reply.
+                    // Sent ahead but not started. Its frame is in the pipe: it is asked back,
+                    // and if the worker starts it first, it runs and its reply is dropped. Its
+                    // place in the FIFO stays until one or the other comes.
                     let job = &mut worker.inflight[at];
                     if let Owner::Future(sink) = std::mem::replace(&mut job.owner, Owner::Nobody) {
                         self.stats.answered(false);
                         sink.kill();
+                    }
+                    if worker.revoke(id) {
+                        self.actions.push_back(Action::Signal {
+                            worker: worker.id,
+                            sig: Sig::Urge,
+                        });
                     }
                 }
                 None => continue,

@@ -190,6 +190,22 @@ impl Slot {
         asked
     }
 
+    /// Asks for job `id` back, if it waits behind the running one and is not asked back yet;
+    /// true if it asked.
+    pub(crate) fn revoke(&mut self, id: u64) -> bool {
+        let waits = self
+            .inflight
+            .iter()
+            .skip(1)
+            .any(|job| job.id == id && !job.is_init());
+        if !waits || self.revoking.contains(&id) {
+            return false;
+        }
+        self.out.push_revoke(id);
+        self.revoking.push(id);
+        true
+    }
+
     /// The job `id` it gave back (it never ran), if it was asked to.
     pub(crate) fn given_back(&mut self, id: u64, now: Instant) -> Option<Job> {
         let asked = self.revoking.iter().position(|r| *r == id)?;

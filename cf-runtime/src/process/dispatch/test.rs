@@ -285,6 +285,29 @@ fn killing_a_job_sent_ahead_drops_its_reply_and_spares_the_worker() {
     );
 }
 
+/// Reproduces (found in review): a task killed while it waited in a worker behind the running
+/// one was reported killed, and ran later all the same, side effects included.
+#[test]
+fn killing_a_job_sent_ahead_asks_it_back_and_it_never_runs() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    w.make_short(a);
+    let first = w.submit(None);
+    let second = w.submit(None);
+    let third = w.submit(None);
+    w.d.kill(second);
+    w.pump();
+    assert_eq!(w.end(second), Some(End::Killed));
+    assert_eq!(w.workers[&a].revokes, [second], "asked back");
+    assert_eq!(w.workers[&a].urged, 1);
+    assert!(w.workers[&a].signals.is_empty(), "the worker is spared");
+    assert_eq!(w.give_back(a), [second]);
+    assert_eq!(w.answer(a, ReplyKind::Ok), Some(first));
+    assert_eq!(w.answer(a, ReplyKind::Ok), Some(third), "it never ran");
+    assert!(w.workers[&a].calls.is_empty());
+    assert_eq!(w.holder(second), None);
+}
+
 #[test]
 fn three_workers_failing_at_start_break_the_pool() {
     let mut w = World::new(config(1));
