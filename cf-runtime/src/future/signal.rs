@@ -113,6 +113,15 @@ impl Signal {
         self.lock().status
     }
 
+    /// Makes a running future pending again: its task was given back unstarted (the worker said
+    /// so), and waits in the pool's queue, where `cancel` can stop it.
+    pub(crate) fn set_pending(&self) {
+        let mut state = self.lock();
+        if state.status == Status::Running {
+            state.status = Status::Pending;
+        }
+    }
+
     /// Python's `set_running_or_notify_cancel`: false if the future was cancelled.
     pub(crate) fn set_running(&self) -> bool {
         let mut state = self.lock();

@@ -752,6 +752,10 @@ impl Dispatcher {
                 sink.kill();
             }
         } else if job.has_future() {
+            // The worker never started it: it is pending again, and `cancel` can stop it.
+            if let Owner::Future(sink) = &job.owner {
+                sink.given_back();
+            }
             self.stats.requeued();
             self.queue.push_front(job);
             // A pool terminated or broken meanwhile runs nothing more.

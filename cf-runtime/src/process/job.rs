@@ -202,6 +202,11 @@ impl FutureEnd {
         self.sink().pending()
     }
 
+    /// See [`Sink::given_back`].
+    pub(crate) fn given_back(&self) {
+        self.sink().given_back();
+    }
+
     /// Completes the future from a worker's reply; see [`Sink::reply`].
     pub(crate) fn reply(self, kind: ReplyKind, payload: Payload<'_>, task: &str) {
         self.take().reply(kind, payload, task);
@@ -237,6 +242,8 @@ pub(crate) trait Sink: Send + Sync {
     fn set_running(&self) -> bool;
     /// Whether the task has not started.
     fn pending(&self) -> bool;
+    /// The task was given back unstarted by its worker, and waits in the queue: pending again.
+    fn given_back(&self);
     /// Completes the future from a worker's reply. Runs on the I/O thread: the user's
     /// `Deserialize` runs under `catch_unwind` (a panic fails this future with
     /// [`TaskError::Codec`]), and the completer routes callbacks and a value nobody holds to
@@ -263,6 +270,10 @@ where
 
     fn pending(&self) -> bool {
         self.signal().status() == Status::Pending
+    }
+
+    fn given_back(&self) {
+        self.signal().set_pending();
     }
 
     fn reply(self: Arc<Self>, kind: ReplyKind, payload: Payload<'_>, task: &str) {

@@ -67,6 +67,10 @@ impl Sink for Probe {
     fn pending(&self) -> bool {
         !self.started.load(Ordering::SeqCst)
     }
+    fn given_back(&self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.started.store(false, Ordering::SeqCst);
+    }
     fn reply(self: Arc<Self>, kind: ReplyKind, payload: Payload<'_>, _: &str) {
         // A split reply as its whole encoding: its length prefix, then its bytes.
         let bytes = match payload {

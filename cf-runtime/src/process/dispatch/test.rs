@@ -168,6 +168,27 @@ fn replies_read_in_batches_keep_the_depth_by_the_runs_the_worker_measured() {
     assert_eq!(w.workers[&a].calls.len(), 22, "2 ms of 90 µs tasks");
 }
 
+/// Reproduces (found in review): tasks given back unstarted waited in the pool's queue still
+/// marked running, so `cancel` and `shutdown(cancel_futures)` could not stop them.
+#[test]
+fn a_task_given_back_unstarted_is_pending_again() {
+    let mut w = World::new(config(1));
+    let a = w.ready().unwrap();
+    w.run_tasks(a, Duration::from_micros(1), 100);
+    let jobs: Vec<_> = (0..300).map(|_| w.submit(None)).collect();
+    w.advance(Duration::from_micros(600));
+    assert_eq!(w.give_back(a).len(), 254);
+    w.d.cancel_pending();
+    assert!(
+        jobs[2..].iter().all(|&j| w.end(j) == Some(End::Cancelled)),
+        "given back or never sent: cancelled"
+    );
+    assert_eq!(w.end(jobs[1]), None, "the next, still in the worker, runs");
+    assert_eq!(w.answer(a, ReplyKind::Ok), Some(jobs[0]));
+    assert_eq!(w.answer(a, ReplyKind::Ok), Some(jobs[1]));
+    assert!(w.workers[&a].calls.is_empty());
+}
+
 #[test]
 fn a_fixed_prefetch_is_the_depth_whatever_the_tasks_take() {
     let mut c = config(1);
