@@ -160,9 +160,10 @@ pub fn begin(out: &mut Vec<u8>, id: u64, aux: u32) -> usize {
     start
 }
 
-/// Sets the `aux` word of the frame begun at `start`.
+/// Sets the `aux` word (the header's last four bytes) of the frame begun at `start`.
 pub fn set_aux(out: &mut [u8], start: usize, aux: u32) {
-    out[start + 5 + 8..start + HEADER_LEN + 4].copy_from_slice(&aux.to_le_bytes());
+    let end = start + 4 + HEADER_LEN;
+    out[end - 4..end].copy_from_slice(&aux.to_le_bytes());
 }
 
 /// Writes the length and kind of the frame begun at `start`.

@@ -178,10 +178,9 @@ impl Reader {
     /// Says that the parent has read `n` bytes from the worker's stderr pipe since
     /// [`stderr_reading`](Self::stderr_reading), and is done reading.
     pub fn stderr_read(&self, n: usize) {
-        let read = self.shm.word(STDERR_READ);
         // Wraps: the worker compares counts for equality only.
         let n = (n & 0xffff_ffff) as u32;
-        read.store(read.load(SeqCst).wrapping_add(n), SeqCst);
+        self.shm.word(STDERR_READ).fetch_add(n, SeqCst);
         self.shm.word(STDERR_SEQ).fetch_add(1, SeqCst);
     }
 

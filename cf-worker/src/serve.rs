@@ -124,8 +124,8 @@ pub(crate) fn serve_pipes(
         _ => None,
     };
     let mut stderr = File::from(stderr);
-    // With a ring, a task's end needs its marker only when the parent may hold or may yet read
-    // some of the task's output; without one (a worker under an agent), always.
+    // With a ring, a task's end needs its marker only after text (see `ring::Marks`); without
+    // one (a worker under an agent), always.
     let mut marks = match &replies {
         Replies::Ring(ring) => Some(ring.marks()),
         Replies::Pipe(_) => None,
@@ -410,7 +410,8 @@ fn answer(
     let index = header.aux;
     CURRENT.store(header.id, Ordering::Relaxed);
     crate::logs::set_task(index);
-    let start = frame::begin(out, header.id, index);
+    // `aux` is set once the call has run: how long it ran.
+    let start = frame::begin(out, header.id, 0);
     let began = std::time::Instant::now();
     let reply = match table.get(index) {
         // The task's own panics are caught around its call; this catches those of the user's

@@ -47,9 +47,10 @@ const UNSEEN_RUN: f64 = 1.0;
 /// The most tasks a worker holds while tasks are short.
 const MAX_AHEAD: usize = 256;
 
-/// The most argument bytes that wait in a worker behind its running task and the next: half of
-/// what its watcher reads ahead ([`frame::READ_AHEAD`]), so that a give-back request sent behind
-/// them is always read while the running task runs long. Checked only for jobs with arguments
+/// The most argument bytes that wait in a worker behind its running task: half of what its
+/// watcher reads ahead ([`frame::READ_AHEAD`]), so that a give-back request sent behind them is
+/// always read while the running task runs long. (The next task goes whatever its size, so that
+/// a worker never waits a round trip between two large calls.) Checked only for jobs with arguments
 /// of [`SMALL_ARGS`] or more: the small ones of [`MAX_AHEAD`] jobs add at most a quarter more.
 const AHEAD_BYTES: usize = frame::READ_AHEAD / 2;
 const SMALL_ARGS: usize = frame::READ_AHEAD / 4 / MAX_AHEAD;
@@ -183,7 +184,7 @@ impl Dispatcher {
             terminated: false,
             startup_failures: 0,
             broken: None,
-            // Until tasks show that they are short, send one at a time.
+            // Until a task shows that it is short, two of it go at a time (`UNSEEN_RUN`).
             runs: Vec::new(),
             retries: Vec::new(),
             spawn_failing: None,
@@ -1100,8 +1101,8 @@ fn init_failure(kind: ReplyKind, payload: &[u8]) -> String {
     }
 }
 
-/// Whether `job`'s arguments fit among those waiting in `worker` (see [`AHEAD_BYTES`]). The
-/// running job and the next are sent whatever their size.
+/// Whether `job`'s arguments fit among those waiting in `worker` behind its running job (see
+/// [`AHEAD_BYTES`]). The running job and the next are sent whatever their size.
 fn room_for(worker: &Slot, job: &Job) -> bool {
     let len = job.args.len();
     len < SMALL_ARGS
